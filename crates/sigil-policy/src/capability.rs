@@ -429,10 +429,10 @@ fn split(text: &str) -> Result<(String, Option<String>), CapabilityError> {
     if text.is_empty() {
         return Err(CapabilityError::new(text, "a capability cannot be empty"));
     }
-    if let Some(bad) = text.chars().find(|c| c.is_control() || c.is_whitespace()) {
+    if let Some(bad) = text.chars().find(|c| c.is_control()) {
         return Err(CapabilityError::new(
             text,
-            format!("a capability cannot contain whitespace or control characters (found {bad:?})"),
+            format!("a capability cannot contain control characters (found {bad:?})"),
         ));
     }
     match text.split_once(':') {
@@ -481,6 +481,12 @@ fn is_segment_char(c: char) -> bool {
 fn check_segment(text: &str, segment: &str) -> Result<(), CapabilityError> {
     if segment.is_empty() {
         return Err(CapabilityError::new(text, "an action has an empty segment"));
+    }
+    if let Some(bad) = segment.chars().find(|c| c.is_whitespace()) {
+        return Err(CapabilityError::new(
+            text,
+            format!("action segment `{segment}` contains whitespace ({bad:?})"),
+        ));
     }
     if let Some(bad) = segment.chars().find(|c| !is_segment_char(*c)) {
         return Err(CapabilityError::new(

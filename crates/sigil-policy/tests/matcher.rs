@@ -51,6 +51,9 @@ const MATCHES: &[(&str, &str, bool)] = &[
     ("fs.read:/etc/shadow", "fs.read:/data/../../../etc/shadow", true),
     ("fs.read:/data/**", "fs.read:/data/./x", true),
     ("fs.read:/data/*", "fs.read://data//x", true),
+    ("fs.read:/data/my files/**", "fs.read:/data/my files/a b.txt", true),
+    ("fs.read:/data/*", "fs.read:/data/a b.txt", true),
+    ("secret.use:team key", "secret.use:team key", true),
     // Hosts: `*` label covers one or more labels; ports exact or `*`; no port = any port.
     ("net.connect:api.github.com:443", "net.connect:api.github.com:443", true),
     ("net.connect:api.github.com:443", "net.connect:api.github.com:8443", false),

@@ -1,0 +1,143 @@
+//! `sigil audit …`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use sigil::Runtime;
+use sigil::audit::{Filter, Record, Verdict};
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// List records, oldest first.
+    List {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Show at most this many (the newest).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export records as JSON lines.
+    Export {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Write to this file instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Check the hash chain; names the first record edited, deleted or reordered.
+    Verify,
+}
+
+#[derive(Debug, Args)]
+pub struct FilterArgs {
+    /// Only this plugin.
+    #[arg(long)]
+    plugin: Option<String>,
+    /// Only this user.
+    #[arg(long)]
+    user: Option<String>,
+    /// Only `allow` or `deny` decisions.
+    #[arg(long)]
+    decision: Option<Verdict>,
+    /// Only since this time: RFC 3339 (`2026-11-23T10:00:00Z`) or an age (`15m`, `2h`, `7d`).
+    #[arg(long)]
+    since: Option<String>,
+    /// Only records of this call.
+    #[arg(long)]
+    call: Option<String>,
+}
+
+impl FilterArgs {
+    fn filter(&self, limit: Option<usize>) -> Result<Filter> {
+        Ok(Filter {
+            plugin: self.plugin.clone(),
+            user: self.user.clone(),
+            decision: self.decision,
+            kind: None,
+            since: self.since.as_deref().map(sigil::audit::parse_since).transpose()?,
+            call_id: self.call.clone(),
+            limit,
+        })
+    }
+}
+
+pub fn run(sigil: &Runtime, command: AuditCommand) -> Result<ExitCode> {
+    let log = sigil.audit();
+    match command {
+        AuditCommand::List { filter, limit, json } => {
+            let records = log.query(&filter.filter(Some(limit))?)?;
+            for r in &records {
+                if json {
+                    println!("{}", serde_json::to_string(r)?);
+                } else {
+                    println!("{}", line(r));
+                }
+            }
+            if !json && records.is_empty() {
+                println!("no records match");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Export { filter, output } => {
+            let filter = filter.filter(None)?;
+            let count = match output {
+                Some(path) => {
+                    let file = std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+                    let mut out = std::io::BufWriter::new(file);
+                    let count = log.export(&filter, &mut out)?;
+                    std::io::Write::flush(&mut out)?;
+                    count
+                }
+                None => log.export(&filter, &mut std::io::stdout().lock())?,
+            };
+            eprintln!("exported {count} record(s)");
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Verify => {
+            let report = log.verify()?;
+            match report.problem {
+                None => {
+                    println!("ok: {} record(s), hash chain intact ({})", report.records, log.path().display());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some(problem) => {
+                    println!("TAMPERED: {problem} ({} record(s) checked, {})", report.records, log.path().display());
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+    }
+}
+
+fn line(r: &Record) -> String {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(r.time_ms.max(0) as u64);
+    let time = humantime::format_rfc3339_millis(time);
+    let d = &r.record;
+    let verdict = match (d.decision, &d.outcome) {
+        (Some(v), _) => v.to_string(),
+        (None, Some(o)) if o == "ok" => "ok".into(),
+        (None, Some(_)) => "error".into(),
+        (None, None) => d.kind.to_string(),
+    };
+    let mut text = format!(
+        "{:>6} {time} {verdict:<5} {} {} user={} ws={}",
+        r.seq,
+        d.plugin.as_deref().unwrap_or("-"),
+        d.capability.as_deref().unwrap_or("-"),
+        d.actor.user.as_deref().unwrap_or("-"),
+        d.actor.workspace.as_deref().unwrap_or("-"),
+    );
+    if let Some(us) = d.duration_us {
+        text.push_str(&format!(" {:.1}ms", us as f64 / 1000.0));
+    }
+    text.push_str(&format!("\n       {}", d.rule));
+    if let Some(outcome) = d.outcome.as_deref().filter(|o| *o != "ok") {
+        text.push_str(&format!("\n       {outcome}"));
+    }
+    text
+}

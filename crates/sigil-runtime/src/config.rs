@@ -1,0 +1,283 @@
+//! The data directory and the operator's configuration, `sigil.toml`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sigil_policy::{CapabilitySet, Pattern, Scope};
+
+/// The configuration written on first use, so the operator sees and can edit every default.
+pub const DEFAULT_CONFIG: &str = r#"# Sigil configuration. Every capability list uses the grammar of `sigil policy explain`.
+
+[defaults]
+# Who the local command line acts as, and in which workspace, unless --user / --workspace say otherwise.
+user = "local"
+workspace = "default"
+
+[policy]
+# Denied everywhere, whatever a plugin, workspace or user is granted.
+deny = []
+
+[workspaces.default]
+allow = ["*"]
+deny = []
+
+# The operator at this machine's command line.
+[users.local]
+permissions = ["*"]
+deny = []
+
+# Consent for plugins installed from directories, e.g.:
+# [plugins.weather]
+# consent = ["net.connect:api.weather.gov:443"]
+"#;
+
+/// Where Sigil keeps its state.
+#[derive(Debug, Clone)]
+pub struct Home {
+    root: PathBuf,
+}
+
+impl Home {
+    /// The data directory: `explicit`, else `$SIGIL_HOME`, else the platform data directory
+    /// (`~/.local/share/sigil` on Linux). It is created, with a default `sigil.toml`, if missing.
+    ///
+    /// # Errors
+    /// When no directory can be determined or it cannot be created.
+    pub fn resolve(explicit: Option<&Path>) -> Result<Home, ConfigError> {
+        let root = match explicit {
+            Some(path) => path.to_path_buf(),
+            None => match std::env::var_os("SIGIL_HOME").filter(|v| !v.is_empty()) {
+                Some(path) => PathBuf::from(path),
+                None => dirs::data_dir().map(|d| d.join("sigil")).ok_or_else(|| ConfigError {
+                    path: PathBuf::from("$SIGIL_HOME"),
+                    message: "no data directory: set SIGIL_HOME".into(),
+                })?,
+            },
+        };
+        let home = Home { root };
+        let io = |path: &Path, e: std::io::Error| ConfigError {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        };
+        std::fs::create_dir_all(home.plugins_dir()).map_err(|e| io(&home.plugins_dir(), e))?;
+        let config = home.config_path();
+        if !config.exists() {
+            std::fs::write(&config, DEFAULT_CONFIG).map_err(|e| io(&config, e))?;
+        }
+        Ok(home)
+    }
+
+    /// The data directory itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `sigil.toml`.
+    pub fn config_path(&self) -> PathBuf {
+        self.root.join("sigil.toml")
+    }
+
+    /// The SQLite database holding the audit log and Sigil's other state.
+    pub fn database_path(&self) -> PathBuf {
+        self.root.join("sigil.db")
+    }
+
+    /// Installed plugins, one directory each.
+    pub fn plugins_dir(&self) -> PathBuf {
+        self.root.join("plugins")
+    }
+}
+
+/// `sigil.toml`, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    raw: RawConfig,
+    global_deny: CapabilitySet,
+    workspaces: BTreeMap<String, Scope>,
+    users: BTreeMap<String, Scope>,
+    consent: BTreeMap<String, CapabilitySet>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    defaults: Defaults,
+    #[serde(default)]
+    policy: RawPolicy,
+    #[serde(default)]
+    workspaces: BTreeMap<String, RawWorkspace>,
+    #[serde(default)]
+    users: BTreeMap<String, RawUser>,
+    #[serde(default)]
+    plugins: BTreeMap<String, RawPluginConfig>,
+    /// More directories to discover plugins in, besides the data directory's `plugins/`.
+    #[serde(default)]
+    plugin_dirs: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct Defaults {
+    user: Option<String>,
+    workspace: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    #[serde(default)]
+    deny: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorkspace {
+    #[serde(default)]
+    allow: Vec<String>,
+    #[serde(default)]
+    deny: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawUser {
+    #[serde(default)]
+    permissions: Vec<String>,
+    #[serde(default)]
+    deny: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawPluginConfig {
+    #[serde(default)]
+    consent: Vec<String>,
+}
+
+/// A configuration file that could not be read or is invalid.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}: {message}", path.display())]
+pub struct ConfigError {
+    /// The file.
+    pub path: PathBuf,
+    /// What is wrong, and where in the file.
+    pub message: String,
+}
+
+impl Config {
+    /// Reads and validates `sigil.toml`.
+    ///
+    /// # Errors
+    /// When the file cannot be read, is not valid TOML, has unknown fields, or holds a
+    /// capability that does not parse (named with its table and position).
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses configuration text; `path` names it in errors.
+    ///
+    /// # Errors
+    /// As for [`Config::load`].
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let error = |message: String| ConfigError {
+            path: path.to_path_buf(),
+            message,
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| error(e.to_string().trim_end().to_string()))?;
+        let compile = |table: String, patterns: &[String]| -> Result<CapabilitySet, ConfigError> {
+            let parsed = patterns
+                .iter()
+                .enumerate()
+                .map(|(i, p)| Pattern::parse(p).map_err(|e| error(format!("{table}[{i}]: {e}"))))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(CapabilitySet::new(parsed))
+        };
+        let global_deny = compile("policy.deny".into(), &raw.policy.deny)?;
+        let mut workspaces = BTreeMap::new();
+        for (name, w) in &raw.workspaces {
+            let scope = Scope {
+                name: name.clone(),
+                allow: compile(format!("workspaces.{name}.allow"), &w.allow)?,
+                deny: compile(format!("workspaces.{name}.deny"), &w.deny)?,
+            };
+            workspaces.insert(name.clone(), scope);
+        }
+        let mut users = BTreeMap::new();
+        for (name, u) in &raw.users {
+            let scope = Scope {
+                name: name.clone(),
+                allow: compile(format!("users.{name}.permissions"), &u.permissions)?,
+                deny: compile(format!("users.{name}.deny"), &u.deny)?,
+            };
+            users.insert(name.clone(), scope);
+        }
+        let mut consent = BTreeMap::new();
+        for (id, p) in &raw.plugins {
+            consent.insert(id.clone(), compile(format!("plugins.{id}.consent"), &p.consent)?);
+        }
+        for (what, name, known) in [
+            ("user", &raw.defaults.user, users.contains_key(raw.defaults.user.as_deref().unwrap_or(""))),
+            (
+                "workspace",
+                &raw.defaults.workspace,
+                workspaces.contains_key(raw.defaults.workspace.as_deref().unwrap_or("")),
+            ),
+        ] {
+            if let Some(name) = name
+                && !known
+            {
+                return Err(error(format!(
+                    "defaults.{what}: {what} `{name}` is not defined; add a [{what}s.{name}] table"
+                )));
+            }
+        }
+        Ok(Config {
+            raw,
+            global_deny,
+            workspaces,
+            users,
+            consent,
+        })
+    }
+
+    /// The user the local command line acts as, when none is named.
+    pub fn default_user(&self) -> Option<&str> {
+        self.raw.defaults.user.as_deref()
+    }
+
+    /// The workspace calls run in, when none is named.
+    pub fn default_workspace(&self) -> Option<&str> {
+        self.raw.defaults.workspace.as_deref()
+    }
+
+    /// `[policy] deny`.
+    pub fn global_deny(&self) -> &CapabilitySet {
+        &self.global_deny
+    }
+
+    /// Configured workspaces by name.
+    pub fn workspaces(&self) -> &BTreeMap<String, Scope> {
+        &self.workspaces
+    }
+
+    /// Configured users by name.
+    pub fn users(&self) -> &BTreeMap<String, Scope> {
+        &self.users
+    }
+
+    /// The operator's consent for a plugin installed from a directory. Empty when none was given.
+    pub fn consent(&self, plugin: &str) -> CapabilitySet {
+        self.consent.get(plugin).cloned().unwrap_or_default()
+    }
+
+    /// Extra plugin directories to discover.
+    pub fn plugin_dirs(&self) -> &[PathBuf] {
+        &self.raw.plugin_dirs
+    }
+}

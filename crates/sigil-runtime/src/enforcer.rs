@@ -1,0 +1,203 @@
+//! The enforcer: the one chokepoint every call into a plugin and every host call out of one
+//! passes.
+//!
+//! It resolves the plugin, workspace and user of a check into the policy core's layers, asks
+//! [`sigil_policy::decide`], and writes exactly one audit record for the decision. If that
+//! record cannot be written, the decision becomes a deny: nothing happens unrecorded.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use sigil_audit::{Actor, AuditSink, NewRecord, RecordKind, Verdict};
+use sigil_policy::{Capability, CapabilitySet, Decision, DenyRule, Layers, PluginAuthority, Scope};
+
+use crate::config::Config;
+
+/// Who a check is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject<'a> {
+    /// A plugin acting on the actor's behalf (a host call): its grants, the operator's consent
+    /// and its own denies apply, on top of the workspace and user.
+    Plugin(&'a str),
+    /// The actor calling into a plugin (invoking one of its tools): the plugin must be
+    /// registered; the workspace and user decide.
+    CallInto(&'a str),
+}
+
+impl Subject<'_> {
+    fn plugin(&self) -> &str {
+        match self {
+            Subject::Plugin(id) | Subject::CallInto(id) => id,
+        }
+    }
+}
+
+/// One question for the enforcer.
+#[derive(Debug, Clone, Copy)]
+pub struct Check<'a> {
+    /// Who acts.
+    pub subject: Subject<'a>,
+    /// What is needed.
+    pub capability: &'a Capability,
+    /// On whose behalf, and where.
+    pub actor: &'a Actor,
+    /// The tool call this check belongs to, if any.
+    pub call_id: Option<&'a str>,
+}
+
+/// A plugin's authority as registered with the enforcer.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    /// The plugin's version, recorded in audit records.
+    pub version: String,
+    /// Grants, consent and denies.
+    pub authority: PluginAuthority,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    plugins: HashMap<String, Registration>,
+    workspaces: HashMap<String, Scope>,
+    users: HashMap<String, Scope>,
+    global_deny: CapabilitySet,
+}
+
+/// Decides and records. Cheap to share behind an `Arc`; checks run concurrently.
+#[derive(Debug)]
+pub struct Enforcer {
+    state: RwLock<State>,
+    audit: Arc<dyn AuditSink>,
+}
+
+impl Enforcer {
+    /// An enforcer with the workspaces, users and global denies of `config`, and no plugins.
+    pub fn new(config: &Config, audit: Arc<dyn AuditSink>) -> Enforcer {
+        let enforcer = Enforcer {
+            state: RwLock::new(State::default()),
+            audit,
+        };
+        enforcer.reconfigure(config);
+        enforcer
+    }
+
+    /// Replaces workspaces, users and global denies; plugin registrations stay.
+    pub fn reconfigure(&self, config: &Config) {
+        let mut state = self.write();
+        state.workspaces = config.workspaces().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        state.users = config.users().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        state.global_deny = config.global_deny().clone();
+    }
+
+    /// Registers (or replaces) a plugin's authority.
+    pub fn register(&self, registration: Registration) {
+        let id = registration.authority.id.clone();
+        self.write().plugins.insert(id, registration);
+    }
+
+    /// Removes a plugin: every later check for it is denied.
+    pub fn unregister(&self, plugin: &str) {
+        self.write().plugins.remove(plugin);
+    }
+
+    /// The decision a check would get, without recording it: for `sigil policy explain`.
+    pub fn explain(&self, check: &Check<'_>) -> Decision {
+        self.decide(check).0
+    }
+
+    /// Decides a check and records it. Returns only once the audit record is durable; if it
+    /// cannot be written, the result is a deny.
+    pub async fn check(&self, check: &Check<'_>) -> Decision {
+        let (decision, version) = self.decide(check);
+        let pending = self.audit.submit(record(check, &decision, version));
+        match pending.await {
+            Ok(_) => decision,
+            Err(error) => audit_failed(check, error.to_string()),
+        }
+    }
+
+    /// [`Enforcer::check`] for threads outside an async runtime.
+    pub fn check_blocking(&self, check: &Check<'_>) -> Decision {
+        let (decision, version) = self.decide(check);
+        match self.audit.submit(record(check, &decision, version)).wait() {
+            Ok(_) => decision,
+            Err(error) => audit_failed(check, error.to_string()),
+        }
+    }
+
+    fn decide(&self, check: &Check<'_>) -> (Decision, Option<String>) {
+        let state = match self.state.read() {
+            Ok(state) => state,
+            Err(_) => {
+                let rule = DenyRule::Internal {
+                    error: "the policy state was poisoned by a panic".into(),
+                };
+                return (Decision::Deny { rule }, None);
+            }
+        };
+        let deny = |rule| (Decision::Deny { rule }, None);
+        let Some(plugin) = state.plugins.get(check.subject.plugin()) else {
+            return deny(DenyRule::UnknownPlugin {
+                plugin: check.subject.plugin().to_string(),
+            });
+        };
+        let version = Some(plugin.version.clone());
+        let workspace_name = check.actor.workspace.as_deref().unwrap_or("");
+        let Some(workspace) = state.workspaces.get(workspace_name) else {
+            return deny(DenyRule::UnknownWorkspace {
+                workspace: workspace_name.to_string(),
+            });
+        };
+        let user_name = check.actor.user.as_deref().unwrap_or("");
+        let Some(user) = state.users.get(user_name) else {
+            return deny(DenyRule::UnknownUser {
+                user: user_name.to_string(),
+            });
+        };
+        let layers = Layers {
+            plugin: match check.subject {
+                Subject::Plugin(_) => Some(&plugin.authority),
+                Subject::CallInto(_) => None,
+            },
+            workspace,
+            user,
+            global_deny: &state.global_deny,
+        };
+        (sigil_policy::decide(check.capability, layers), version)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        // Writers replace whole maps or entries; a panic elsewhere cannot leave them torn.
+        self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn record(check: &Check<'_>, decision: &Decision, version: Option<String>) -> NewRecord {
+    let (verdict, rule) = match decision {
+        Decision::Allow { rule } => (Verdict::Allow, rule.to_string()),
+        Decision::Deny { rule } => (Verdict::Deny, rule.to_string()),
+    };
+    NewRecord {
+        kind: RecordKind::Decision,
+        actor: check.actor.clone(),
+        plugin: Some(check.subject.plugin().to_string()),
+        plugin_version: version,
+        capability: Some(check.capability.to_string()),
+        decision: Some(verdict),
+        rule,
+        call_id: check.call_id.map(str::to_string),
+        duration_us: None,
+        outcome: None,
+    }
+}
+
+fn audit_failed(check: &Check<'_>, error: String) -> Decision {
+    tracing::error!(
+        plugin = check.subject.plugin(),
+        capability = %check.capability,
+        %error,
+        "audit record not written; denying"
+    );
+    Decision::Deny {
+        rule: DenyRule::AuditFailed { error },
+    }
+}

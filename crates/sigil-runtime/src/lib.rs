@@ -1,0 +1,24 @@
+//! Sigil's runtime: the enforcer, the plugin lifecycle and manager, the tool contract, and
+//! the dispatch path every call takes.
+//!
+//! The runtime knows nothing of wasmtime, gRPC, OCI or HTTP: tiers plug in behind
+//! [`ToolPlugin`], and gateways call [`Runtime::invoke`].
+
+#![forbid(unsafe_code)]
+
+mod config;
+mod enforcer;
+mod lifecycle;
+mod manager;
+mod runtime;
+mod tool;
+
+pub use config::{Config, ConfigError, DEFAULT_CONFIG, Home};
+pub use enforcer::{Check, Enforcer, Registration, Subject};
+pub use lifecycle::{IllegalTransition, Lifecycle, State};
+pub use manager::{Builtin, Failure, Manager, PluginEntry, PluginSummary, Source};
+pub use runtime::{DEFAULT_OUTPUT_BYTES, DEFAULT_TIMEOUT, InvokeError, Invocation, OpenError, Runtime, Step, ToolListing};
+pub use tool::{Call, Steps, ToolDescriptor, ToolError, ToolPlugin};
+
+pub use async_trait::async_trait;
+pub use sigil_audit::Actor;

@@ -1,0 +1,356 @@
+//! The plugin manager: discovers plugins, validates them, registers their authority with the
+//! enforcer, and keeps their lifecycle.
+//!
+//! A plugin that fails (a broken manifest, an unknown tier, an incompatible engine range, a
+//! missing dependency) is recorded with its diagnostics and never stops the others loading.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use serde::Serialize;
+use sigil_manifest::{Kind, Tier, ValidatedManifest};
+use sigil_policy::{CapabilitySet, PluginAuthority};
+
+use crate::config::Config;
+use crate::enforcer::{Enforcer, Registration};
+use crate::lifecycle::{Lifecycle, State};
+use crate::tool::{ToolDescriptor, ToolPlugin};
+
+/// A plugin compiled into the binary: its manifest text and its implementation.
+#[derive(Debug, Clone)]
+pub struct Builtin {
+    /// The manifest, in TOML (usually `include_str!("plugin.toml")`).
+    pub manifest: &'static str,
+    /// The implementation.
+    pub plugin: Arc<dyn ToolPlugin>,
+}
+
+/// Where a plugin came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase", tag = "kind", content = "path")]
+pub enum Source {
+    /// Compiled into this binary. Trusted by construction.
+    Builtin,
+    /// A plugin directory on disk.
+    Directory(PathBuf),
+}
+
+/// A tool with its schemas compiled.
+#[derive(Debug)]
+pub(crate) struct ToolEntry {
+    pub(crate) descriptor: ToolDescriptor,
+    pub(crate) input: jsonschema::Validator,
+    pub(crate) output: Option<jsonschema::Validator>,
+}
+
+/// One plugin the manager knows.
+#[derive(Debug)]
+pub struct PluginEntry {
+    manifest: ValidatedManifest,
+    source: Source,
+    lifecycle: Lifecycle,
+    pub(crate) tools: Vec<ToolEntry>,
+    pub(crate) plugin: Option<Arc<dyn ToolPlugin>>,
+}
+
+impl PluginEntry {
+    /// The validated manifest.
+    pub fn manifest(&self) -> &ValidatedManifest {
+        &self.manifest
+    }
+
+    /// Where it came from.
+    pub fn source(&self) -> &Source {
+        &self.source
+    }
+
+    /// Its lifecycle.
+    pub fn lifecycle(&self) -> &Lifecycle {
+        &self.lifecycle
+    }
+
+    /// Its tools' descriptors.
+    pub fn tools(&self) -> impl Iterator<Item = &ToolDescriptor> {
+        self.tools.iter().map(|t| &t.descriptor)
+    }
+
+    /// A summary for listings.
+    pub fn summary(&self) -> PluginSummary {
+        PluginSummary {
+            id: self.manifest.id().to_string(),
+            name: self.manifest.name().to_string(),
+            version: self.manifest.version().to_string(),
+            tier: self.manifest.execution().tier.to_string(),
+            kinds: self.manifest.kinds().iter().map(ToString::to_string).collect(),
+            state: self.lifecycle.state(),
+            error: self.lifecycle.error(),
+            source: self.source.clone(),
+            tools: self.tools().map(|t| t.name.clone()).collect(),
+        }
+    }
+}
+
+/// One line of `sigil plugin list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginSummary {
+    /// The plugin id.
+    pub id: String,
+    /// Its human name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// Its tier.
+    pub tier: String,
+    /// The kinds it provides.
+    pub kinds: Vec<String>,
+    /// Its lifecycle state.
+    pub state: State,
+    /// Why it is in the error state.
+    pub error: Option<String>,
+    /// Where it came from.
+    pub source: Source,
+    /// Its tools' names.
+    pub tools: Vec<String>,
+}
+
+/// A plugin directory whose manifest could not be validated.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    /// The plugin directory.
+    pub dir: PathBuf,
+    /// Every problem found, each with file, line and column.
+    pub diagnostics: Vec<String>,
+}
+
+/// Holds every plugin and its state.
+#[derive(Debug)]
+pub struct Manager {
+    enforcer: Arc<Enforcer>,
+    engine: semver::Version,
+    plugins: RwLock<BTreeMap<String, Arc<PluginEntry>>>,
+    failures: RwLock<Vec<Failure>>,
+}
+
+impl Manager {
+    /// An empty manager registering authority with `enforcer`.
+    pub fn new(enforcer: Arc<Enforcer>) -> Manager {
+        Manager {
+            enforcer,
+            engine: semver::Version::parse(env!("CARGO_PKG_VERSION")).unwrap_or(semver::Version::new(0, 0, 0)),
+            plugins: RwLock::new(BTreeMap::new()),
+            failures: RwLock::new(Vec::new()),
+        }
+    }
+
+    /// Adds a compiled-in plugin. Its consent is its grants: the operator chose it by building it in.
+    pub fn add_builtin(&self, builtin: Builtin) {
+        let manifest = match sigil_manifest::parse_str(builtin.manifest, sigil_manifest::Format::Toml, "builtin plugin.toml") {
+            Ok(manifest) => manifest,
+            Err(errors) => {
+                self.record_failure(PathBuf::from("<builtin>"), errors.diagnostics.iter().map(ToString::to_string).collect());
+                return;
+            }
+        };
+        let consent = grants(&manifest);
+        self.load(manifest, Source::Builtin, Some(builtin.plugin), consent);
+    }
+
+    /// Discovers every plugin directory directly under `dir` (each holding `plugin.toml` or
+    /// `plugin.yaml`). A missing `dir` holds no plugins.
+    pub fn discover(&self, dir: &Path, config: &Config) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let mut dirs: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_dir()).collect();
+        dirs.sort();
+        for plugin_dir in dirs {
+            self.discover_one(&plugin_dir, config);
+        }
+    }
+
+    /// Validates and loads the plugin in one directory.
+    pub fn discover_one(&self, dir: &Path, config: &Config) {
+        let manifest = match sigil_manifest::load_dir(dir) {
+            Ok(manifest) => manifest,
+            Err(errors) => {
+                self.record_failure(dir.to_path_buf(), errors.diagnostics.iter().map(ToString::to_string).collect());
+                return;
+            }
+        };
+        let consent = config.consent(manifest.id().as_str());
+        self.load(manifest, Source::Directory(dir.to_path_buf()), None, consent);
+    }
+
+    /// Fails every plugin whose dependencies are missing or of the wrong version.
+    /// Call after all plugins are discovered.
+    pub fn check_dependencies(&self) {
+        let plugins = self.plugins.read().map(|p| p.clone()).unwrap_or_default();
+        for entry in plugins.values() {
+            for (dependency, range) in entry.manifest.dependencies() {
+                let problem = match plugins.get(dependency.as_str()) {
+                    None => Some(format!("depends on `{dependency}` {range}, which is not installed")),
+                    Some(dep) if !range.matches(dep.manifest.version()) => Some(format!(
+                        "depends on `{dependency}` {range}, but version {} is installed",
+                        dep.manifest.version()
+                    )),
+                    Some(dep) if dep.lifecycle.state() != State::Running => {
+                        Some(format!("depends on `{dependency}`, which is not running"))
+                    }
+                    Some(_) => None,
+                };
+                if let Some(problem) = problem {
+                    self.fail(entry, problem);
+                }
+            }
+        }
+    }
+
+    /// Every plugin, by id.
+    pub fn list(&self) -> Vec<PluginSummary> {
+        self.entries().iter().map(|e| e.summary()).collect()
+    }
+
+    /// Every plugin entry, by id.
+    pub fn entries(&self) -> Vec<Arc<PluginEntry>> {
+        self.plugins.read().map(|p| p.values().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Plugin directories that failed validation.
+    pub fn failures(&self) -> Vec<Failure> {
+        self.failures.read().map(|f| f.clone()).unwrap_or_default()
+    }
+
+    /// One plugin by id.
+    pub fn get(&self, id: &str) -> Option<Arc<PluginEntry>> {
+        self.plugins.read().ok()?.get(id).cloned()
+    }
+
+    fn load(&self, manifest: ValidatedManifest, source: Source, plugin: Option<Arc<dyn ToolPlugin>>, consent: CapabilitySet) {
+        let id = manifest.id().to_string();
+        let entry = PluginEntry {
+            manifest,
+            source,
+            lifecycle: Lifecycle::new(),
+            tools: Vec::new(),
+            plugin: None,
+        };
+        // Discovered → validating: the manifest has already passed validation to get here.
+        let advance = |entry: &PluginEntry, to| {
+            // Every caller moves forward along the machine from a state it just set.
+            let _ = entry.lifecycle.transition(to);
+        };
+        advance(&entry, State::Validating);
+
+        if let Some(existing) = self.get(&id) {
+            let problem = format!("plugin id `{id}` is already provided by {}", describe(existing.source()));
+            let _ = entry.lifecycle.fail(problem.clone());
+            match &entry.source {
+                Source::Directory(dir) => self.record_failure(dir.clone(), vec![problem]),
+                Source::Builtin => self.record_failure(PathBuf::from("<builtin>"), vec![problem]),
+            }
+            return;
+        }
+        let mut entry = entry;
+        let result = self.prepare(&mut entry, plugin);
+        match result {
+            Ok(()) => {
+                self.enforcer.register(Registration {
+                    version: entry.manifest.version().to_string(),
+                    authority: PluginAuthority {
+                        id: id.clone(),
+                        grants: grants(&entry.manifest),
+                        consent,
+                        denies: entry.manifest.denied().iter().map(|c| c.pattern.clone()).collect(),
+                    },
+                });
+                advance(&entry, State::Running);
+                tracing::info!(plugin = %id, tier = %entry.manifest.execution().tier, "plugin running");
+            }
+            Err(problem) => {
+                tracing::warn!(plugin = %id, %problem, "plugin failed to load");
+                let _ = entry.lifecycle.fail(problem);
+            }
+        }
+        if let Ok(mut plugins) = self.plugins.write() {
+            plugins.insert(id, Arc::new(entry));
+        }
+    }
+
+    /// Validating → loading: checks the engine range, then asks the tier for the plugin and
+    /// compiles its tools' schemas.
+    fn prepare(&self, entry: &mut PluginEntry, plugin: Option<Arc<dyn ToolPlugin>>) -> Result<(), String> {
+        let manifest = &entry.manifest;
+        if !manifest.engine().matches(&self.engine) {
+            return Err(format!(
+                "requires sigil {}, but this is sigil {}",
+                manifest.engine(),
+                self.engine
+            ));
+        }
+        let _ = entry.lifecycle.transition(State::Loading);
+        let tier = manifest.execution().tier;
+        let plugin = match (tier, &entry.source, plugin) {
+            (Tier::Builtin, Source::Builtin, Some(plugin)) => plugin,
+            (Tier::Builtin, _, _) => {
+                return Err("tier `builtin` is only for plugins compiled into sigil".into());
+            }
+            (tier, _, _) => {
+                return Err(format!("the `{tier}` tier is not available in this build of sigil"));
+            }
+        };
+        let declares_tools = manifest.kinds().contains(&Kind::Tool);
+        let descriptors = plugin.tools();
+        if !declares_tools && !descriptors.is_empty() {
+            return Err("provides tools but its manifest's `kinds` does not list `tool`".into());
+        }
+        let mut tools = Vec::with_capacity(descriptors.len());
+        for descriptor in descriptors {
+            let name = &descriptor.name;
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-') {
+                return Err(format!("tool name `{name}` must be lowercase letters, digits, `_` or `-`"));
+            }
+            if tools.iter().any(|t: &ToolEntry| t.descriptor.name == *name) {
+                return Err(format!("tool `{name}` is described twice"));
+            }
+            let input = jsonschema::validator_for(&descriptor.input_schema)
+                .map_err(|e| format!("tool `{name}`: input schema is not a valid JSON Schema: {e}"))?;
+            let output = match &descriptor.output_schema {
+                Some(schema) => Some(
+                    jsonschema::validator_for(schema)
+                        .map_err(|e| format!("tool `{name}`: output schema is not a valid JSON Schema: {e}"))?,
+                ),
+                None => None,
+            };
+            tools.push(ToolEntry { descriptor, input, output });
+        }
+        entry.tools = tools;
+        entry.plugin = Some(plugin);
+        Ok(())
+    }
+
+    fn fail(&self, entry: &PluginEntry, problem: String) {
+        tracing::warn!(plugin = %entry.manifest.id(), %problem, "plugin failed");
+        if entry.lifecycle.fail(problem).is_ok() {
+            self.enforcer.unregister(entry.manifest.id().as_str());
+        }
+    }
+
+    fn record_failure(&self, dir: PathBuf, diagnostics: Vec<String>) {
+        tracing::warn!(dir = %dir.display(), problems = diagnostics.len(), "plugin not loaded");
+        if let Ok(mut failures) = self.failures.write() {
+            failures.push(Failure { dir, diagnostics });
+        }
+    }
+}
+
+fn grants(manifest: &ValidatedManifest) -> CapabilitySet {
+    manifest.requested().iter().map(|c| c.pattern.clone()).collect()
+}
+
+fn describe(source: &Source) -> String {
+    match source {
+        Source::Builtin => "a compiled-in plugin".into(),
+        Source::Directory(dir) => format!("{}", dir.display()),
+    }
+}

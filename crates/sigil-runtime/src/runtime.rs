@@ -1,0 +1,476 @@
+//! The runtime: a data directory, its configuration, the audit log, the enforcer and the
+//! plugins, and the one dispatch path every tool call takes.
+//!
+//! The dispatch path, in order (each layer runs only if the one before it passed):
+//! 1. the enforcer checks that the actor may call `tool.<plugin>.<tool>` (recorded);
+//! 2. the plugin must be running and provide the tool;
+//! 3. the arguments are validated against the tool's input schema;
+//! 4. validate-pre, invoke (under the manifest's deadline), the output-size cap, the output
+//!    schema, validate-post; on a failure after the invocation started, rollback;
+//! 5. an outcome record with the steps taken, the duration and the result.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
+use serde::Serialize;
+use serde_json::Value;
+use sigil_audit::{Actor, AuditLog, AuditSink, NewRecord, RecordKind};
+use sigil_manifest::BlastRadius;
+use sigil_policy::{Capability, Decision};
+
+use crate::config::{Config, ConfigError, Home};
+use crate::enforcer::{Check, Enforcer, Subject};
+use crate::lifecycle::State;
+use crate::manager::{Builtin, Manager, PluginEntry, ToolEntry};
+use crate::tool::{Call, ToolDescriptor, ToolError};
+
+/// The deadline of a tool call whose manifest sets none.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest result, serialised as JSON, of a tool whose manifest sets no limit.
+pub const DEFAULT_OUTPUT_BYTES: u64 = 1024 * 1024;
+
+/// Sigil, opened on a data directory.
+#[derive(Debug)]
+pub struct Runtime {
+    home: Home,
+    config: Config,
+    audit: Arc<AuditLog>,
+    enforcer: Arc<Enforcer>,
+    manager: Manager,
+}
+
+/// Why the runtime could not open.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The data directory or `sigil.toml`.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The audit database.
+    #[error("audit log: {0}")]
+    Audit(#[from] sigil_audit::AuditError),
+}
+
+/// A tool as listed to callers.
+#[derive(Debug, Clone, Serialize)]
+pub struct ToolListing {
+    /// The plugin providing it.
+    pub plugin: String,
+    /// The tool.
+    #[serde(flatten)]
+    pub tool: ToolDescriptor,
+    /// Its blast radius, from the manifest's `[actions.<tool>]`.
+    pub blast_radius: Option<BlastRadius>,
+}
+
+/// A successful tool call.
+#[derive(Debug, Clone, Serialize)]
+pub struct Invocation {
+    /// The id shared by every audit record of the call.
+    pub call_id: String,
+    /// The tool's result.
+    pub output: Value,
+    /// How long the call took, end to end.
+    #[serde(serialize_with = "micros")]
+    pub duration: Duration,
+}
+
+fn micros<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u128(d.as_micros())
+}
+
+/// Why a tool call failed. Every variant after `BadTarget` has been recorded in the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvokeError {
+    /// The target is not `plugin/tool`.
+    #[error("`{0}` is not a tool name: write it as PLUGIN/TOOL, e.g. `text/sha256`")]
+    BadTarget(String),
+    /// The enforcer denied the call.
+    #[error("denied: {rule}")]
+    Denied {
+        /// Why.
+        rule: String,
+    },
+    /// The plugin exists but is not serving calls.
+    #[error("plugin `{plugin}` is {state}{}", reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default())]
+    NotRunning {
+        /// The plugin.
+        plugin: String,
+        /// Its state.
+        state: State,
+        /// Why, when it failed.
+        reason: Option<String>,
+    },
+    /// The plugin has no such tool.
+    #[error("plugin `{plugin}` has no tool `{tool}`; it has: {}", available.join(", "))]
+    UnknownTool {
+        /// The plugin.
+        plugin: String,
+        /// The tool asked for.
+        tool: String,
+        /// The tools it does have.
+        available: Vec<String>,
+    },
+    /// The arguments do not match the tool's input schema.
+    #[error("invalid arguments for `{target}`:\n  {}", errors.join("\n  "))]
+    InvalidArguments {
+        /// `plugin/tool`.
+        target: String,
+        /// Every schema violation, each with its location in the input.
+        errors: Vec<String>,
+    },
+    /// A pipeline step failed.
+    #[error("{step} failed: {error}{}", rollback.as_ref().map(|r| format!(" (rollback: {r})")).unwrap_or_default())]
+    Failed {
+        /// Which step.
+        step: Step,
+        /// What went wrong.
+        error: String,
+        /// What rollback did, when it ran.
+        rollback: Option<String>,
+    },
+    /// The call's outcome could not be recorded.
+    #[error("the call ran but its outcome could not be recorded in the audit log: {0}")]
+    Audit(String),
+}
+
+/// A step of the execution pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    /// Validation before the call.
+    ValidatePre,
+    /// The call itself, including its deadline, output cap and output schema.
+    Invoke,
+    /// Validation of the result.
+    ValidatePost,
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Step::ValidatePre => "validate-pre",
+            Step::Invoke => "invoke",
+            Step::ValidatePost => "validate-post",
+        })
+    }
+}
+
+impl Runtime {
+    /// Opens the data directory: reads `sigil.toml`, opens the audit log, adds the builtins,
+    /// and discovers plugin directories (`<home>/plugins` and `plugin_dirs`).
+    ///
+    /// # Errors
+    /// When `sigil.toml` is invalid or the database cannot be opened. Broken plugins are not
+    /// errors: they are listed with their diagnostics.
+    pub fn open(home: Home, builtins: Vec<Builtin>) -> Result<Runtime, OpenError> {
+        let config = Config::load(&home.config_path())?;
+        let audit = Arc::new(AuditLog::open(&home.database_path())?);
+        let sink: Arc<dyn AuditSink> = audit.clone();
+        let enforcer = Arc::new(Enforcer::new(&config, sink));
+        let manager = Manager::new(enforcer.clone());
+        for builtin in builtins {
+            manager.add_builtin(builtin);
+        }
+        manager.discover(&home.plugins_dir(), &config);
+        for dir in config.plugin_dirs() {
+            let dir = if dir.is_relative() { home.root().join(dir) } else { dir.clone() };
+            manager.discover(&dir, &config);
+        }
+        manager.check_dependencies();
+        Ok(Runtime {
+            home,
+            config,
+            audit,
+            enforcer,
+            manager,
+        })
+    }
+
+    /// The data directory.
+    pub fn home(&self) -> &Home {
+        &self.home
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The audit log.
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    /// The enforcer.
+    pub fn enforcer(&self) -> &Enforcer {
+        &self.enforcer
+    }
+
+    /// The plugins.
+    pub fn manager(&self) -> &Manager {
+        &self.manager
+    }
+
+    /// An actor for the local command line: the named user and workspace, or the configured
+    /// defaults.
+    pub fn local_actor(&self, user: Option<&str>, workspace: Option<&str>) -> Actor {
+        Actor {
+            user: user.or(self.config.default_user()).map(str::to_string),
+            workspace: workspace.or(self.config.default_workspace()).map(str::to_string),
+            session: None,
+            channel: Some("cli".to_string()),
+        }
+    }
+
+    /// Every tool of every running plugin.
+    pub fn tools(&self) -> Vec<ToolListing> {
+        let mut listings = Vec::new();
+        for entry in self.manager.entries() {
+            if entry.lifecycle().state() != State::Running {
+                continue;
+            }
+            for tool in entry.tools() {
+                listings.push(ToolListing {
+                    plugin: entry.manifest().id().to_string(),
+                    tool: tool.clone(),
+                    blast_radius: entry.manifest().actions().get(&tool.name).cloned(),
+                });
+            }
+        }
+        listings
+    }
+
+    /// What the enforcer would decide for `plugin` using `capability` on the actor's behalf,
+    /// without recording it.
+    ///
+    /// # Errors
+    /// When `capability` does not parse.
+    pub fn explain(&self, capability: &str, plugin: &str, actor: &Actor) -> Result<Decision, sigil_policy::CapabilityError> {
+        let capability = Capability::parse(capability)?;
+        Ok(self.enforcer.explain(&Check {
+            subject: Subject::Plugin(plugin),
+            capability: &capability,
+            actor,
+            call_id: None,
+        }))
+    }
+
+    /// Calls `plugin/tool` with `input` on the actor's behalf, through the whole pipeline.
+    ///
+    /// # Errors
+    /// [`InvokeError`], with every failure after target parsing recorded in the audit log.
+    pub async fn invoke(&self, actor: &Actor, target: &str, input: Value) -> Result<Invocation, InvokeError> {
+        let started = Instant::now();
+        let bad_target = || InvokeError::BadTarget(target.to_string());
+        let (plugin, tool) = target.split_once('/').ok_or_else(bad_target)?;
+        let capability = Capability::parse(&format!("tool.{plugin}.{tool}")).map_err(|_| bad_target())?;
+        let call_id = uuid::Uuid::now_v7().to_string();
+
+        let check = Check {
+            subject: Subject::CallInto(plugin),
+            capability: &capability,
+            actor,
+            call_id: Some(&call_id),
+        };
+        if let Decision::Deny { rule } = self.enforcer.check(&check).await {
+            return Err(InvokeError::Denied { rule: rule.to_string() });
+        }
+        let record = OutcomeRecord {
+            audit: &*self.audit,
+            actor,
+            plugin,
+            capability: &capability,
+            call_id: &call_id,
+            started,
+        };
+        let Some(entry) = self.manager.get(plugin) else {
+            // Registered with the enforcer but gone from the manager: removed in between.
+            let error = InvokeError::NotRunning {
+                plugin: plugin.into(),
+                state: State::Stopped,
+                reason: None,
+            };
+            return Err(record.failure(None, error).await);
+        };
+        let version = entry.manifest().version().to_string();
+        let state = entry.lifecycle().state();
+        let (Some(implementation), State::Running) = (entry.plugin.clone(), state) else {
+            let error = InvokeError::NotRunning {
+                plugin: plugin.into(),
+                state,
+                reason: entry.lifecycle().error(),
+            };
+            return Err(record.failure(Some(&version), error).await);
+        };
+        let Some(tool_entry) = entry.tools.iter().find(|t| t.descriptor.name == tool) else {
+            let error = InvokeError::UnknownTool {
+                plugin: plugin.into(),
+                tool: tool.into(),
+                available: entry.tools().map(|t| t.name.clone()).collect(),
+            };
+            return Err(record.failure(Some(&version), error).await);
+        };
+        let errors = schema_errors(&tool_entry.input, &input);
+        if !errors.is_empty() {
+            let error = InvokeError::InvalidArguments {
+                target: target.into(),
+                errors,
+            };
+            return Err(record.failure(Some(&version), error).await);
+        }
+
+        let call = Call {
+            enforcer: &self.enforcer,
+            plugin,
+            tool,
+            call_id: &call_id,
+            actor,
+        };
+        let mut steps = Vec::new();
+        let result = pipeline(&entry, tool_entry, &*implementation, &call, &input, &mut steps).await;
+        let outcome = match &result {
+            Ok(_) => "ok".to_string(),
+            Err(e) => format!("error: {e}"),
+        };
+        record
+            .write(Some(&version), &steps.join("; "), outcome)
+            .await
+            .map_err(InvokeError::Audit)?;
+        result.map(|output| Invocation {
+            call_id,
+            output,
+            duration: started.elapsed(),
+        })
+    }
+}
+
+/// Runs the execution pipeline, noting each step in `steps`.
+async fn pipeline(
+    entry: &PluginEntry,
+    tool: &ToolEntry,
+    plugin: &dyn crate::tool::ToolPlugin,
+    call: &Call<'_>,
+    input: &Value,
+    steps: &mut Vec<String>,
+) -> Result<Value, InvokeError> {
+    let limits = &entry.manifest().execution().limits;
+    let deadline = limits.timeout_ms.map(Duration::from_millis).unwrap_or(DEFAULT_TIMEOUT);
+    let output_cap = limits.output_bytes.unwrap_or(DEFAULT_OUTPUT_BYTES);
+    let has = tool.descriptor.steps;
+    let fail = |step, error: String, rollback| InvokeError::Failed { step, error, rollback };
+
+    if has.validate_pre {
+        let result = guarded(deadline, plugin.validate_pre(call, input)).await;
+        note(steps, "validate-pre", &result);
+        if let Err(error) = result {
+            return Err(fail(Step::ValidatePre, error, None));
+        }
+    }
+
+    let invoked = guarded(deadline, plugin.invoke(call, input.clone())).await.and_then(|output| {
+        let size = serde_json::to_vec(&output).map(|v| v.len() as u64).unwrap_or(u64::MAX);
+        if size > output_cap {
+            return Err(format!("output of {size} bytes exceeds the limit of {output_cap} bytes (execution.limits.output_bytes)"));
+        }
+        if let Some(schema) = &tool.output {
+            let errors = schema_errors(schema, &output);
+            if !errors.is_empty() {
+                return Err(format!("output does not match the tool's output schema: {}", errors.join("; ")));
+            }
+        }
+        Ok(output)
+    });
+    note(steps, "invoke", &invoked);
+    let (failed_step, error, output) = match invoked {
+        Err(error) => (Step::Invoke, error, None),
+        Ok(output) if has.validate_post => {
+            let result = guarded(deadline, plugin.validate_post(call, input, &output)).await;
+            note(steps, "validate-post", &result);
+            match result {
+                Ok(()) => return Ok(output),
+                Err(error) => (Step::ValidatePost, error, Some(output)),
+            }
+        }
+        Ok(output) => return Ok(output),
+    };
+    let rollback = if has.rollback {
+        let result = guarded(deadline, plugin.rollback(call, input, output.as_ref())).await;
+        note(steps, "rollback", &result);
+        Some(match result {
+            Ok(()) => "rolled back".to_string(),
+            Err(e) => format!("rollback failed: {e}"),
+        })
+    } else {
+        None
+    };
+    Err(fail(failed_step, error, rollback))
+}
+
+/// Runs one plugin step under the deadline, turning a panic into an error: a plugin fault
+/// never takes the host down.
+async fn guarded<T>(deadline: Duration, step: impl std::future::Future<Output = Result<T, ToolError>>) -> Result<T, String> {
+    match tokio::time::timeout(deadline, AssertUnwindSafe(step).catch_unwind()).await {
+        Err(_) => Err(format!(
+            "deadline of {} ms exceeded (execution.limits.timeout_ms)",
+            deadline.as_millis()
+        )),
+        Ok(Err(_panic)) => Err("the plugin panicked".to_string()),
+        Ok(Ok(result)) => result.map_err(|e| e.to_string()),
+    }
+}
+
+fn note<T>(steps: &mut Vec<String>, name: &str, result: &Result<T, String>) {
+    steps.push(match result {
+        Ok(_) => format!("{name} ok"),
+        Err(e) => format!("{name} failed: {e}"),
+    });
+}
+
+fn schema_errors(validator: &jsonschema::Validator, value: &Value) -> Vec<String> {
+    validator
+        .iter_errors(value)
+        .map(|e| {
+            let at = e.instance_path().to_string();
+            let at = if at.is_empty() { "/".to_string() } else { at };
+            format!("at `{at}`: {e}")
+        })
+        .collect()
+}
+
+/// Writes the outcome record of a call that passed the enforcer.
+struct OutcomeRecord<'a> {
+    audit: &'a AuditLog,
+    actor: &'a Actor,
+    plugin: &'a str,
+    capability: &'a Capability,
+    call_id: &'a str,
+    started: Instant,
+}
+
+impl OutcomeRecord<'_> {
+    async fn write(&self, version: Option<&str>, steps: &str, outcome: String) -> Result<u64, String> {
+        let record = NewRecord {
+            kind: RecordKind::Outcome,
+            actor: self.actor.clone(),
+            plugin: Some(self.plugin.to_string()),
+            plugin_version: version.map(str::to_string),
+            capability: Some(self.capability.to_string()),
+            decision: None,
+            rule: steps.to_string(),
+            call_id: Some(self.call_id.to_string()),
+            duration_us: Some(self.started.elapsed().as_micros() as u64),
+            outcome: Some(outcome),
+        };
+        self.audit.submit(record).await.map_err(|e| e.to_string())
+    }
+
+    /// Records a call rejected before it reached the plugin, and returns its error.
+    async fn failure(&self, version: Option<&str>, error: InvokeError) -> InvokeError {
+        match self.write(version, "rejected before invoke", format!("error: {error}")).await {
+            Ok(_) => error,
+            Err(audit) => InvokeError::Audit(audit),
+        }
+    }
+}

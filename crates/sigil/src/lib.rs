@@ -1,0 +1,55 @@
+//! Sigil: a secure plugin runtime for AI agents. This crate is the embedding API.
+//!
+//! Open a data directory, list the tools, call one. Every call passes the enforcer and lands in
+//! the tamper-evident audit log.
+//!
+//! ```
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let home = tempfile::tempdir()?;
+//! let sigil = sigil::open(Some(home.path()))?;
+//!
+//! let actor = sigil.local_actor(None, None);
+//! let result = sigil
+//!     .invoke(&actor, "text/sha256", serde_json::json!({ "text": "hello" }))
+//!     .await?;
+//! assert_eq!(
+//!     result.output["sha256"],
+//!     "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+//! );
+//!
+//! // One record for the decision, one for the outcome; the chain verifies.
+//! assert!(sigil.audit().verify()?.problem.is_none());
+//! # Ok(()) }
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
+//! ```
+//!
+//! The pieces, each usable on its own:
+//! - [`policy`]: the capability grammar and the authority decision (no I/O);
+//! - [`manifest`]: the plugin manifest and its validator;
+//! - [`audit`]: the hash-chained audit log;
+//! - the runtime items re-exported at the root: [`Runtime`], [`Enforcer`], [`Manager`],
+//!   [`ToolPlugin`] and the lifecycle.
+
+#![forbid(unsafe_code)]
+
+use std::path::Path;
+
+pub use sigil_audit as audit;
+pub use sigil_manifest as manifest;
+pub use sigil_policy as policy;
+pub use sigil_runtime::*;
+
+/// The plugins compiled into this build (see the crate's `builtin-*` features).
+pub fn builtins() -> Vec<Builtin> {
+    sigil_builtins::all()
+}
+
+/// Opens Sigil on a data directory (`home`, else `$SIGIL_HOME`, else the platform data
+/// directory) with this build's builtin plugins.
+///
+/// # Errors
+/// When the directory cannot be created, `sigil.toml` is invalid, or the database cannot be
+/// opened.
+pub fn open(home: Option<&Path>) -> Result<Runtime, OpenError> {
+    Runtime::open(Home::resolve(home)?, builtins())
+}
