@@ -240,9 +240,13 @@ impl fmt::Display for DenyRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DenyRule::UnknownPlugin { plugin } => write!(f, "plugin `{plugin}` is not registered"),
+            DenyRule::UnknownWorkspace { workspace } if workspace.is_empty() => {
+                write!(f, "no workspace was named for the call")
+            }
             DenyRule::UnknownWorkspace { workspace } => {
                 write!(f, "workspace `{workspace}` is not configured in sigil.toml")
             }
+            DenyRule::UnknownUser { user } if user.is_empty() => write!(f, "no user was named for the call"),
             DenyRule::UnknownUser { user } => write!(f, "user `{user}` is not configured in sigil.toml"),
             DenyRule::NoPermissions { user } => write!(f, "user `{user}` has no permissions"),
             DenyRule::Denied { level, holder, pattern } => match level {

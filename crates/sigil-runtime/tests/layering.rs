@@ -1,0 +1,73 @@
+//! The crate graph keeps the architecture: dependencies point from the edges to the core.
+
+use std::collections::{BTreeSet, HashMap};
+use std::process::Command;
+
+/// Every package `root` depends on for its library (normal dependencies, transitively).
+fn closure(root: &str) -> BTreeSet<String> {
+    let output = Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--offline"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo metadata runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let names: HashMap<&str, &str> = metadata["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["id"].as_str().unwrap(), p["name"].as_str().unwrap()))
+        .collect();
+    let nodes: HashMap<&str, Vec<&str>> = metadata["resolve"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|node| {
+            let deps = node["deps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|d| d["dep_kinds"].as_array().unwrap().iter().any(|k| k["kind"].is_null()))
+                .map(|d| d["pkg"].as_str().unwrap())
+                .collect();
+            (node["id"].as_str().unwrap(), deps)
+        })
+        .collect();
+    let start = names.iter().find(|(_, n)| **n == root).map(|(id, _)| *id).unwrap();
+    let mut seen = BTreeSet::new();
+    let mut stack = vec![start];
+    while let Some(id) = stack.pop() {
+        for dep in nodes.get(id).into_iter().flatten() {
+            if seen.insert(names[dep].to_string()) {
+                stack.push(dep);
+            }
+        }
+    }
+    seen
+}
+
+#[test]
+fn the_policy_core_depends_on_nothing_that_does_io() {
+    let deps = closure("sigil-policy");
+    for forbidden in ["tokio", "rusqlite", "serde_json", "sigil-audit", "sigil-runtime", "sigil-manifest"] {
+        assert!(!deps.contains(forbidden), "sigil-policy depends on {forbidden}: {deps:?}");
+    }
+}
+
+#[test]
+fn the_runtime_knows_no_tier_or_protocol_implementation() {
+    let deps = closure("sigil-runtime");
+    for forbidden in ["wasmtime", "tonic", "axum", "hyper", "reqwest", "sigil-builtins"] {
+        assert!(!deps.contains(forbidden), "sigil-runtime depends on {forbidden}");
+    }
+}
+
+#[test]
+fn the_manifest_and_audit_crates_stay_independent_of_the_runtime() {
+    for krate in ["sigil-manifest", "sigil-audit"] {
+        let deps = closure(krate);
+        for forbidden in ["sigil-runtime", "tokio"] {
+            assert!(!deps.contains(forbidden), "{krate} depends on {forbidden}");
+        }
+    }
+}
