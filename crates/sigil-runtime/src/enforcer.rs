@@ -141,6 +141,7 @@ impl Enforcer {
             });
         };
         let version = Some(plugin.version.clone());
+        let deny = |rule| (Decision::Deny { rule }, version.clone());
         let workspace_name = check.actor.workspace.as_deref().unwrap_or("");
         let Some(workspace) = state.workspaces.get(workspace_name) else {
             return deny(DenyRule::UnknownWorkspace {
