@@ -59,7 +59,11 @@ impl FilterArgs {
             user: self.user.clone(),
             decision: self.decision,
             kind: None,
-            since: self.since.as_deref().map(sigil::audit::parse_since).transpose()?,
+            since: self
+                .since
+                .as_deref()
+                .map(sigil::audit::parse_since)
+                .transpose()?,
             call_id: self.call.clone(),
             limit,
         })
@@ -69,7 +73,11 @@ impl FilterArgs {
 pub fn run(sigil: &Runtime, command: AuditCommand) -> Result<ExitCode> {
     let log = sigil.audit();
     match command {
-        AuditCommand::List { filter, limit, json } => {
+        AuditCommand::List {
+            filter,
+            limit,
+            json,
+        } => {
             let records = log.query(&filter.filter(Some(limit))?)?;
             for r in &records {
                 if json {
@@ -87,7 +95,8 @@ pub fn run(sigil: &Runtime, command: AuditCommand) -> Result<ExitCode> {
             let filter = filter.filter(None)?;
             let count = match output {
                 Some(path) => {
-                    let file = std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+                    let file = std::fs::File::create(&path)
+                        .with_context(|| format!("creating {}", path.display()))?;
                     let mut out = std::io::BufWriter::new(file);
                     let count = log.export(&filter, &mut out)?;
                     std::io::Write::flush(&mut out)?;
@@ -102,11 +111,19 @@ pub fn run(sigil: &Runtime, command: AuditCommand) -> Result<ExitCode> {
             let report = log.verify()?;
             match report.problem {
                 None => {
-                    println!("ok: {} record(s), hash chain intact ({})", report.records, log.path().display());
+                    println!(
+                        "ok: {} record(s), hash chain intact ({})",
+                        report.records,
+                        log.path().display()
+                    );
                     Ok(ExitCode::SUCCESS)
                 }
                 Some(problem) => {
-                    println!("TAMPERED: {problem} ({} record(s) checked, {})", report.records, log.path().display());
+                    println!(
+                        "TAMPERED: {problem} ({} record(s) checked, {})",
+                        report.records,
+                        log.path().display()
+                    );
                     Ok(ExitCode::FAILURE)
                 }
             }

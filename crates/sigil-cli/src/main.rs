@@ -108,7 +108,8 @@ fn main() -> ExitCode {
     };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SIGIL_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
+            tracing_subscriber::EnvFilter::try_from_env("SIGIL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -127,10 +128,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Plugin(command) => plugin::run(home, command),
         Command::Audit(command) => audit::run(&open(home)?, command),
         Command::Manifest(ManifestCommand::Schema) => {
-            println!("{}", serde_json::to_string_pretty(&sigil::manifest::json_schema())?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&sigil::manifest::json_schema())?
+            );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Policy(PolicyCommand::Explain { capability, plugin, actor }) => {
+        Command::Policy(PolicyCommand::Explain {
+            capability,
+            plugin,
+            actor,
+        }) => {
             let sigil = open(home)?;
             let actor = sigil.local_actor(actor.user.as_deref(), actor.workspace.as_deref());
             let decision = sigil.explain(&capability, &plugin, &actor)?;
@@ -158,23 +166,40 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else if tools.is_empty() {
                 println!("no tools: no running plugin provides one (see `sigil plugin list`)");
             } else {
-                let width = tools.iter().map(|t| t.plugin.len() + t.tool.name.len() + 1).max().unwrap_or(0);
+                let width = tools
+                    .iter()
+                    .map(|t| t.plugin.len() + t.tool.name.len() + 1)
+                    .max()
+                    .unwrap_or(0);
                 for t in &tools {
-                    println!("{:width$}  {}", format!("{}/{}", t.plugin, t.tool.name), t.tool.description);
+                    println!(
+                        "{:width$}  {}",
+                        format!("{}/{}", t.plugin, t.tool.name),
+                        t.tool.description
+                    );
                 }
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Tool(ToolCommand::Invoke { target, input, actor }) => {
+        Command::Tool(ToolCommand::Invoke {
+            target,
+            input,
+            actor,
+        }) => {
             let input = read_input(&input)?;
             let sigil = open(home)?;
             let actor = sigil.local_actor(actor.user.as_deref(), actor.workspace.as_deref());
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             let result = runtime.block_on(sigil.invoke(&actor, &target, input));
             match result {
                 Ok(invocation) => {
                     println!("{}", serde_json::to_string_pretty(&invocation.output)?);
-                    eprintln!("call {} took {:.1?}", invocation.call_id, invocation.duration);
+                    eprintln!(
+                        "call {} took {:.1?}",
+                        invocation.call_id, invocation.duration
+                    );
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(error) => bail!("{target}: {error}"),
@@ -187,7 +212,10 @@ fn open(home: Option<&std::path::Path>) -> Result<Runtime> {
     let sigil = sigil::open(home)?;
     let failures = sigil.manager().failures();
     if !failures.is_empty() {
-        tracing::warn!(count = failures.len(), "some plugins did not load; see `sigil plugin list`");
+        tracing::warn!(
+            count = failures.len(),
+            "some plugins did not load; see `sigil plugin list`"
+        );
     }
     Ok(sigil)
 }
@@ -195,7 +223,9 @@ fn open(home: Option<&std::path::Path>) -> Result<Runtime> {
 fn read_input(input: &str) -> Result<Value> {
     let text = if input == "-" {
         let mut text = String::new();
-        std::io::stdin().read_to_string(&mut text).context("reading --input from standard input")?;
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading --input from standard input")?;
         text
     } else if let Some(file) = input.strip_prefix('@') {
         std::fs::read_to_string(file).with_context(|| format!("reading --input from {file}"))?

@@ -45,19 +45,35 @@ pub fn run(home: Option<&Path>, command: PluginCommand) -> Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&value)?);
                 return Ok(ExitCode::SUCCESS);
             }
-            println!("{:<16} {:<9} {:<9} {:<9} SOURCE", "ID", "VERSION", "TIER", "STATE");
+            println!(
+                "{:<16} {:<9} {:<9} {:<9} SOURCE",
+                "ID", "VERSION", "TIER", "STATE"
+            );
             for p in &plugins {
                 let source = match &p.source {
                     sigil::Source::Builtin => "builtin".to_string(),
                     sigil::Source::Directory(dir) => dir.display().to_string(),
                 };
-                println!("{:<16} {:<9} {:<9} {:<9} {source}", p.id, p.version, p.tier, p.state.to_string());
+                println!(
+                    "{:<16} {:<9} {:<9} {:<9} {source}",
+                    p.id,
+                    p.version,
+                    p.tier,
+                    p.state.to_string()
+                );
                 if let Some(error) = &p.error {
                     println!("    error: {error}");
                 }
             }
             for f in &failures {
-                println!("{:<16} {:<9} {:<9} {:<9} {}", "?", "?", "?", "invalid", f.dir.display());
+                println!(
+                    "{:<16} {:<9} {:<9} {:<9} {}",
+                    "?",
+                    "?",
+                    "?",
+                    "invalid",
+                    f.dir.display()
+                );
                 for d in &f.diagnostics {
                     println!("    {d}");
                 }
@@ -111,9 +127,17 @@ fn lint(dir: &Path, json: bool) -> Result<ExitCode> {
     match sigil::manifest::load_dir(dir) {
         Ok(manifest) => {
             if json {
-                println!("{}", serde_json::json!({ "ok": true, "id": manifest.id().as_str(), "diagnostics": [] }));
+                println!(
+                    "{}",
+                    serde_json::json!({ "ok": true, "id": manifest.id().as_str(), "diagnostics": [] })
+                );
             } else {
-                println!("{}: ok ({} {})", manifest.file(), manifest.id(), manifest.version());
+                println!(
+                    "{}: ok ({} {})",
+                    manifest.file(),
+                    manifest.id(),
+                    manifest.version()
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -123,7 +147,10 @@ fn lint(dir: &Path, json: bool) -> Result<ExitCode> {
                     "file": d.file, "line": d.line, "column": d.column, "pointer": d.pointer,
                     "message": d.message, "value": d.value,
                 })).collect();
-                println!("{}", serde_json::json!({ "ok": false, "diagnostics": diagnostics }));
+                println!(
+                    "{}",
+                    serde_json::json!({ "ok": false, "diagnostics": diagnostics })
+                );
             } else {
                 for d in errors.iter() {
                     eprintln!("{d}");

@@ -9,7 +9,9 @@ struct Sigil {
 
 impl Sigil {
     fn new() -> Sigil {
-        Sigil { home: tempfile::tempdir().unwrap() }
+        Sigil {
+            home: tempfile::tempdir().unwrap(),
+        }
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -23,14 +25,26 @@ impl Sigil {
 
     fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
-        assert!(out.status.success(), "sigil {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "sigil {args:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 
     fn fails(&self, args: &[&str]) -> (String, String) {
         let out = self.run(args);
-        assert_eq!(out.status.code(), Some(1), "sigil {args:?} should exit 1: {}", String::from_utf8_lossy(&out.stdout));
-        (String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "sigil {args:?} should exit 1: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        (
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
     }
 }
 
@@ -38,27 +52,72 @@ impl Sigil {
 fn a_tool_call_runs_end_to_end_on_a_fresh_home() {
     let sigil = Sigil::new();
     let listing = sigil.ok(&["tool", "list"]);
-    assert!(listing.contains("text/sha256") && listing.contains("fs/read_text"), "{listing}");
-    let out = sigil.ok(&["tool", "invoke", "text/sha256", "--input", r#"{"text":"hello"}"#]);
+    assert!(
+        listing.contains("text/sha256") && listing.contains("fs/read_text"),
+        "{listing}"
+    );
+    let out = sigil.ok(&[
+        "tool",
+        "invoke",
+        "text/sha256",
+        "--input",
+        r#"{"text":"hello"}"#,
+    ]);
     let value: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(value["sha256"], "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
-    assert!(sigil.home.path().join("sigil.toml").exists() && sigil.home.path().join("sigil.db").exists());
+    assert_eq!(
+        value["sha256"],
+        "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+    );
+    assert!(
+        sigil.home.path().join("sigil.toml").exists()
+            && sigil.home.path().join("sigil.db").exists()
+    );
 
     let (_, err) = sigil.fails(&["tool", "invoke", "text/sha256", "--input", r#"{"txt":"x"}"#]);
-    assert!(err.contains("invalid arguments for `text/sha256`") && err.contains("\"text\" is a required property"), "{err}");
+    assert!(
+        err.contains("invalid arguments for `text/sha256`")
+            && err.contains("\"text\" is a required property"),
+        "{err}"
+    );
     let (_, err) = sigil.fails(&["tool", "invoke", "text/sha256", "--input", "{not json"]);
     assert!(err.contains("--input is not valid JSON"), "{err}");
     let (_, err) = sigil.fails(&["tool", "invoke", "sha256", "--input", "{}"]);
     assert!(err.contains("write it as PLUGIN/TOOL"), "{err}");
-    let (_, err) = sigil.fails(&["tool", "invoke", "text/sha256", "--user", "ghost", "--input", r#"{"text":"x"}"#]);
-    assert!(err.contains("denied: user `ghost` is not configured in sigil.toml"), "{err}");
+    let (_, err) = sigil.fails(&[
+        "tool",
+        "invoke",
+        "text/sha256",
+        "--user",
+        "ghost",
+        "--input",
+        r#"{"text":"x"}"#,
+    ]);
+    assert!(
+        err.contains("denied: user `ghost` is not configured in sigil.toml"),
+        "{err}"
+    );
 
     let records = sigil.ok(&["audit", "list", "--json"]);
-    let lines: Vec<serde_json::Value> = records.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = records
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 5, "{records}");
-    let denies = sigil.ok(&["audit", "list", "--json", "--decision", "deny", "--user", "ghost"]);
+    let denies = sigil.ok(&[
+        "audit",
+        "list",
+        "--json",
+        "--decision",
+        "deny",
+        "--user",
+        "ghost",
+    ]);
     assert_eq!(denies.lines().count(), 1, "{denies}");
-    assert!(sigil.ok(&["audit", "verify"]).starts_with("ok: 5 record(s), hash chain intact"));
+    assert!(
+        sigil
+            .ok(&["audit", "verify"])
+            .starts_with("ok: 5 record(s), hash chain intact")
+    );
 }
 
 #[test]
@@ -74,16 +133,32 @@ fn lint_reports_every_problem_with_its_location() {
     let (_, err) = sigil.fails(&["plugin", "lint", dir_arg]);
     let file = dir.path().join("plugin.toml");
     let file = file.display();
-    for expected in [format!("{file}:1:6:"), format!("{file}:3:11:"), format!("{file}:7:1:"), "problem(s) found".to_string()] {
+    for expected in [
+        format!("{file}:1:6:"),
+        format!("{file}:3:11:"),
+        format!("{file}:7:1:"),
+        "problem(s) found".to_string(),
+    ] {
         assert!(err.contains(&expected), "missing {expected} in:\n{err}");
     }
     assert!(err.contains("colour"), "{err}");
     let (json, _) = sigil.fails(&["plugin", "lint", dir_arg, "--json"]);
     let value: serde_json::Value = serde_json::from_str(&json).unwrap();
-    assert!(value["diagnostics"].as_array().unwrap().len() >= 4, "{value}");
+    assert!(
+        value["diagnostics"].as_array().unwrap().len() >= 4,
+        "{value}"
+    );
 
-    std::fs::write(dir.path().join("plugin.toml"), include_str!("../../sigil-builtins/src/text/plugin.toml")).unwrap();
-    assert!(sigil.ok(&["plugin", "lint", dir_arg]).contains(": ok (text 0.1.0)"));
+    std::fs::write(
+        dir.path().join("plugin.toml"),
+        include_str!("../../sigil-builtins/src/text/plugin.toml"),
+    )
+    .unwrap();
+    assert!(
+        sigil
+            .ok(&["plugin", "lint", dir_arg])
+            .contains(": ok (text 0.1.0)")
+    );
     let (_, err) = sigil.fails(&["plugin", "lint", "/nonexistent-dir"]);
     assert!(err.contains("/nonexistent-dir"), "{err}");
 }
@@ -92,7 +167,11 @@ fn lint_reports_every_problem_with_its_location() {
 fn the_manifest_schema_is_printed_as_json_schema() {
     let out = Sigil::new().ok(&["manifest", "schema"]);
     let schema: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert!(schema["$schema"].as_str().unwrap().contains("2020-12"), "{}", schema["$schema"]);
+    assert!(
+        schema["$schema"].as_str().unwrap().contains("2020-12"),
+        "{}",
+        schema["$schema"]
+    );
     assert_eq!(schema["additionalProperties"], false);
     assert!(schema["properties"]["capabilities"].is_object());
 }
@@ -101,13 +180,32 @@ fn the_manifest_schema_is_printed_as_json_schema() {
 fn policy_explain_names_the_deciding_rule() {
     let sigil = Sigil::new();
     let out = sigil.ok(&["policy", "explain", "fs.read:/srv/data/x", "--plugin", "fs"]);
-    assert!(out.starts_with("allow  fs.read:/srv/data/x  (plugin `fs` for user `local` in workspace `default`)"), "{out}");
-    assert!(out.contains("rule:  plugin `fs` requests `fs.read`"), "{out}");
+    assert!(
+        out.starts_with(
+            "allow  fs.read:/srv/data/x  (plugin `fs` for user `local` in workspace `default`)"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("rule:  plugin `fs` requests `fs.read`"),
+        "{out}"
+    );
     let (out, _) = sigil.fails(&["policy", "explain", "fs.write:/tmp/x", "--plugin", "fs"]);
-    assert!(out.contains("rule:  plugin `fs`'s manifest denies `fs.write`"), "{out}");
+    assert!(
+        out.contains("rule:  plugin `fs`'s manifest denies `fs.write`"),
+        "{out}"
+    );
     let (out, _) = sigil.fails(&["policy", "explain", "kv.read", "--plugin", "text"]);
     assert!(out.contains("plugin `text` did not request it"), "{out}");
-    let (out, _) = sigil.fails(&["policy", "explain", "kv.read", "--plugin", "nope", "--workspace", "default"]);
+    let (out, _) = sigil.fails(&[
+        "policy",
+        "explain",
+        "kv.read",
+        "--plugin",
+        "nope",
+        "--workspace",
+        "default",
+    ]);
     assert!(out.contains("plugin `nope` is not registered"), "{out}");
     let (_, err) = sigil.fails(&["policy", "explain", "fs.read:relative", "--plugin", "fs"]);
     assert!(err.contains("must be absolute"), "{err}");
@@ -122,34 +220,61 @@ fn plugin_list_and_inspect_show_state_and_capabilities() {
     std::fs::create_dir_all(&broken).unwrap();
     std::fs::write(broken.join("plugin.yaml"), "id: broken\nversion: [\n").unwrap();
     let list = sigil.ok(&["plugin", "list"]);
-    assert!(list.contains("fs") && list.contains("running") && list.contains("builtin"), "{list}");
-    assert!(list.contains("invalid") && list.contains("plugin.yaml:"), "{list}");
+    assert!(
+        list.contains("fs") && list.contains("running") && list.contains("builtin"),
+        "{list}"
+    );
+    assert!(
+        list.contains("invalid") && list.contains("plugin.yaml:"),
+        "{list}"
+    );
     let inspect = sigil.ok(&["plugin", "inspect", "fs"]);
     assert!(inspect.contains("fs.read  — reads the files"), "{inspect}");
     assert!(inspect.contains("denies itself fs.write"), "{inspect}");
     assert!(inspect.contains("read_text"), "{inspect}");
-    let json: serde_json::Value = serde_json::from_str(&sigil.ok(&["plugin", "inspect", "text", "--json"])).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&sigil.ok(&["plugin", "inspect", "text", "--json"])).unwrap();
     assert_eq!(json["summary"]["state"], "running");
     assert_eq!(json["tools"].as_array().unwrap().len(), 2);
     let (_, err) = sigil.fails(&["plugin", "inspect", "nope"]);
-    assert!(err.contains("no plugin `nope`; installed: fs, text"), "{err}");
+    assert!(
+        err.contains("no plugin `nope`; installed: fs, text"),
+        "{err}"
+    );
 }
 
 #[test]
 fn audit_verify_names_a_tampered_record_and_export_writes_json_lines() {
     let sigil = Sigil::new();
     for text in ["a", "b", "c"] {
-        sigil.ok(&["tool", "invoke", "text/stats", "--input", &format!(r#"{{"text":"{text}"}}"#)]);
+        sigil.ok(&[
+            "tool",
+            "invoke",
+            "text/stats",
+            "--input",
+            &format!(r#"{{"text":"{text}"}}"#),
+        ]);
     }
     let export = sigil.home.path().join("export.jsonl");
     let out = sigil.run(&["audit", "export", "--output", export.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("exported 6 record(s)"));
     let exported = std::fs::read_to_string(&export).unwrap();
-    let seqs: Vec<u64> = exported.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"].as_u64().unwrap()).collect();
+    let seqs: Vec<u64> = exported
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
     assert_eq!(seqs, [1, 2, 3, 4, 5, 6]);
 
     let db = rusqlite::Connection::open(Path::new(sigil.home.path()).join("sigil.db")).unwrap();
-    db.execute("UPDATE audit_records SET rule = 'nothing to see' WHERE seq = 3", []).unwrap();
+    db.execute(
+        "UPDATE audit_records SET rule = 'nothing to see' WHERE seq = 3",
+        [],
+    )
+    .unwrap();
     drop(db);
     let (out, _) = sigil.fails(&["audit", "verify"]);
     assert!(out.starts_with("TAMPERED: record 3 "), "{out}");

@@ -32,16 +32,24 @@ fn checks(c: &mut Criterion) {
         let hit = Capability::parse(&format!("fs.read:/srv/app{last_fs}/data/report.txt")).unwrap();
         let miss = Capability::parse("fs.read:/etc/shadow").unwrap();
         assert!(set.contains(&hit) && !set.contains(&miss));
-        group.bench_with_input(BenchmarkId::new("compiled_hit", n), &hit, |b, cap| b.iter(|| set.contains(black_box(cap))));
-        group.bench_with_input(BenchmarkId::new("compiled_miss", n), &miss, |b, cap| b.iter(|| set.contains(black_box(cap))));
-        group.bench_with_input(BenchmarkId::new("baseline_linear_hit", n), &hit, |b, cap| {
-            b.iter(|| pats.iter().any(|p| p.matches(black_box(cap))))
+        group.bench_with_input(BenchmarkId::new("compiled_hit", n), &hit, |b, cap| {
+            b.iter(|| set.contains(black_box(cap)))
         });
+        group.bench_with_input(BenchmarkId::new("compiled_miss", n), &miss, |b, cap| {
+            b.iter(|| set.contains(black_box(cap)))
+        });
+        group.bench_with_input(
+            BenchmarkId::new("baseline_linear_hit", n),
+            &hit,
+            |b, cap| b.iter(|| pats.iter().any(|p| p.matches(black_box(cap)))),
+        );
     }
     group.finish();
 
     let mut group = c.benchmark_group("capability_parse");
-    group.bench_function("parse_request", |b| b.iter(|| Capability::parse(black_box("fs.read:/srv/app2/data/../report.txt"))));
+    group.bench_function("parse_request", |b| {
+        b.iter(|| Capability::parse(black_box("fs.read:/srv/app2/data/../report.txt")))
+    });
     group.finish();
 }
 

@@ -171,8 +171,14 @@ pub fn decide(capability: &Capability, layers: Layers<'_>) -> Decision {
 
     let denies = [
         deny(Level::Policy, "sigil.toml", layers.global_deny),
-        layers.plugin.and_then(|p| deny(Level::Plugin, &p.id, &p.denies)),
-        deny(Level::Workspace, &layers.workspace.name, &layers.workspace.deny),
+        layers
+            .plugin
+            .and_then(|p| deny(Level::Plugin, &p.id, &p.denies)),
+        deny(
+            Level::Workspace,
+            &layers.workspace.name,
+            &layers.workspace.deny,
+        ),
         deny(Level::User, &layers.user.name, &layers.user.deny),
     ];
     if let Some(denied) = denies.into_iter().flatten().next() {
@@ -226,7 +232,10 @@ impl fmt::Display for Decision {
 impl fmt::Display for AllowRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some((plugin, grant, consent)) = &self.plugin {
-            write!(f, "plugin `{plugin}` requests `{grant}`, consented as `{consent}`; ")?;
+            write!(
+                f,
+                "plugin `{plugin}` requests `{grant}`, consented as `{consent}`; "
+            )?;
         }
         write!(
             f,
@@ -246,26 +255,43 @@ impl fmt::Display for DenyRule {
             DenyRule::UnknownWorkspace { workspace } => {
                 write!(f, "workspace `{workspace}` is not configured in sigil.toml")
             }
-            DenyRule::UnknownUser { user } if user.is_empty() => write!(f, "no user was named for the call"),
-            DenyRule::UnknownUser { user } => write!(f, "user `{user}` is not configured in sigil.toml"),
+            DenyRule::UnknownUser { user } if user.is_empty() => {
+                write!(f, "no user was named for the call")
+            }
+            DenyRule::UnknownUser { user } => {
+                write!(f, "user `{user}` is not configured in sigil.toml")
+            }
             DenyRule::NoPermissions { user } => write!(f, "user `{user}` has no permissions"),
-            DenyRule::Denied { level, holder, pattern } => match level {
+            DenyRule::Denied {
+                level,
+                holder,
+                pattern,
+            } => match level {
                 Level::Policy => write!(f, "the operator's policy denies `{pattern}`"),
                 Level::Plugin => write!(f, "plugin `{holder}`'s manifest denies `{pattern}`"),
-                Level::Consent => write!(f, "the operator's consent for `{holder}` denies `{pattern}`"),
+                Level::Consent => write!(
+                    f,
+                    "the operator's consent for `{holder}` denies `{pattern}`"
+                ),
                 Level::Workspace => write!(f, "workspace `{holder}` denies `{pattern}`"),
                 Level::User => write!(f, "user `{holder}` is denied `{pattern}`"),
             },
             DenyRule::NotGranted { level, holder } => match level {
                 Level::Policy => write!(f, "the operator's policy does not allow it"),
                 Level::Plugin => write!(f, "plugin `{holder}` did not request it in its manifest"),
-                Level::Consent => write!(f, "the operator has not consented to it for plugin `{holder}`"),
+                Level::Consent => write!(
+                    f,
+                    "the operator has not consented to it for plugin `{holder}`"
+                ),
                 Level::Workspace => write!(f, "workspace `{holder}` does not allow it"),
                 Level::User => write!(f, "user `{holder}` does not hold it"),
             },
             DenyRule::InvalidCapability { error } => write!(f, "invalid capability: {error}"),
             DenyRule::AuditFailed { error } => {
-                write!(f, "the audit record could not be written, so the call is refused: {error}")
+                write!(
+                    f,
+                    "the audit record could not be written, so the call is refused: {error}"
+                )
             }
             DenyRule::Internal { error } => write!(f, "internal error, refused: {error}"),
         }

@@ -58,7 +58,10 @@ pub struct Capability {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum Resource {
     Path(Vec<Box<str>>),
-    Host { labels: Vec<Box<str>>, port: Option<u16> },
+    Host {
+        labels: Vec<Box<str>>,
+        port: Option<u16>,
+    },
     Name(Box<str>),
 }
 
@@ -262,7 +265,9 @@ impl Pattern {
                             .collect();
                         ResourcePattern::Host { labels, port }
                     }
-                    ResourceKind::Name => ResourcePattern::Name(name_pattern(check_name(text, &raw)?)),
+                    ResourceKind::Name => {
+                        ResourcePattern::Name(name_pattern(check_name(text, &raw)?))
+                    }
                 })
             }
         };
@@ -439,7 +444,10 @@ fn split(text: &str) -> Result<(String, Option<String>), CapabilityError> {
         Some((head, tail)) if !head.contains('.') => {
             // Wingman `resource:action[:action…]`.
             let parts: Vec<&str> = text.split(':').collect();
-            if parts.iter().any(|p| p.is_empty() || !p.chars().all(is_segment_char)) {
+            if parts
+                .iter()
+                .any(|p| p.is_empty() || !p.chars().all(is_segment_char))
+            {
                 return Err(CapabilityError::new(
                     text,
                     "a resource scope needs an action of two or more segments before `:` \
@@ -491,13 +499,17 @@ fn check_segment(text: &str, segment: &str) -> Result<(), CapabilityError> {
     if let Some(bad) = segment.chars().find(|c| !is_segment_char(*c)) {
         return Err(CapabilityError::new(
             text,
-            format!("action segment `{segment}` contains `{bad}`; use letters, digits, `_`, `-` or `*`"),
+            format!(
+                "action segment `{segment}` contains `{bad}`; use letters, digits, `_`, `-` or `*`"
+            ),
         ));
     }
     if segment.contains("**") {
         return Err(CapabilityError::new(
             text,
-            format!("action segment `{segment}` contains `**`; `*` alone already matches one or more segments"),
+            format!(
+                "action segment `{segment}` contains `**`; `*` alone already matches one or more segments"
+            ),
         ));
     }
     Ok(())
@@ -542,7 +554,9 @@ fn path_pattern(text: &str, path: &str) -> Result<Vec<Seg>, CapabilityError> {
             "." | ".." => {
                 return Err(CapabilityError::new(
                     text,
-                    format!("path pattern `{path}` contains `{component}`; write the normalised path"),
+                    format!(
+                        "path pattern `{path}` contains `{component}`; write the normalised path"
+                    ),
                 ));
             }
             "**" => {
@@ -568,14 +582,20 @@ fn split_host<'a>(text: &str, raw: &'a str) -> Result<(&'a str, Option<&'a str>)
     if let Some(rest) = raw.strip_prefix('[') {
         // Bracketed IPv6: `[::1]:8080`.
         let Some(close) = rest.find(']') else {
-            return Err(CapabilityError::new(text, format!("host `{raw}` is missing `]`")));
+            return Err(CapabilityError::new(
+                text,
+                format!("host `{raw}` is missing `]`"),
+            ));
         };
         let host = &raw[..close + 2];
         return match &raw[close + 2..] {
             "" => Ok((host, None)),
             tail => match tail.strip_prefix(':') {
                 Some(port) => Ok((host, Some(port))),
-                None => Err(CapabilityError::new(text, format!("unexpected `{tail}` after host `{host}`"))),
+                None => Err(CapabilityError::new(
+                    text,
+                    format!("unexpected `{tail}` after host `{host}`"),
+                )),
             },
         };
     }
@@ -586,10 +606,12 @@ fn split_host<'a>(text: &str, raw: &'a str) -> Result<(&'a str, Option<&'a str>)
 }
 
 fn parse_port(text: &str, port: &str) -> Result<u16, CapabilityError> {
-    port.parse::<u16>()
-        .ok()
-        .filter(|p| *p != 0)
-        .ok_or_else(|| CapabilityError::new(text, format!("port `{port}` is not a number from 1 to 65535 or `*`")))
+    port.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| {
+        CapabilityError::new(
+            text,
+            format!("port `{port}` is not a number from 1 to 65535 or `*`"),
+        )
+    })
 }
 
 fn host_labels(text: &str, host: &str) -> Result<Vec<Box<str>>, CapabilityError> {
@@ -602,8 +624,15 @@ fn host_labels(text: &str, host: &str) -> Result<Vec<Box<str>>, CapabilityError>
     }
     host.split('.')
         .map(|label| {
-            if label.is_empty() || !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '*' || c == '_') {
-                Err(CapabilityError::new(text, format!("host `{host}` has an invalid label `{label}`")))
+            if label.is_empty()
+                || !label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '*' || c == '_')
+            {
+                Err(CapabilityError::new(
+                    text,
+                    format!("host `{host}` has an invalid label `{label}`"),
+                ))
             } else {
                 Ok(label.into())
             }

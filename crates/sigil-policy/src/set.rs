@@ -54,7 +54,9 @@ impl CapabilitySet {
     ///
     /// # Errors
     /// The first pattern that does not parse.
-    pub fn parse<S: AsRef<str>>(patterns: impl IntoIterator<Item = S>) -> Result<CapabilitySet, CapabilityError> {
+    pub fn parse<S: AsRef<str>>(
+        patterns: impl IntoIterator<Item = S>,
+    ) -> Result<CapabilitySet, CapabilityError> {
         let patterns = patterns
             .into_iter()
             .map(|p| Pattern::parse(p.as_ref()))
@@ -197,7 +199,12 @@ impl CapabilitySet {
     }
 
     /// `port` is `None` for paths and names, `Some(port)` for hosts.
-    fn walk_resource(&self, node: u32, rest: &[Box<str>], port: Option<Option<u16>>) -> Option<u32> {
+    fn walk_resource(
+        &self,
+        node: u32,
+        rest: &[Box<str>],
+        port: Option<Option<u16>>,
+    ) -> Option<u32> {
         let n = &self.nodes[node as usize];
         if rest.is_empty() {
             if let Some(found) = n.end {

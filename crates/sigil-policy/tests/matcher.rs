@@ -32,43 +32,123 @@ const MATCHES: &[(&str, &str, bool)] = &[
     // Paths: `*` within a component, `**` across, dots are not separators.
     ("fs.read:/data/*", "fs.read:/data/report.txt", true),
     ("fs.read:/data/*", "fs.read:/data/sub/report.txt", false),
-    ("fs.read:/data/**", "fs.read:/data/sub/deeper/report.txt", true),
+    (
+        "fs.read:/data/**",
+        "fs.read:/data/sub/deeper/report.txt",
+        true,
+    ),
     ("fs.read:/data/**", "fs.read:/data", true),
     ("fs.read:/data/**", "fs.read:/database", false),
     ("fs.read:/data/*.txt", "fs.read:/data/report.txt", true),
     ("fs.read:/data/*.txt", "fs.read:/data/report.txt.gz", false),
     ("fs.read:/data/report.txt", "fs.read:/data/report.txt", true),
-    ("fs.read:/data/report.txt", "fs.read:/data/reportXtxt", false),
-    ("fs.read:/srv/**/logs/*.log", "fs.read:/srv/a/b/logs/x.log", true),
-    ("fs.read:/srv/**/logs/*.log", "fs.read:/srv/logs/x.log", true),
-    ("fs.read:/srv/**/logs/*.log", "fs.read:/srv/a/logs/x/y.log", false),
+    (
+        "fs.read:/data/report.txt",
+        "fs.read:/data/reportXtxt",
+        false,
+    ),
+    (
+        "fs.read:/srv/**/logs/*.log",
+        "fs.read:/srv/a/b/logs/x.log",
+        true,
+    ),
+    (
+        "fs.read:/srv/**/logs/*.log",
+        "fs.read:/srv/logs/x.log",
+        true,
+    ),
+    (
+        "fs.read:/srv/**/logs/*.log",
+        "fs.read:/srv/a/logs/x/y.log",
+        false,
+    ),
     ("fs.read:/", "fs.read:/", true),
     ("fs.read:/**", "fs.read:/etc/shadow", true),
     // `..` is resolved before matching: no escape from a granted directory.
     ("fs.read:/data/**", "fs.read:/data/../etc/shadow", false),
-    ("fs.read:/data/**", "fs.read:/data/sub/../../etc/shadow", false),
+    (
+        "fs.read:/data/**",
+        "fs.read:/data/sub/../../etc/shadow",
+        false,
+    ),
     ("fs.read:/data/**", "fs.read:/data/sub/../report.txt", true),
-    ("fs.read:/etc/shadow", "fs.read:/data/../../../etc/shadow", true),
+    (
+        "fs.read:/etc/shadow",
+        "fs.read:/data/../../../etc/shadow",
+        true,
+    ),
     ("fs.read:/data/**", "fs.read:/data/./x", true),
     ("fs.read:/data/*", "fs.read://data//x", true),
-    ("fs.read:/data/my files/**", "fs.read:/data/my files/a b.txt", true),
+    (
+        "fs.read:/data/my files/**",
+        "fs.read:/data/my files/a b.txt",
+        true,
+    ),
     ("fs.read:/data/*", "fs.read:/data/a b.txt", true),
     ("secret.use:team key", "secret.use:team key", true),
     // Hosts: `*` label covers one or more labels; ports exact or `*`; no port = any port.
-    ("net.connect:api.github.com:443", "net.connect:api.github.com:443", true),
-    ("net.connect:api.github.com:443", "net.connect:api.github.com:8443", false),
-    ("net.connect:api.github.com:443", "net.connect:api.github.com", false),
-    ("net.connect:api.github.com:*", "net.connect:api.github.com:8443", true),
-    ("net.connect:api.github.com", "net.connect:api.github.com:22", true),
-    ("net.connect:*.example.com:443", "net.connect:a.example.com:443", true),
-    ("net.connect:*.example.com:443", "net.connect:a.b.example.com:443", true),
-    ("net.connect:*.example.com:443", "net.connect:example.com:443", false),
-    ("net.connect:*.example.com:443", "net.connect:evil-example.com:443", false),
-    ("net.connect:*.example.com:443", "net.connect:example.com.evil.org:443", false),
-    ("net.connect:API.GitHub.com:443", "net.connect:api.github.com.:443", true),
+    (
+        "net.connect:api.github.com:443",
+        "net.connect:api.github.com:443",
+        true,
+    ),
+    (
+        "net.connect:api.github.com:443",
+        "net.connect:api.github.com:8443",
+        false,
+    ),
+    (
+        "net.connect:api.github.com:443",
+        "net.connect:api.github.com",
+        false,
+    ),
+    (
+        "net.connect:api.github.com:*",
+        "net.connect:api.github.com:8443",
+        true,
+    ),
+    (
+        "net.connect:api.github.com",
+        "net.connect:api.github.com:22",
+        true,
+    ),
+    (
+        "net.connect:*.example.com:443",
+        "net.connect:a.example.com:443",
+        true,
+    ),
+    (
+        "net.connect:*.example.com:443",
+        "net.connect:a.b.example.com:443",
+        true,
+    ),
+    (
+        "net.connect:*.example.com:443",
+        "net.connect:example.com:443",
+        false,
+    ),
+    (
+        "net.connect:*.example.com:443",
+        "net.connect:evil-example.com:443",
+        false,
+    ),
+    (
+        "net.connect:*.example.com:443",
+        "net.connect:example.com.evil.org:443",
+        false,
+    ),
+    (
+        "net.connect:API.GitHub.com:443",
+        "net.connect:api.github.com.:443",
+        true,
+    ),
     ("net.connect:[::1]:8080", "net.connect:[::1]:8080", true),
     ("net.connect:[::1]:8080", "net.connect:[::1]:8081", false),
-    ("net.connect:127.0.0.1:*", "net.connect:127.0.0.1:5432", true),
+    (
+        "net.connect:127.0.0.1:*",
+        "net.connect:127.0.0.1:5432",
+        true,
+    ),
     // Names: opaque; `*` globs any run of characters, dots included.
     ("secret.use:github_token", "secret.use:github_token", true),
     ("secret.use:github_token", "secret.use:github_token2", false),
@@ -89,7 +169,8 @@ fn patterns_match_as_the_table_says() {
     let mut failures = Vec::new();
     for &(pattern, capability, expected) in MATCHES {
         let p = Pattern::parse(pattern).unwrap_or_else(|e| panic!("pattern {pattern}: {e}"));
-        let c = Capability::parse(capability).unwrap_or_else(|e| panic!("capability {capability}: {e}"));
+        let c = Capability::parse(capability)
+            .unwrap_or_else(|e| panic!("capability {capability}: {e}"));
         let direct = p.matches(&c);
         let compiled = CapabilitySet::new([p.clone()]).contains(&c);
         if direct != expected || compiled != expected {
@@ -108,7 +189,10 @@ const CANONICAL: &[(&str, &str)] = &[
     ("filesystem.read./data/*", "fs.read:/data/*"),
     ("fs.read:/data//sub/", "fs.read:/data/sub"),
     ("fs.read:/data/**/**/x", "fs.read:/data/**/x"),
-    ("net.connect:API.Example.COM.:443", "net.connect:api.example.com:443"),
+    (
+        "net.connect:API.Example.COM.:443",
+        "net.connect:api.example.com:443",
+    ),
     ("net.connect:example.com:*", "net.connect:example.com"),
     ("fs.read:/", "fs.read:/"),
 ];
@@ -116,11 +200,18 @@ const CANONICAL: &[(&str, &str)] = &[
 #[test]
 fn patterns_have_a_canonical_form() {
     for &(text, canonical) in CANONICAL {
-        assert_eq!(Pattern::parse(text).map(|p| p.to_string()), Ok(canonical.to_string()), "{text}");
+        assert_eq!(
+            Pattern::parse(text).map(|p| p.to_string()),
+            Ok(canonical.to_string()),
+            "{text}"
+        );
     }
     let capability = Capability::parse("fs.read:/a/./b/../c").map(|c| c.to_string());
     assert_eq!(capability, Ok("fs.read:/a/c".to_string()));
-    assert_eq!(Capability::parse("fs.read:/../../etc").map(|c| c.to_string()), Ok("fs.read:/etc".into()));
+    assert_eq!(
+        Capability::parse("fs.read:/../../etc").map(|c| c.to_string()),
+        Ok("fs.read:/etc".into())
+    );
 }
 
 /// (text, substring of the error) for patterns that must be rejected.
@@ -153,7 +244,10 @@ fn bad_patterns_are_rejected_with_a_reason() {
     for &(text, reason) in BAD_PATTERNS {
         match Pattern::parse(text) {
             Ok(p) => panic!("{text:?} parsed as {p}"),
-            Err(e) => assert!(e.to_string().contains(reason), "{text:?}: {e} (wanted {reason:?})"),
+            Err(e) => assert!(
+                e.to_string().contains(reason),
+                "{text:?}: {e} (wanted {reason:?})"
+            ),
         }
     }
 }
@@ -182,7 +276,11 @@ fn deny_carves_a_scope_out_of_a_wildcard_grant() {
     ];
     for (text, allowed) in cases {
         let c = Capability::parse(text).unwrap();
-        assert_eq!(grants.contains(&c) && !denies.contains(&c), allowed, "{text}");
+        assert_eq!(
+            grants.contains(&c) && !denies.contains(&c),
+            allowed,
+            "{text}"
+        );
     }
 }
 
@@ -197,19 +295,40 @@ fn empty_set_matches_nothing() {
 
 #[test]
 fn a_set_names_the_pattern_that_matched() {
-    let set = CapabilitySet::parse(["kv.*", "fs.read:/data/**", "fs.read:/data/public/*", "net.connect:*.org"]).unwrap();
-    let named = |text: &str| set.find(&Capability::parse(text).unwrap()).map(|p| p.to_string());
+    let set = CapabilitySet::parse([
+        "kv.*",
+        "fs.read:/data/**",
+        "fs.read:/data/public/*",
+        "net.connect:*.org",
+    ])
+    .unwrap();
+    let named = |text: &str| {
+        set.find(&Capability::parse(text).unwrap())
+            .map(|p| p.to_string())
+    };
     // Literal branches win over wildcard ones.
-    assert_eq!(named("fs.read:/data/public/x"), Some("fs.read:/data/public/*".into()));
-    assert_eq!(named("fs.read:/data/private/x"), Some("fs.read:/data/**".into()));
+    assert_eq!(
+        named("fs.read:/data/public/x"),
+        Some("fs.read:/data/public/*".into())
+    );
+    assert_eq!(
+        named("fs.read:/data/private/x"),
+        Some("fs.read:/data/**".into())
+    );
     assert_eq!(named("kv.write:k"), Some("kv.*".into()));
-    assert_eq!(named("net.connect:a.example.org:443"), Some("net.connect:*.org".into()));
+    assert_eq!(
+        named("net.connect:a.example.org:443"),
+        Some("net.connect:*.org".into())
+    );
     assert_eq!(named("fs.write:/data/x"), None);
 }
 
 #[test]
 fn many_patterns_in_one_set_match_like_each_pattern_alone() {
-    let patterns: Vec<Pattern> = MATCHES.iter().map(|(p, _, _)| Pattern::parse(p).unwrap()).collect();
+    let patterns: Vec<Pattern> = MATCHES
+        .iter()
+        .map(|(p, _, _)| Pattern::parse(p).unwrap())
+        .collect();
     let set = CapabilitySet::new(patterns.clone());
     for &(_, capability, _) in MATCHES {
         let c = Capability::parse(capability).unwrap();

@@ -3,7 +3,9 @@
 use proptest::prelude::*;
 use sigil_policy::{Capability, CapabilitySet, Pattern};
 
-const WORDS: &[&str] = &["fs", "net", "kv", "tool", "read", "write", "a", "b", "ab", "data", "x.y"];
+const WORDS: &[&str] = &[
+    "fs", "net", "kv", "tool", "read", "write", "a", "b", "ab", "data", "x.y",
+];
 
 fn action_segment() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -33,18 +35,33 @@ fn concrete_component() -> impl Strategy<Value = String> {
 
 fn pattern() -> impl Strategy<Value = String> {
     let ns = prop::sample::select(vec!["fs", "net", "kv", "tool"]);
-    (ns, prop::collection::vec(action_segment(), 0..3), prop::option::of(prop::collection::vec(path_component(), 0..4)), prop::option::of(prop::sample::select(vec!["80", "443", "*"])))
+    (
+        ns,
+        prop::collection::vec(action_segment(), 0..3),
+        prop::option::of(prop::collection::vec(path_component(), 0..4)),
+        prop::option::of(prop::sample::select(vec!["80", "443", "*"])),
+    )
         .prop_map(|(ns, rest, resource, port)| {
-            let mut text = std::iter::once(ns.to_string()).chain(rest).collect::<Vec<_>>().join(".");
+            let mut text = std::iter::once(ns.to_string())
+                .chain(rest)
+                .collect::<Vec<_>>()
+                .join(".");
             if let Some(parts) = resource {
-                let parts: Vec<String> = parts.into_iter().filter(|p| ns != "net" || p != "**").collect();
+                let parts: Vec<String> = parts
+                    .into_iter()
+                    .filter(|p| ns != "net" || p != "**")
+                    .collect();
                 if text.split('.').count() < 2 {
                     text.push_str(".x");
                 }
                 match ns {
                     "fs" => text = format!("{text}:/{}", parts.join("/")),
                     "net" if !parts.is_empty() => {
-                        let host = parts.iter().map(|p| p.replace('.', "-")).collect::<Vec<_>>().join(".");
+                        let host = parts
+                            .iter()
+                            .map(|p| p.replace('.', "-"))
+                            .collect::<Vec<_>>()
+                            .join(".");
                         text = format!("{text}:{host}");
                         if let Some(port) = port {
                             text = format!("{text}:{port}");
@@ -63,14 +80,26 @@ fn pattern() -> impl Strategy<Value = String> {
 
 fn capability() -> impl Strategy<Value = String> {
     let ns = prop::sample::select(vec!["fs", "net", "kv", "tool"]);
-    (ns, prop::collection::vec(prop::sample::select(&WORDS[..10]), 1..4), prop::option::of(prop::collection::vec(concrete_component(), 0..5)), prop::option::of(prop::sample::select(vec!["80", "443", "8080"])))
+    (
+        ns,
+        prop::collection::vec(prop::sample::select(&WORDS[..10]), 1..4),
+        prop::option::of(prop::collection::vec(concrete_component(), 0..5)),
+        prop::option::of(prop::sample::select(vec!["80", "443", "8080"])),
+    )
         .prop_map(|(ns, rest, resource, port)| {
-            let mut text = std::iter::once(ns).chain(rest).collect::<Vec<_>>().join(".");
+            let mut text = std::iter::once(ns)
+                .chain(rest)
+                .collect::<Vec<_>>()
+                .join(".");
             if let Some(parts) = resource {
                 match ns {
                     "fs" => text = format!("{text}:/{}", parts.join("/")),
                     "net" => {
-                        let labels: Vec<String> = parts.iter().filter(|p| !p.contains(['*', '.'])).cloned().collect();
+                        let labels: Vec<String> = parts
+                            .iter()
+                            .filter(|p| !p.contains(['*', '.']))
+                            .cloned()
+                            .collect();
                         if !labels.is_empty() {
                             text = format!("{text}:{}", labels.join("."));
                             if let Some(port) = port {
@@ -124,6 +153,12 @@ fn the_generators_produce_parseable_input() {
         patterns += usize::from(Pattern::parse(&p).is_ok());
         capabilities += usize::from(Capability::parse(&c).is_ok());
     }
-    assert!(patterns > 400, "only {patterns}/500 generated patterns parse");
-    assert!(capabilities > 400, "only {capabilities}/500 generated capabilities parse");
+    assert!(
+        patterns > 400,
+        "only {patterns}/500 generated patterns parse"
+    );
+    assert!(
+        capabilities > 400,
+        "only {capabilities}/500 generated capabilities parse"
+    );
 }

@@ -49,10 +49,12 @@ impl Home {
             Some(path) => path.to_path_buf(),
             None => match std::env::var_os("SIGIL_HOME").filter(|v| !v.is_empty()) {
                 Some(path) => PathBuf::from(path),
-                None => dirs::data_dir().map(|d| d.join("sigil")).ok_or_else(|| ConfigError {
-                    path: PathBuf::from("$SIGIL_HOME"),
-                    message: "no data directory: set SIGIL_HOME".into(),
-                })?,
+                None => dirs::data_dir()
+                    .map(|d| d.join("sigil"))
+                    .ok_or_else(|| ConfigError {
+                        path: PathBuf::from("$SIGIL_HOME"),
+                        message: "no data directory: set SIGIL_HOME".into(),
+                    })?,
             },
         };
         let home = Home { root };
@@ -189,7 +191,8 @@ impl Config {
             path: path.to_path_buf(),
             message,
         };
-        let raw: RawConfig = toml::from_str(text).map_err(|e| error(e.to_string().trim_end().to_string()))?;
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| error(e.to_string().trim_end().to_string()))?;
         let compile = |table: String, patterns: &[String]| -> Result<CapabilitySet, ConfigError> {
             let parsed = patterns
                 .iter()
@@ -219,10 +222,17 @@ impl Config {
         }
         let mut consent = BTreeMap::new();
         for (id, p) in &raw.plugins {
-            consent.insert(id.clone(), compile(format!("plugins.{id}.consent"), &p.consent)?);
+            consent.insert(
+                id.clone(),
+                compile(format!("plugins.{id}.consent"), &p.consent)?,
+            );
         }
         for (what, name, known) in [
-            ("user", &raw.defaults.user, users.contains_key(raw.defaults.user.as_deref().unwrap_or(""))),
+            (
+                "user",
+                &raw.defaults.user,
+                users.contains_key(raw.defaults.user.as_deref().unwrap_or("")),
+            ),
             (
                 "workspace",
                 &raw.defaults.workspace,

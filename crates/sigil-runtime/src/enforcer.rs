@@ -83,8 +83,16 @@ impl Enforcer {
     /// Replaces workspaces, users and global denies; plugin registrations stay.
     pub fn reconfigure(&self, config: &Config) {
         let mut state = self.write();
-        state.workspaces = config.workspaces().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        state.users = config.users().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        state.workspaces = config
+            .workspaces()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        state.users = config
+            .users()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         state.global_deny = config.global_deny().clone();
     }
 
@@ -168,7 +176,9 @@ impl Enforcer {
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
         // Writers replace whole maps or entries; a panic elsewhere cannot leave them torn.
-        self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

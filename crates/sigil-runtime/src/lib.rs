@@ -17,7 +17,10 @@ pub use config::{Config, ConfigError, DEFAULT_CONFIG, Home};
 pub use enforcer::{Check, Enforcer, Registration, Subject};
 pub use lifecycle::{IllegalTransition, Lifecycle, State};
 pub use manager::{Builtin, Failure, Manager, PluginEntry, PluginSummary, Source};
-pub use runtime::{DEFAULT_OUTPUT_BYTES, DEFAULT_TIMEOUT, InvokeError, Invocation, OpenError, Runtime, Step, ToolListing};
+pub use runtime::{
+    DEFAULT_OUTPUT_BYTES, DEFAULT_TIMEOUT, Invocation, InvokeError, OpenError, Runtime, Step,
+    ToolListing,
+};
 pub use tool::{Call, Steps, ToolDescriptor, ToolError, ToolPlugin};
 
 pub use async_trait::async_trait;

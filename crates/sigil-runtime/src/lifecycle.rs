@@ -175,7 +175,10 @@ impl Lifecycle {
         let mut inner = self.lock();
         let from = inner.state;
         if !from.can_become(State::Error) {
-            return Err(IllegalTransition { from, to: State::Error });
+            return Err(IllegalTransition {
+                from,
+                to: State::Error,
+            });
         }
         inner.state = State::Error;
         inner.error = Some(reason.into());
@@ -185,6 +188,8 @@ impl Lifecycle {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding this lock cannot leave `Inner` half-written: every write is a
         // single assignment. So a poisoned lock is still consistent.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

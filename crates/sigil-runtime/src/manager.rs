@@ -82,7 +82,12 @@ impl PluginEntry {
             name: self.manifest.name().to_string(),
             version: self.manifest.version().to_string(),
             tier: self.manifest.execution().tier.to_string(),
-            kinds: self.manifest.kinds().iter().map(ToString::to_string).collect(),
+            kinds: self
+                .manifest
+                .kinds()
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
             state: self.lifecycle.state(),
             error: self.lifecycle.error(),
             source: self.source.clone(),
@@ -137,7 +142,8 @@ impl Manager {
     pub fn new(enforcer: Arc<Enforcer>) -> Manager {
         Manager {
             enforcer,
-            engine: semver::Version::parse(env!("CARGO_PKG_VERSION")).unwrap_or(semver::Version::new(0, 0, 0)),
+            engine: semver::Version::parse(env!("CARGO_PKG_VERSION"))
+                .unwrap_or(semver::Version::new(0, 0, 0)),
             plugins: RwLock::new(BTreeMap::new()),
             failures: RwLock::new(Vec::new()),
         }
@@ -145,10 +151,17 @@ impl Manager {
 
     /// Adds a compiled-in plugin. Its consent is its grants: the operator chose it by building it in.
     pub fn add_builtin(&self, builtin: Builtin) {
-        let manifest = match sigil_manifest::parse_str(builtin.manifest, sigil_manifest::Format::Toml, "builtin plugin.toml") {
+        let manifest = match sigil_manifest::parse_str(
+            builtin.manifest,
+            sigil_manifest::Format::Toml,
+            "builtin plugin.toml",
+        ) {
             Ok(manifest) => manifest,
             Err(errors) => {
-                self.record_failure(PathBuf::from("<builtin>"), errors.diagnostics.iter().map(ToString::to_string).collect());
+                self.record_failure(
+                    PathBuf::from("<builtin>"),
+                    errors.diagnostics.iter().map(ToString::to_string).collect(),
+                );
                 return;
             }
         };
@@ -162,7 +175,11 @@ impl Manager {
         let Ok(entries) = std::fs::read_dir(dir) else {
             return;
         };
-        let mut dirs: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_dir()).collect();
+        let mut dirs: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect();
         dirs.sort();
         for plugin_dir in dirs {
             self.discover_one(&plugin_dir, config);
@@ -174,12 +191,20 @@ impl Manager {
         let manifest = match sigil_manifest::load_dir(dir) {
             Ok(manifest) => manifest,
             Err(errors) => {
-                self.record_failure(dir.to_path_buf(), errors.diagnostics.iter().map(ToString::to_string).collect());
+                self.record_failure(
+                    dir.to_path_buf(),
+                    errors.diagnostics.iter().map(ToString::to_string).collect(),
+                );
                 return;
             }
         };
         let consent = config.consent(manifest.id().as_str());
-        self.load(manifest, Source::Directory(dir.to_path_buf()), None, consent);
+        self.load(
+            manifest,
+            Source::Directory(dir.to_path_buf()),
+            None,
+            consent,
+        );
     }
 
     /// Fails every plugin whose dependencies are missing or of the wrong version.
@@ -189,7 +214,9 @@ impl Manager {
         for entry in plugins.values() {
             for (dependency, range) in entry.manifest.dependencies() {
                 let problem = match plugins.get(dependency.as_str()) {
-                    None => Some(format!("depends on `{dependency}` {range}, which is not installed")),
+                    None => Some(format!(
+                        "depends on `{dependency}` {range}, which is not installed"
+                    )),
                     Some(dep) if !range.matches(dep.manifest.version()) => Some(format!(
                         "depends on `{dependency}` {range}, but version {} is installed",
                         dep.manifest.version()
@@ -213,7 +240,10 @@ impl Manager {
 
     /// Every plugin entry, by id.
     pub fn entries(&self) -> Vec<Arc<PluginEntry>> {
-        self.plugins.read().map(|p| p.values().cloned().collect()).unwrap_or_default()
+        self.plugins
+            .read()
+            .map(|p| p.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Plugin directories that failed validation.
@@ -226,7 +256,13 @@ impl Manager {
         self.plugins.read().ok()?.get(id).cloned()
     }
 
-    fn load(&self, manifest: ValidatedManifest, source: Source, plugin: Option<Arc<dyn ToolPlugin>>, consent: CapabilitySet) {
+    fn load(
+        &self,
+        manifest: ValidatedManifest,
+        source: Source,
+        plugin: Option<Arc<dyn ToolPlugin>>,
+        consent: CapabilitySet,
+    ) {
         let id = manifest.id().to_string();
         let entry = PluginEntry {
             manifest,
@@ -243,7 +279,10 @@ impl Manager {
         advance(&entry, State::Validating);
 
         if let Some(existing) = self.get(&id) {
-            let problem = format!("plugin id `{id}` is already provided by {}", describe(existing.source()));
+            let problem = format!(
+                "plugin id `{id}` is already provided by {}",
+                describe(existing.source())
+            );
             let _ = entry.lifecycle.fail(problem.clone());
             match &entry.source {
                 Source::Directory(dir) => self.record_failure(dir.clone(), vec![problem]),
@@ -261,7 +300,12 @@ impl Manager {
                         id: id.clone(),
                         grants: grants(&entry.manifest),
                         consent,
-                        denies: entry.manifest.denied().iter().map(|c| c.pattern.clone()).collect(),
+                        denies: entry
+                            .manifest
+                            .denied()
+                            .iter()
+                            .map(|c| c.pattern.clone())
+                            .collect(),
                     },
                 });
                 advance(&entry, State::Running);
@@ -279,7 +323,11 @@ impl Manager {
 
     /// Validating → loading: checks the engine range, then asks the tier for the plugin and
     /// compiles its tools' schemas.
-    fn prepare(&self, entry: &mut PluginEntry, plugin: Option<Arc<dyn ToolPlugin>>) -> Result<(), String> {
+    fn prepare(
+        &self,
+        entry: &mut PluginEntry,
+        plugin: Option<Arc<dyn ToolPlugin>>,
+    ) -> Result<(), String> {
         let manifest = &entry.manifest;
         if !manifest.engine().matches(&self.engine) {
             return Err(format!(
@@ -296,7 +344,9 @@ impl Manager {
                 return Err("tier `builtin` is only for plugins compiled into sigil".into());
             }
             (tier, _, _) => {
-                return Err(format!("the `{tier}` tier is not available in this build of sigil"));
+                return Err(format!(
+                    "the `{tier}` tier is not available in this build of sigil"
+                ));
             }
         };
         let declares_tools = manifest.kinds().contains(&Kind::Tool);
@@ -307,22 +357,32 @@ impl Manager {
         let mut tools = Vec::with_capacity(descriptors.len());
         for descriptor in descriptors {
             let name = &descriptor.name;
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-') {
-                return Err(format!("tool name `{name}` must be lowercase letters, digits, `_` or `-`"));
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+            {
+                return Err(format!(
+                    "tool name `{name}` must be lowercase letters, digits, `_` or `-`"
+                ));
             }
             if tools.iter().any(|t: &ToolEntry| t.descriptor.name == *name) {
                 return Err(format!("tool `{name}` is described twice"));
             }
-            let input = jsonschema::validator_for(&descriptor.input_schema)
-                .map_err(|e| format!("tool `{name}`: input schema is not a valid JSON Schema: {e}"))?;
+            let input = jsonschema::validator_for(&descriptor.input_schema).map_err(|e| {
+                format!("tool `{name}`: input schema is not a valid JSON Schema: {e}")
+            })?;
             let output = match &descriptor.output_schema {
-                Some(schema) => Some(
-                    jsonschema::validator_for(schema)
-                        .map_err(|e| format!("tool `{name}`: output schema is not a valid JSON Schema: {e}"))?,
-                ),
+                Some(schema) => Some(jsonschema::validator_for(schema).map_err(|e| {
+                    format!("tool `{name}`: output schema is not a valid JSON Schema: {e}")
+                })?),
                 None => None,
             };
-            tools.push(ToolEntry { descriptor, input, output });
+            tools.push(ToolEntry {
+                descriptor,
+                input,
+                output,
+            });
         }
         entry.tools = tools;
         entry.plugin = Some(plugin);
@@ -345,7 +405,11 @@ impl Manager {
 }
 
 fn grants(manifest: &ValidatedManifest) -> CapabilitySet {
-    manifest.requested().iter().map(|c| c.pattern.clone()).collect()
+    manifest
+        .requested()
+        .iter()
+        .map(|c| c.pattern.clone())
+        .collect()
 }
 
 fn describe(source: &Source) -> String {

@@ -175,7 +175,11 @@ impl Runtime {
         }
         manager.discover(&home.plugins_dir(), &config);
         for dir in config.plugin_dirs() {
-            let dir = if dir.is_relative() { home.root().join(dir) } else { dir.clone() };
+            let dir = if dir.is_relative() {
+                home.root().join(dir)
+            } else {
+                dir.clone()
+            };
             manager.discover(&dir, &config);
         }
         manager.check_dependencies();
@@ -218,7 +222,9 @@ impl Runtime {
     pub fn local_actor(&self, user: Option<&str>, workspace: Option<&str>) -> Actor {
         Actor {
             user: user.or(self.config.default_user()).map(str::to_string),
-            workspace: workspace.or(self.config.default_workspace()).map(str::to_string),
+            workspace: workspace
+                .or(self.config.default_workspace())
+                .map(str::to_string),
             session: None,
             channel: Some("cli".to_string()),
         }
@@ -247,7 +253,12 @@ impl Runtime {
     ///
     /// # Errors
     /// When `capability` does not parse.
-    pub fn explain(&self, capability: &str, plugin: &str, actor: &Actor) -> Result<Decision, sigil_policy::CapabilityError> {
+    pub fn explain(
+        &self,
+        capability: &str,
+        plugin: &str,
+        actor: &Actor,
+    ) -> Result<Decision, sigil_policy::CapabilityError> {
         let capability = Capability::parse(capability)?;
         Ok(self.enforcer.explain(&Check {
             subject: Subject::Plugin(plugin),
@@ -261,11 +272,17 @@ impl Runtime {
     ///
     /// # Errors
     /// [`InvokeError`], with every failure after target parsing recorded in the audit log.
-    pub async fn invoke(&self, actor: &Actor, target: &str, input: Value) -> Result<Invocation, InvokeError> {
+    pub async fn invoke(
+        &self,
+        actor: &Actor,
+        target: &str,
+        input: Value,
+    ) -> Result<Invocation, InvokeError> {
         let started = Instant::now();
         let bad_target = || InvokeError::BadTarget(target.to_string());
         let (plugin, tool) = target.split_once('/').ok_or_else(bad_target)?;
-        let capability = Capability::parse(&format!("tool.{plugin}.{tool}")).map_err(|_| bad_target())?;
+        let capability =
+            Capability::parse(&format!("tool.{plugin}.{tool}")).map_err(|_| bad_target())?;
         let call_id = uuid::Uuid::now_v7().to_string();
 
         let check = Check {
@@ -275,7 +292,9 @@ impl Runtime {
             call_id: Some(&call_id),
         };
         if let Decision::Deny { rule } = self.enforcer.check(&check).await {
-            return Err(InvokeError::Denied { rule: rule.to_string() });
+            return Err(InvokeError::Denied {
+                rule: rule.to_string(),
+            });
         }
         let record = OutcomeRecord {
             audit: &*self.audit,
@@ -329,7 +348,15 @@ impl Runtime {
             actor,
         };
         let mut steps = Vec::new();
-        let result = pipeline(&entry, tool_entry, &*implementation, &call, &input, &mut steps).await;
+        let result = pipeline(
+            &entry,
+            tool_entry,
+            &*implementation,
+            &call,
+            &input,
+            &mut steps,
+        )
+        .await;
         let outcome = match &result {
             Ok(_) => "ok".to_string(),
             Err(e) => format!("error: {e}"),
@@ -356,10 +383,17 @@ async fn pipeline(
     steps: &mut Vec<String>,
 ) -> Result<Value, InvokeError> {
     let limits = &entry.manifest().execution().limits;
-    let deadline = limits.timeout_ms.map(Duration::from_millis).unwrap_or(DEFAULT_TIMEOUT);
+    let deadline = limits
+        .timeout_ms
+        .map(Duration::from_millis)
+        .unwrap_or(DEFAULT_TIMEOUT);
     let output_cap = limits.output_bytes.unwrap_or(DEFAULT_OUTPUT_BYTES);
     let has = tool.descriptor.steps;
-    let fail = |step, error: String, rollback| InvokeError::Failed { step, error, rollback };
+    let fail = |step, error: String, rollback| InvokeError::Failed {
+        step,
+        error,
+        rollback,
+    };
 
     if has.validate_pre {
         let result = guarded(deadline, plugin.validate_pre(call, input)).await;
@@ -410,7 +444,10 @@ async fn pipeline(
 
 /// Runs one plugin step under the deadline, turning a panic into an error: a plugin fault
 /// never takes the host down.
-async fn guarded<T>(deadline: Duration, step: impl std::future::Future<Output = Result<T, ToolError>>) -> Result<T, String> {
+async fn guarded<T>(
+    deadline: Duration,
+    step: impl std::future::Future<Output = Result<T, ToolError>>,
+) -> Result<T, String> {
     match tokio::time::timeout(deadline, AssertUnwindSafe(step).catch_unwind()).await {
         Err(_) => Err(format!(
             "deadline of {} ms exceeded (execution.limits.timeout_ms)",
@@ -450,7 +487,12 @@ struct OutcomeRecord<'a> {
 }
 
 impl OutcomeRecord<'_> {
-    async fn write(&self, version: Option<&str>, steps: &str, outcome: String) -> Result<u64, String> {
+    async fn write(
+        &self,
+        version: Option<&str>,
+        steps: &str,
+        outcome: String,
+    ) -> Result<u64, String> {
         let record = NewRecord {
             kind: RecordKind::Outcome,
             actor: self.actor.clone(),
@@ -468,7 +510,10 @@ impl OutcomeRecord<'_> {
 
     /// Records a call rejected before it reached the plugin, and returns its error.
     async fn failure(&self, version: Option<&str>, error: InvokeError) -> InvokeError {
-        match self.write(version, "rejected before invoke", format!("error: {error}")).await {
+        match self
+            .write(version, "rejected before invoke", format!("error: {error}"))
+            .await
+        {
             Ok(_) => error,
             Err(audit) => InvokeError::Audit(audit),
         }

@@ -132,13 +132,23 @@ pub trait ToolPlugin: Send + Sync + std::fmt::Debug {
     }
 
     /// Checks a result after the call ran.
-    async fn validate_post(&self, _call: &Call<'_>, _input: &Value, _output: &Value) -> Result<(), ToolError> {
+    async fn validate_post(
+        &self,
+        _call: &Call<'_>,
+        _input: &Value,
+        _output: &Value,
+    ) -> Result<(), ToolError> {
         Ok(())
     }
 
     /// Undoes a call whose invocation or post-validation failed. `output` is the result when
     /// the invocation itself succeeded.
-    async fn rollback(&self, _call: &Call<'_>, _input: &Value, _output: Option<&Value>) -> Result<(), ToolError> {
+    async fn rollback(
+        &self,
+        _call: &Call<'_>,
+        _input: &Value,
+        _output: Option<&Value>,
+    ) -> Result<(), ToolError> {
         Ok(())
     }
 }

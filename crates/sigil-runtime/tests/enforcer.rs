@@ -30,11 +30,20 @@ fn fixture() -> Fixture {
             denies: CapabilitySet::parse(["fs.write:/data/out/locked/**"]).unwrap(),
         },
     });
-    Fixture { _dir: dir, audit, enforcer }
+    Fixture {
+        _dir: dir,
+        audit,
+        enforcer,
+    }
 }
 
 fn actor(user: Option<&str>, workspace: Option<&str>) -> Actor {
-    Actor { user: user.map(Into::into), workspace: workspace.map(Into::into), session: Some("s1".into()), channel: None }
+    Actor {
+        user: user.map(Into::into),
+        workspace: workspace.map(Into::into),
+        session: Some("s1".into()),
+        channel: None,
+    }
 }
 
 #[test]
@@ -42,42 +51,178 @@ fn every_decision_is_recorded_once_with_its_rule() {
     let f = fixture();
     // (plugin, capability, user, workspace, allowed, rule substring)
     let table = [
-        ("files", "fs.read:/data/a.txt", Some("alice"), Some("home"), true, "requests `fs.*`, consented as `fs.read:/data/**`"),
-        ("files", "fs.write:/data/out/x", Some("alice"), Some("home"), true, "consented as `fs.write:/data/out/**`"),
-        ("ghost", "fs.read:/data/a.txt", Some("alice"), Some("home"), false, "plugin `ghost` is not registered"),
-        ("files", "fs.read:/data/a.txt", Some("alice"), Some("attic"), false, "workspace `attic` is not configured"),
-        ("files", "fs.read:/data/a.txt", Some("mallory"), Some("home"), false, "user `mallory` is not configured"),
-        ("files", "fs.read:/data/a.txt", None, Some("home"), false, "no user was named for the call"),
-        ("files", "fs.read:/data/a.txt", Some("nobody"), Some("home"), false, "user `nobody` has no permissions"),
-        ("files", "kv.read:banned.k", Some("alice"), Some("home"), false, "the operator's policy denies `kv.read:banned.*`"),
-        ("files", "fs.write:/data/out/locked/x", Some("alice"), Some("home"), false, "manifest denies `fs.write:/data/out/locked/**`"),
-        ("files", "fs.read:/data/private/k", Some("alice"), Some("home"), false, "workspace `home` denies `fs.read:/data/private/**`"),
-        ("files", "fs.read:/data/a.txt", Some("alice"), Some("kids"), false, "workspace `kids` does not allow it"),
-        ("files", "fs.read:/data/a.txt", Some("bob"), Some("home"), false, "user `bob` does not hold it"),
-        ("files", "net.connect:example.com:443", Some("alice"), Some("home"), false, "did not request it"),
-        ("files", "kv.read:k", Some("alice"), Some("home"), false, "has not consented to it"),
-        ("files", "fs.read:/etc/shadow", Some("alice"), Some("home"), false, "has not consented to it"),
-        ("files", "fs.read:/data/../etc/shadow", Some("alice"), Some("home"), false, "has not consented to it"),
+        (
+            "files",
+            "fs.read:/data/a.txt",
+            Some("alice"),
+            Some("home"),
+            true,
+            "requests `fs.*`, consented as `fs.read:/data/**`",
+        ),
+        (
+            "files",
+            "fs.write:/data/out/x",
+            Some("alice"),
+            Some("home"),
+            true,
+            "consented as `fs.write:/data/out/**`",
+        ),
+        (
+            "ghost",
+            "fs.read:/data/a.txt",
+            Some("alice"),
+            Some("home"),
+            false,
+            "plugin `ghost` is not registered",
+        ),
+        (
+            "files",
+            "fs.read:/data/a.txt",
+            Some("alice"),
+            Some("attic"),
+            false,
+            "workspace `attic` is not configured",
+        ),
+        (
+            "files",
+            "fs.read:/data/a.txt",
+            Some("mallory"),
+            Some("home"),
+            false,
+            "user `mallory` is not configured",
+        ),
+        (
+            "files",
+            "fs.read:/data/a.txt",
+            None,
+            Some("home"),
+            false,
+            "no user was named for the call",
+        ),
+        (
+            "files",
+            "fs.read:/data/a.txt",
+            Some("nobody"),
+            Some("home"),
+            false,
+            "user `nobody` has no permissions",
+        ),
+        (
+            "files",
+            "kv.read:banned.k",
+            Some("alice"),
+            Some("home"),
+            false,
+            "the operator's policy denies `kv.read:banned.*`",
+        ),
+        (
+            "files",
+            "fs.write:/data/out/locked/x",
+            Some("alice"),
+            Some("home"),
+            false,
+            "manifest denies `fs.write:/data/out/locked/**`",
+        ),
+        (
+            "files",
+            "fs.read:/data/private/k",
+            Some("alice"),
+            Some("home"),
+            false,
+            "workspace `home` denies `fs.read:/data/private/**`",
+        ),
+        (
+            "files",
+            "fs.read:/data/a.txt",
+            Some("alice"),
+            Some("kids"),
+            false,
+            "workspace `kids` does not allow it",
+        ),
+        (
+            "files",
+            "fs.read:/data/a.txt",
+            Some("bob"),
+            Some("home"),
+            false,
+            "user `bob` does not hold it",
+        ),
+        (
+            "files",
+            "net.connect:example.com:443",
+            Some("alice"),
+            Some("home"),
+            false,
+            "did not request it",
+        ),
+        (
+            "files",
+            "kv.read:k",
+            Some("alice"),
+            Some("home"),
+            false,
+            "has not consented to it",
+        ),
+        (
+            "files",
+            "fs.read:/etc/shadow",
+            Some("alice"),
+            Some("home"),
+            false,
+            "has not consented to it",
+        ),
+        (
+            "files",
+            "fs.read:/data/../etc/shadow",
+            Some("alice"),
+            Some("home"),
+            false,
+            "has not consented to it",
+        ),
     ];
     for (i, (plugin, capability, user, workspace, allowed, rule)) in table.iter().enumerate() {
         let capability = Capability::parse(capability).unwrap();
         let actor = actor(*user, *workspace);
         let call_id = format!("call-{i}");
-        let check = Check { subject: Subject::Plugin(plugin), capability: &capability, actor: &actor, call_id: Some(&call_id) };
+        let check = Check {
+            subject: Subject::Plugin(plugin),
+            capability: &capability,
+            actor: &actor,
+            call_id: Some(&call_id),
+        };
         let decision = f.enforcer.check_blocking(&check);
         assert_eq!(decision.is_allowed(), *allowed, "{capability}: {decision}");
-        assert!(decision.to_string().contains(rule), "{capability}: {decision} (wanted {rule})");
+        assert!(
+            decision.to_string().contains(rule),
+            "{capability}: {decision} (wanted {rule})"
+        );
 
-        let records = f.audit.query(&Filter { call_id: Some(call_id.clone()), ..Filter::default() }).unwrap();
+        let records = f
+            .audit
+            .query(&Filter {
+                call_id: Some(call_id.clone()),
+                ..Filter::default()
+            })
+            .unwrap();
         assert_eq!(records.len(), 1, "exactly one record for {capability}");
         let r = &records[0].record;
-        assert_eq!(r.decision, Some(if *allowed { Verdict::Allow } else { Verdict::Deny }));
+        assert_eq!(
+            r.decision,
+            Some(if *allowed {
+                Verdict::Allow
+            } else {
+                Verdict::Deny
+            })
+        );
         assert_eq!(r.capability.as_deref(), Some(capability.as_str()));
         assert_eq!(r.plugin.as_deref(), Some(*plugin));
         assert_eq!(r.actor, actor);
         assert!(r.rule.contains(rule), "recorded rule {}", r.rule);
     }
-    assert_eq!(f.audit.query(&Filter::default()).unwrap().len(), table.len());
+    assert_eq!(
+        f.audit.query(&Filter::default()).unwrap().len(),
+        table.len()
+    );
     assert!(f.audit.verify().unwrap().problem.is_none());
 }
 
@@ -86,10 +231,21 @@ fn calling_into_a_plugin_needs_the_user_and_workspace_but_no_plugin_grant() {
     let f = fixture();
     let capability = Capability::parse("tool.files.read").unwrap();
     let alice = actor(Some("alice"), Some("home"));
-    let into = Check { subject: Subject::CallInto("files"), capability: &capability, actor: &alice, call_id: None };
+    let into = Check {
+        subject: Subject::CallInto("files"),
+        capability: &capability,
+        actor: &alice,
+        call_id: None,
+    };
     assert!(f.enforcer.check_blocking(&into).is_allowed());
-    let acting = Check { subject: Subject::Plugin("files"), ..into };
-    assert!(!f.enforcer.check_blocking(&acting).is_allowed(), "the plugin itself was not granted tool.files.read");
+    let acting = Check {
+        subject: Subject::Plugin("files"),
+        ..into
+    };
+    assert!(
+        !f.enforcer.check_blocking(&acting).is_allowed(),
+        "the plugin itself was not granted tool.files.read"
+    );
 }
 
 #[test]
@@ -97,7 +253,12 @@ fn explain_decides_without_recording() {
     let f = fixture();
     let capability = Capability::parse("fs.read:/data/a").unwrap();
     let alice = actor(Some("alice"), Some("home"));
-    let check = Check { subject: Subject::Plugin("files"), capability: &capability, actor: &alice, call_id: None };
+    let check = Check {
+        subject: Subject::Plugin("files"),
+        capability: &capability,
+        actor: &alice,
+        call_id: None,
+    };
     assert!(f.enforcer.explain(&check).is_allowed());
     assert!(f.audit.query(&Filter::default()).unwrap().is_empty());
 }
@@ -107,10 +268,18 @@ fn an_unregistered_plugin_is_denied() {
     let f = fixture();
     let capability = Capability::parse("fs.read:/data/a").unwrap();
     let alice = actor(Some("alice"), Some("home"));
-    let check = Check { subject: Subject::Plugin("files"), capability: &capability, actor: &alice, call_id: None };
+    let check = Check {
+        subject: Subject::Plugin("files"),
+        capability: &capability,
+        actor: &alice,
+        call_id: None,
+    };
     assert!(f.enforcer.check_blocking(&check).is_allowed());
     f.enforcer.unregister("files");
-    assert!(matches!(f.enforcer.check_blocking(&check), Decision::Deny { .. }));
+    assert!(matches!(
+        f.enforcer.check_blocking(&check),
+        Decision::Deny { .. }
+    ));
 }
 
 #[test]
@@ -118,19 +287,37 @@ fn when_the_audit_record_cannot_be_written_the_decision_is_deny() {
     let f = fixture();
     let capability = Capability::parse("fs.read:/data/a").unwrap();
     let alice = actor(Some("alice"), Some("home"));
-    let check = Check { subject: Subject::Plugin("files"), capability: &capability, actor: &alice, call_id: None };
+    let check = Check {
+        subject: Subject::Plugin("files"),
+        capability: &capability,
+        actor: &alice,
+        call_id: None,
+    };
     assert!(f.enforcer.check_blocking(&check).is_allowed());
 
     // Break the real database underneath the log: its writes now fail.
     let raw = rusqlite::Connection::open(f.audit.path()).unwrap();
-    raw.execute_batch("ALTER TABLE audit_records RENAME TO audit_records_moved").unwrap();
+    raw.execute_batch("ALTER TABLE audit_records RENAME TO audit_records_moved")
+        .unwrap();
     let decision = f.enforcer.check_blocking(&check);
-    assert!(matches!(&decision, Decision::Deny { rule: sigil_policy::DenyRule::AuditFailed { .. } }), "{decision}");
+    assert!(
+        matches!(
+            &decision,
+            Decision::Deny {
+                rule: sigil_policy::DenyRule::AuditFailed { .. }
+            }
+        ),
+        "{decision}"
+    );
     let rt = common::rt();
-    assert!(!rt.block_on(f.enforcer.check(&check)).is_allowed(), "the async path fails closed too");
+    assert!(
+        !rt.block_on(f.enforcer.check(&check)).is_allowed(),
+        "the async path fails closed too"
+    );
 
     // Repaired, it allows again and the chain is intact.
-    raw.execute_batch("ALTER TABLE audit_records_moved RENAME TO audit_records").unwrap();
+    raw.execute_batch("ALTER TABLE audit_records_moved RENAME TO audit_records")
+        .unwrap();
     assert!(f.enforcer.check_blocking(&check).is_allowed());
     assert!(f.audit.verify().unwrap().problem.is_none());
 }

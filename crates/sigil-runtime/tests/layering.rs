@@ -10,7 +10,11 @@ fn closure(root: &str) -> BTreeSet<String> {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("cargo metadata runs");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let names: HashMap<&str, &str> = metadata["packages"]
         .as_array()
@@ -27,13 +31,23 @@ fn closure(root: &str) -> BTreeSet<String> {
                 .as_array()
                 .unwrap()
                 .iter()
-                .filter(|d| d["dep_kinds"].as_array().unwrap().iter().any(|k| k["kind"].is_null()))
+                .filter(|d| {
+                    d["dep_kinds"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|k| k["kind"].is_null())
+                })
                 .map(|d| d["pkg"].as_str().unwrap())
                 .collect();
             (node["id"].as_str().unwrap(), deps)
         })
         .collect();
-    let start = names.iter().find(|(_, n)| **n == root).map(|(id, _)| *id).unwrap();
+    let start = names
+        .iter()
+        .find(|(_, n)| **n == root)
+        .map(|(id, _)| *id)
+        .unwrap();
     let mut seen = BTreeSet::new();
     let mut stack = vec![start];
     while let Some(id) = stack.pop() {
@@ -49,16 +63,36 @@ fn closure(root: &str) -> BTreeSet<String> {
 #[test]
 fn the_policy_core_depends_on_nothing_that_does_io() {
     let deps = closure("sigil-policy");
-    for forbidden in ["tokio", "rusqlite", "serde_json", "sigil-audit", "sigil-runtime", "sigil-manifest"] {
-        assert!(!deps.contains(forbidden), "sigil-policy depends on {forbidden}: {deps:?}");
+    for forbidden in [
+        "tokio",
+        "rusqlite",
+        "serde_json",
+        "sigil-audit",
+        "sigil-runtime",
+        "sigil-manifest",
+    ] {
+        assert!(
+            !deps.contains(forbidden),
+            "sigil-policy depends on {forbidden}: {deps:?}"
+        );
     }
 }
 
 #[test]
 fn the_runtime_knows_no_tier_or_protocol_implementation() {
     let deps = closure("sigil-runtime");
-    for forbidden in ["wasmtime", "tonic", "axum", "hyper", "reqwest", "sigil-builtins"] {
-        assert!(!deps.contains(forbidden), "sigil-runtime depends on {forbidden}");
+    for forbidden in [
+        "wasmtime",
+        "tonic",
+        "axum",
+        "hyper",
+        "reqwest",
+        "sigil-builtins",
+    ] {
+        assert!(
+            !deps.contains(forbidden),
+            "sigil-runtime depends on {forbidden}"
+        );
     }
 }
 

@@ -36,9 +36,19 @@ fn a_plugin_walks_its_whole_life_and_illegal_steps_are_rejected() {
     assert_eq!(life.state(), State::Discovered);
     assert_eq!(
         life.transition(State::Running),
-        Err(IllegalTransition { from: State::Discovered, to: State::Running })
+        Err(IllegalTransition {
+            from: State::Discovered,
+            to: State::Running
+        })
     );
-    for to in [State::Validating, State::Loading, State::Running, State::Draining, State::Stopping, State::Stopped] {
+    for to in [
+        State::Validating,
+        State::Loading,
+        State::Running,
+        State::Draining,
+        State::Stopping,
+        State::Stopped,
+    ] {
         life.transition(to).unwrap();
         assert_eq!(life.state(), to);
     }
@@ -53,7 +63,10 @@ fn failing_records_the_reason_and_a_restart_clears_it() {
     assert!(life.fail("too early").is_err(), "discovered cannot fail");
     life.transition(State::Validating).unwrap();
     life.fail("manifest broken").unwrap();
-    assert_eq!((life.state(), life.error()), (State::Error, Some("manifest broken".to_string())));
+    assert_eq!(
+        (life.state(), life.error()),
+        (State::Error, Some("manifest broken".to_string()))
+    );
     assert!(life.fail("again").is_err(), "error cannot fail again");
     life.transition(State::Loading).unwrap();
     assert_eq!(life.error(), None);
@@ -70,12 +83,20 @@ fn of_racing_transitions_out_of_one_state_exactly_one_wins() {
             .map(|i| {
                 let life = life.clone();
                 std::thread::spawn(move || {
-                    let to = if i % 2 == 0 { State::Draining } else { State::Error };
+                    let to = if i % 2 == 0 {
+                        State::Draining
+                    } else {
+                        State::Error
+                    };
                     life.transition_from(State::Running, to).is_ok()
                 })
             })
             .collect();
-        let wins = threads.into_iter().map(|t| t.join().unwrap()).filter(|won| *won).count();
+        let wins = threads
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .filter(|won| *won)
+            .count();
         assert_eq!(wins, 1);
         assert!(matches!(life.state(), State::Draining | State::Error));
     }

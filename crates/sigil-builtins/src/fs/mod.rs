@@ -67,11 +67,17 @@ impl ToolPlugin for Files {
     }
 
     async fn invoke(&self, call: &Call<'_>, input: Value) -> Result<Value, ToolError> {
-        let path = input.get("path").and_then(Value::as_str).unwrap_or_default();
+        let path = input
+            .get("path")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let path = authorized_path(call, path).await?;
         match call.tool() {
             "read_text" => {
-                let max = input.get("max_bytes").and_then(Value::as_u64).unwrap_or(64 * 1024);
+                let max = input
+                    .get("max_bytes")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(64 * 1024);
                 read_text(&path, max)
             }
             "list_dir" => list_dir(&path),
@@ -82,10 +88,12 @@ impl ToolPlugin for Files {
 
 /// Authorises `fs.read` for the path as given and, if it differs, for its real location.
 async fn authorized_path(call: &Call<'_>, raw: &str) -> Result<PathBuf, ToolError> {
-    let absolute = std::path::absolute(raw).map_err(|e| ToolError::InvalidInput(format!("path `{raw}`: {e}")))?;
+    let absolute = std::path::absolute(raw)
+        .map_err(|e| ToolError::InvalidInput(format!("path `{raw}`: {e}")))?;
     let text = utf8(&absolute)?;
     let granted = call.authorize(&format!("fs.read:{text}")).await?;
-    let real = std::fs::canonicalize(&absolute).map_err(|e| ToolError::Failed(format!("{text}: {e}")))?;
+    let real =
+        std::fs::canonicalize(&absolute).map_err(|e| ToolError::Failed(format!("{text}: {e}")))?;
     let real = format!("fs.read:{}", utf8(&real)?);
     // The first check was on the lexically normalised path; if a symlink leads elsewhere,
     // the real location must be allowed too.
@@ -127,7 +135,8 @@ fn read_text(path: &Path, max: u64) -> Result<Value, ToolError> {
 
 fn list_dir(path: &Path) -> Result<Value, ToolError> {
     let shown = path.display();
-    let entries = std::fs::read_dir(path).map_err(|e| ToolError::Failed(format!("{shown}: {e}")))?;
+    let entries =
+        std::fs::read_dir(path).map_err(|e| ToolError::Failed(format!("{shown}: {e}")))?;
     let mut listed = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| ToolError::Failed(format!("{shown}: {e}")))?;
@@ -138,7 +147,9 @@ fn list_dir(path: &Path) -> Result<Value, ToolError> {
             Err(_) => "unknown",
         };
         let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
-        listed.push(json!({ "name": entry.file_name().to_string_lossy(), "kind": kind, "bytes": size }));
+        listed.push(
+            json!({ "name": entry.file_name().to_string_lossy(), "kind": kind, "bytes": size }),
+        );
     }
     listed.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
     Ok(json!({ "path": shown.to_string(), "entries": listed }))

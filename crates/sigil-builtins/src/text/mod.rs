@@ -50,7 +50,10 @@ impl ToolPlugin for Text {
     }
 
     async fn invoke(&self, call: &Call<'_>, input: Value) -> Result<Value, ToolError> {
-        let text = input.get("text").and_then(Value::as_str).unwrap_or_default();
+        let text = input
+            .get("text")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         match call.tool() {
             "sha256" => {
                 let digest = Sha256::digest(text.as_bytes());

@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sigil_runtime::{Builtin, Call, Home, Runtime, Steps, ToolDescriptor, ToolError, ToolPlugin, async_trait};
+use sigil_runtime::{
+    Builtin, Call, Home, Runtime, Steps, ToolDescriptor, ToolError, ToolPlugin, async_trait,
+};
 
 pub fn home(dir: &Path, config: &str) -> Home {
     std::fs::create_dir_all(dir).unwrap();
@@ -21,7 +23,10 @@ pub fn open(dir: &Path, config: &str, builtins: Vec<Builtin>) -> Runtime {
 }
 
 pub fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 pub const CONFIG: &str = r#"
@@ -87,11 +92,23 @@ pub struct Probe {
 pub fn probe() -> (Builtin, Journal) {
     let probe = Probe::default();
     let journal = probe.journal.clone();
-    (Builtin { manifest: PROBE_MANIFEST, plugin: Arc::new(probe) }, journal)
+    (
+        Builtin {
+            manifest: PROBE_MANIFEST,
+            plugin: Arc::new(probe),
+        },
+        journal,
+    )
 }
 
 fn tool(name: &str, input: Value, output: Option<Value>, steps: Steps) -> ToolDescriptor {
-    ToolDescriptor { name: name.into(), description: format!("probe {name}"), input_schema: input, output_schema: output, steps }
+    ToolDescriptor {
+        name: name.into(),
+        description: format!("probe {name}"),
+        input_schema: input,
+        output_schema: output,
+        steps,
+    }
 }
 
 fn flag(input: &Value, name: &str) -> bool {
@@ -102,14 +119,33 @@ fn flag(input: &Value, name: &str) -> bool {
 impl ToolPlugin for Probe {
     fn tools(&self) -> Vec<ToolDescriptor> {
         let any = json!({ "type": "object" });
-        let all = Steps { validate_pre: true, validate_post: true, rollback: true };
+        let all = Steps {
+            validate_pre: true,
+            validate_post: true,
+            rollback: true,
+        };
         vec![
-            tool("echo", json!({ "type": "object", "properties": { "message": { "type": "string" } }, "required": ["message"], "additionalProperties": false }), None, Steps::default()),
-            tool("host", json!({ "type": "object", "properties": { "capability": { "type": "string" } }, "required": ["capability"] }), None, Steps::default()),
+            tool(
+                "echo",
+                json!({ "type": "object", "properties": { "message": { "type": "string" } }, "required": ["message"], "additionalProperties": false }),
+                None,
+                Steps::default(),
+            ),
+            tool(
+                "host",
+                json!({ "type": "object", "properties": { "capability": { "type": "string" } }, "required": ["capability"] }),
+                None,
+                Steps::default(),
+            ),
             tool("slow", any.clone(), None, Steps::default()),
             tool("big", any.clone(), None, Steps::default()),
             tool("panic", any.clone(), None, Steps::default()),
-            tool("bad_output", any.clone(), Some(json!({ "type": "object", "required": ["answer"] })), Steps::default()),
+            tool(
+                "bad_output",
+                any.clone(),
+                Some(json!({ "type": "object", "required": ["answer"] })),
+                Steps::default(),
+            ),
             tool("forbidden", any.clone(), None, Steps::default()),
             tool("pipeline", any, None, all),
         ]
@@ -120,7 +156,9 @@ impl ToolPlugin for Probe {
             "echo" => Ok(input),
             "host" => {
                 let capability = input["capability"].as_str().unwrap_or_default();
-                call.authorize(capability).await.map(|c| json!({ "granted": c.to_string() }))
+                call.authorize(capability)
+                    .await
+                    .map(|c| json!({ "granted": c.to_string() }))
             }
             "slow" => {
                 tokio::time::sleep(Duration::from_secs(30)).await;
@@ -143,16 +181,44 @@ impl ToolPlugin for Probe {
 
     async fn validate_pre(&self, _call: &Call<'_>, input: &Value) -> Result<(), ToolError> {
         self.journal.lock().unwrap().push("validate_pre".into());
-        if flag(input, "fail_pre") { Err(ToolError::InvalidInput("pre says no".into())) } else { Ok(()) }
+        if flag(input, "fail_pre") {
+            Err(ToolError::InvalidInput("pre says no".into()))
+        } else {
+            Ok(())
+        }
     }
 
-    async fn validate_post(&self, _call: &Call<'_>, input: &Value, output: &Value) -> Result<(), ToolError> {
-        self.journal.lock().unwrap().push(format!("validate_post {output}"));
-        if flag(input, "fail_post") { Err(ToolError::Failed("post says no".into())) } else { Ok(()) }
+    async fn validate_post(
+        &self,
+        _call: &Call<'_>,
+        input: &Value,
+        output: &Value,
+    ) -> Result<(), ToolError> {
+        self.journal
+            .lock()
+            .unwrap()
+            .push(format!("validate_post {output}"));
+        if flag(input, "fail_post") {
+            Err(ToolError::Failed("post says no".into()))
+        } else {
+            Ok(())
+        }
     }
 
-    async fn rollback(&self, _call: &Call<'_>, input: &Value, output: Option<&Value>) -> Result<(), ToolError> {
-        self.journal.lock().unwrap().push(format!("rollback {}", output.map(|o| o.to_string()).unwrap_or("none".into())));
-        if flag(input, "fail_rollback") { Err(ToolError::Failed("cannot undo".into())) } else { Ok(()) }
+    async fn rollback(
+        &self,
+        _call: &Call<'_>,
+        input: &Value,
+        output: Option<&Value>,
+    ) -> Result<(), ToolError> {
+        self.journal.lock().unwrap().push(format!(
+            "rollback {}",
+            output.map(|o| o.to_string()).unwrap_or("none".into())
+        ));
+        if flag(input, "fail_rollback") {
+            Err(ToolError::Failed("cannot undo".into()))
+        } else {
+            Ok(())
+        }
     }
 }
