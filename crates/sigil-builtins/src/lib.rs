@@ -12,11 +12,12 @@ pub mod text;
 
 /// Every builtin enabled in this build.
 pub fn all() -> Vec<sigil_runtime::Builtin> {
-    #[allow(unused_mut)]
-    let mut builtins = Vec::new();
-    #[cfg(feature = "fs")]
-    builtins.push(fs::plugin());
-    #[cfg(feature = "text")]
-    builtins.push(text::plugin());
-    builtins
+    [
+        #[cfg(feature = "fs")]
+        fs::plugin(),
+        #[cfg(feature = "text")]
+        text::plugin(),
+    ]
+    .into_iter()
+    .collect()
 }

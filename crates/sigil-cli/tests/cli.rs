@@ -1,5 +1,7 @@
 //! The `sigil` binary, run as a user would, on a fresh data directory.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::Path;
 use std::process::{Command, Output};
 

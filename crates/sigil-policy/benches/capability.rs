@@ -1,6 +1,8 @@
 //! Capability checks against sets of 10, 100 and 1,000 patterns, with a baseline in the same
 //! run: the same check done by trying each pattern in turn (the uncompiled matcher).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use sigil_policy::{Capability, CapabilitySet, Pattern};
 use std::hint::black_box;

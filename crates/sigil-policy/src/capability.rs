@@ -66,8 +66,15 @@ pub(crate) enum Resource {
 }
 
 /// A capability pattern from a grant, a consent, an allow list or a deny list.
+///
+/// Cheap to clone: the compiled form is shared.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Pattern {
+    inner: std::sync::Arc<PatternInner>,
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(crate) struct PatternInner {
     text: String,
     pub(crate) action: Vec<Seg>,
     pub(crate) resource: Option<ResourcePattern>,
@@ -271,20 +278,23 @@ impl Pattern {
                 })
             }
         };
-        let pattern = Pattern {
-            text: String::new(),
-            action: segments,
-            resource,
-        };
+        let text = render_pattern(&segments, resource.as_ref());
         Ok(Pattern {
-            text: pattern.render(),
-            ..pattern
+            inner: std::sync::Arc::new(PatternInner {
+                text,
+                action: segments,
+                resource,
+            }),
         })
     }
 
     /// The canonical text of the pattern.
     pub fn as_str(&self) -> &str {
-        &self.text
+        &self.inner.text
+    }
+
+    pub(crate) fn parts(&self) -> &PatternInner {
+        &self.inner
     }
 
     /// Whether this pattern covers `capability`.
@@ -293,10 +303,10 @@ impl Pattern {
     /// patterns into one structure and must agree with it.
     pub fn matches(&self, capability: &Capability) -> bool {
         let action: Vec<&str> = capability.action.iter().map(|s| &**s).collect();
-        if !match_segments(&self.action, &action) {
+        if !match_segments(&self.inner.action, &action) {
             return false;
         }
-        match (&self.resource, &capability.resource) {
+        match (&self.inner.resource, &capability.resource) {
             (None, _) => true,
             (Some(_), None) => false,
             (Some(ResourcePattern::Path(pattern)), Some(Resource::Path(path))) => {
@@ -324,41 +334,6 @@ impl Pattern {
             _ => false,
         }
     }
-
-    fn render(&self) -> String {
-        let mut out = self
-            .action
-            .iter()
-            .map(render_seg)
-            .collect::<Vec<_>>()
-            .join(".");
-        match &self.resource {
-            None => {}
-            Some(ResourcePattern::Path(components)) => {
-                out.push(':');
-                if components.is_empty() {
-                    out.push('/');
-                }
-                for component in components {
-                    out.push('/');
-                    out.push_str(&render_seg(component));
-                }
-            }
-            Some(ResourcePattern::Host { labels, port }) => {
-                out.push(':');
-                out.push_str(&labels.iter().map(render_seg).collect::<Vec<_>>().join("."));
-                if let PortPattern::Exact(port) = port {
-                    out.push(':');
-                    out.push_str(&port.to_string());
-                }
-            }
-            Some(ResourcePattern::Name(name)) => {
-                out.push(':');
-                out.push_str(&render_seg(name));
-            }
-        }
-        out
-    }
 }
 
 impl fmt::Display for Capability {
@@ -369,7 +344,7 @@ impl fmt::Display for Capability {
 
 impl fmt::Display for Pattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
+        f.write_str(&self.inner.text)
     }
 }
 
@@ -385,6 +360,36 @@ impl std::str::FromStr for Pattern {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Pattern::parse(s)
     }
+}
+
+fn render_pattern(action: &[Seg], resource: Option<&ResourcePattern>) -> String {
+    let mut out = action.iter().map(render_seg).collect::<Vec<_>>().join(".");
+    match resource {
+        None => {}
+        Some(ResourcePattern::Path(components)) => {
+            out.push(':');
+            if components.is_empty() {
+                out.push('/');
+            }
+            for component in components {
+                out.push('/');
+                out.push_str(&render_seg(component));
+            }
+        }
+        Some(ResourcePattern::Host { labels, port }) => {
+            out.push(':');
+            out.push_str(&labels.iter().map(render_seg).collect::<Vec<_>>().join("."));
+            if let PortPattern::Exact(port) = port {
+                out.push(':');
+                out.push_str(&port.to_string());
+            }
+        }
+        Some(ResourcePattern::Name(name)) => {
+            out.push(':');
+            out.push_str(&render_seg(name));
+        }
+    }
+    out
 }
 
 /// Straightforward backtracking match of pattern segments against input segments.

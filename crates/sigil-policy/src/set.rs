@@ -94,10 +94,10 @@ impl CapabilitySet {
     fn insert(&mut self, pattern: Pattern) {
         let index = self.patterns.len() as u32;
         let mut node = 0;
-        for seg in &pattern.action {
+        for seg in &pattern.parts().action {
             node = self.child(node, seg);
         }
-        match &pattern.resource {
+        match &pattern.parts().resource {
             None => {
                 self.nodes[node as usize].any_resource.get_or_insert(index);
             }

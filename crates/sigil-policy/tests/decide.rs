@@ -1,5 +1,7 @@
 //! Table-driven tests of the authority decision: every deny reason, and the allow path.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use sigil_policy::{
     Capability, CapabilitySet, Decision, DenyRule, Layers, Level, PluginAuthority, Scope, decide,
 };

@@ -1,5 +1,7 @@
 //! Table-driven tests of the capability grammar and matcher.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use sigil_policy::{Capability, CapabilitySet, Pattern};
 
 /// (pattern, capability, expected). Each row runs through both the direct matcher and a

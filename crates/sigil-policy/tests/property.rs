@@ -1,5 +1,7 @@
 //! The compiled matcher agrees with the direct, pattern-by-pattern matcher on random input.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use proptest::prelude::*;
 use sigil_policy::{Capability, CapabilitySet, Pattern};
 

@@ -297,7 +297,7 @@ impl Runtime {
             });
         }
         let record = OutcomeRecord {
-            audit: &*self.audit,
+            audit: &self.audit,
             actor,
             plugin,
             capability: &capability,

@@ -1,6 +1,8 @@
 //! The dispatch path end to end, with a builtin probe plugin that misbehaves on request:
 //! every failure is an error value with an audit record, and the next call still works.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use serde_json::{Value, json};
@@ -315,7 +317,8 @@ fn host_calls_from_a_plugin_pass_the_enforcer_and_share_the_call_id() {
 #[test]
 fn the_pipeline_runs_its_steps_in_order_and_rolls_back_on_failure() {
     // (input, expected error step, expected journal, expected rollback note)
-    let table: Vec<(Value, Option<Step>, Vec<&str>, Option<&str>)> = vec![
+    type Row = (Value, Option<Step>, Vec<&'static str>, Option<&'static str>);
+    let table: Vec<Row> = vec![
         (
             json!({}),
             None,

@@ -1,5 +1,7 @@
 //! The crate graph keeps the architecture: dependencies point from the edges to the core.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::{BTreeSet, HashMap};
 use std::process::Command;
 

@@ -1,5 +1,7 @@
 //! The lifecycle state machine: every transition, and racing transitions.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::sync::Arc;
 
 use sigil_runtime::{IllegalTransition, Lifecycle, State};

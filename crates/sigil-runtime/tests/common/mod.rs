@@ -1,7 +1,7 @@
 //! Shared set-up: a data directory in a temporary folder with a given `sigil.toml`, and a
 //! builtin probe plugin whose tools misbehave on request.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
