@@ -234,10 +234,10 @@ const BAD_PATTERNS: &[(&str, &str)] = &[
     ("*.read:/data/**", "literal namespace"),
     ("net.connect:example.com:99999", "port `99999`"),
     ("net.connect:example.com:0", "port `0`"),
-    ("net.connect:exa mple.com", "whitespace"),
+    ("net.connect:exa mple.com", "invalid label"),
     ("net.connect:exa..com:443", "invalid label"),
     ("net.connect:[::1:80", "missing `]`"),
-    ("kv:my key", "whitespace"),
+    ("kv:my key", "two or more segments"),
     ("docker:re/start", "two or more segments"),
 ];
 
