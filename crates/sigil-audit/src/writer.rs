@@ -1,0 +1,296 @@
+//! The single writer thread and the [`Pending`] handle callers wait on.
+//!
+//! Callers push jobs onto an unbounded channel. The writer blocks for the
+//! first job, gathers whatever else is queued or arriving (see [`gather`], up
+//! to [`MAX_BATCH`]), writes the lot in one transaction and commits once, so
+//! the cost of the fsync is shared by every record in the batch (group
+//! commit). Only after the commit returns does each caller learn its sequence
+//! number.
+
+use std::fmt;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, mpsc};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::{self, JoinHandle, Thread};
+use std::time::{Duration, Instant, SystemTime};
+
+use rusqlite::Connection;
+
+use crate::filter::unix_ms;
+use crate::store::{self, Queued};
+use crate::{AuditError, NewRecord};
+
+/// The most records written in one transaction. Large enough that the
+/// per-commit fsync is amortised away, small enough that a batch's
+/// transaction stays short and its memory bounded.
+pub(crate) const MAX_BATCH: usize = 4096;
+
+/// How long the writer waits for a further record before it starts a batch.
+pub(crate) const ARRIVAL_GAP: Duration = Duration::from_micros(50);
+
+/// The longest the writer keeps gathering one batch while records keep arriving.
+pub(crate) const MAX_GATHER: Duration = Duration::from_millis(1);
+
+type Reply = Result<u64, AuditError>;
+
+/// One submitted record on its way to the writer.
+#[derive(Debug)]
+struct Job {
+    time_ms: i64,
+    record: NewRecord,
+    canonical_json: Vec<u8>,
+    reply: oneshot::Sender<Reply>,
+}
+
+/// The outcome of a submitted record: its sequence number once its batch has
+/// committed, or the error that failed the batch.
+///
+/// Await it in async code, or call [`Pending::wait`] from a plain thread.
+/// Dropping it does not cancel the write; the record is still committed.
+#[must_use = "a record's durability is only known once its Pending resolves"]
+pub struct Pending {
+    rx: oneshot::Receiver<Reply>,
+    path: Arc<PathBuf>,
+    polled: bool,
+}
+
+impl fmt::Debug for Pending {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pending")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pending {
+    /// A `Pending` that has already failed with `error`.
+    pub(crate) fn failed(path: Arc<PathBuf>, error: AuditError) -> Pending {
+        let (tx, rx) = oneshot::channel();
+        // The receiver is alive right here, so this cannot fail.
+        let _ = tx.send(Err(error));
+        Pending {
+            rx,
+            path,
+            polled: false,
+        }
+    }
+
+    /// Blocks the current thread until the record is committed or its batch failed.
+    ///
+    /// Safe to call from a thread that runs an async executor (it blocks that
+    /// thread, but never panics).
+    ///
+    /// # Errors
+    ///
+    /// The batch's error ([`AuditError::Write`] and the like), or
+    /// [`AuditError::WriterStopped`] if the writer went away first.
+    pub fn wait(self) -> Result<u64, AuditError> {
+        if self.polled {
+            // The channel's blocking receive must not follow an async poll,
+            // so finish the way we started.
+            return block_on(self);
+        }
+        let Pending { rx, path, .. } = self;
+        rx.recv().unwrap_or_else(|_| {
+            Err(AuditError::WriterStopped {
+                path: (*path).clone(),
+            })
+        })
+    }
+}
+
+impl Future for Pending {
+    type Output = Result<u64, AuditError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.polled = true;
+        let path = Arc::clone(&self.path);
+        Pin::new(&mut self.rx).poll(cx).map(|received| {
+            received.unwrap_or_else(|_| {
+                Err(AuditError::WriterStopped {
+                    path: (*path).clone(),
+                })
+            })
+        })
+    }
+}
+
+/// Wakes a parked thread.
+struct ThreadWaker(Thread);
+
+impl Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+fn block_on<F: Future + Unpin>(mut future: F) -> F::Output {
+    let waker = Waker::from(Arc::new(ThreadWaker(thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(output) = Pin::new(&mut future).poll(&mut cx) {
+            return output;
+        }
+        thread::park();
+    }
+}
+
+/// Owns the writer thread and the sending end of its queue.
+#[derive(Debug)]
+pub(crate) struct Writer {
+    path: Arc<PathBuf>,
+    queue: Option<mpsc::Sender<Job>>,
+    thread: Option<JoinHandle<Result<(), AuditError>>>,
+}
+
+impl Writer {
+    /// Starts the writer thread on `conn`.
+    ///
+    /// # Errors
+    ///
+    /// [`AuditError::Unusable`] if the thread cannot be started.
+    pub fn spawn(conn: Connection, path: Arc<PathBuf>) -> Result<Writer, AuditError> {
+        let (queue, jobs) = mpsc::channel();
+        let thread_path = Arc::clone(&path);
+        let thread = thread::Builder::new()
+            .name("sigil-audit-writer".to_owned())
+            .spawn(move || run(conn, &thread_path, &jobs))
+            .map_err(|e| AuditError::Unusable {
+                path: (*path).clone(),
+                reason: format!("cannot start the writer thread: {e}"),
+            })?;
+        Ok(Writer {
+            path,
+            queue: Some(queue),
+            thread: Some(thread),
+        })
+    }
+
+    /// Stamps `record` with the current time and queues it.
+    pub fn submit(&self, record: NewRecord) -> Pending {
+        let time_ms = unix_ms(SystemTime::now());
+        // Serialising here spreads that work over the submitting threads
+        // instead of the one writer. It also refuses what cannot be stored
+        // before it joins a batch, so one bad record cannot fail its neighbours.
+        let mut canonical_json = Vec::with_capacity(384);
+        match record.canonical(time_ms) {
+            Ok(canonical) => canonical.write_json(&mut canonical_json),
+            Err(e) => return Pending::failed(Arc::clone(&self.path), e),
+        }
+        let (reply, rx) = oneshot::channel();
+        let job = Job {
+            time_ms,
+            record,
+            canonical_json,
+            reply,
+        };
+        // If the writer is gone the job (and its reply sender) is dropped,
+        // which resolves the Pending to `WriterStopped`.
+        if let Some(queue) = &self.queue {
+            let _ = queue.send(job);
+        }
+        Pending {
+            rx,
+            path: Arc::clone(&self.path),
+            polled: false,
+        }
+    }
+
+    /// Closes the queue, lets the writer commit everything already queued,
+    /// and joins it. Later calls do nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`AuditError::WriterPanicked`] if the thread panicked, or the error
+    /// from closing the connection.
+    pub fn shutdown(&mut self) -> Result<(), AuditError> {
+        drop(self.queue.take());
+        match self.thread.take() {
+            None => Ok(()),
+            Some(thread) => thread.join().unwrap_or_else(|_| {
+                Err(AuditError::WriterPanicked {
+                    path: (*self.path).clone(),
+                })
+            }),
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            tracing::error!(path = %self.path.display(), error = %e, "audit writer shut down badly");
+        }
+    }
+}
+
+/// Adds queued jobs to `batch`, which holds the first, until [`MAX_BATCH`].
+///
+/// Besides what is already queued, it takes what arrives while submissions
+/// keep coming: it waits up to [`ARRIVAL_GAP`] for each next job, and stops
+/// after [`MAX_GATHER`] in all. Without that, a burst that starts while the
+/// writer is idle pays for a commit of its first record alone, and a second
+/// commit for the rest. A lone record waits [`ARRIVAL_GAP`] longer, which is
+/// small beside the fsync it is about to wait for.
+fn gather(jobs: &mpsc::Receiver<Job>, batch: &mut Vec<Job>) {
+    let deadline = Instant::now() + MAX_GATHER;
+    while batch.len() < MAX_BATCH {
+        match jobs.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(mpsc::TryRecvError::Disconnected) => return,
+            Err(mpsc::TryRecvError::Empty) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return;
+                }
+                match jobs.recv_timeout(left.min(ARRIVAL_GAP)) {
+                    Ok(job) => batch.push(job),
+                    Err(_) => return,
+                }
+            }
+        }
+    }
+}
+
+/// The writer thread: batch, write, commit, reply; until the queue is closed
+/// and drained.
+fn run(mut conn: Connection, path: &Path, jobs: &mpsc::Receiver<Job>) -> Result<(), AuditError> {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    // `recv` keeps returning queued jobs after every sender is gone, so
+    // nothing submitted before shutdown is dropped.
+    while let Ok(first) = jobs.recv() {
+        batch.push(first);
+        gather(jobs, &mut batch);
+        let queued: Vec<Queued<'_>> = batch
+            .iter()
+            .map(|job| Queued {
+                time_ms: job.time_ms,
+                record: &job.record,
+                canonical_json: &job.canonical_json,
+            })
+            .collect();
+        let result = store::write_batch(&mut conn, path, &queued);
+        drop(queued);
+        match result {
+            Ok(first_seq) => {
+                tracing::trace!(path = %path.display(), first_seq, records = batch.len(), "audit batch committed");
+                for (seq, job) in (first_seq..).zip(batch.drain(..)) {
+                    // A caller that dropped its Pending no longer cares.
+                    let _ = job.reply.send(Ok(seq));
+                }
+            }
+            Err(e) => {
+                tracing::error!(path = %path.display(), records = batch.len(), error = %e, "audit batch failed");
+                for job in batch.drain(..) {
+                    let _ = job.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+    conn.close().map_err(|(_, cause)| AuditError::Write {
+        path: path.to_owned(),
+        cause: Arc::new(cause),
+    })
+}

@@ -1,0 +1,130 @@
+//! Helpers shared by the integration tests.
+
+#![allow(dead_code, reason = "each test binary uses a different subset")]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::Connection;
+use sha2::{Digest, Sha256};
+use sigil_audit::{Actor, AuditLog, NewRecord, Verdict};
+
+pub type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// A fresh directory and the database path inside it.
+pub fn temp_db() -> Result<(tempfile::TempDir, PathBuf), std::io::Error> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("sigil.db");
+    Ok((dir, path))
+}
+
+/// A decision record whose fields all derive from `i`, so records differ.
+pub fn sample(i: u64) -> NewRecord {
+    let verdict = if i.is_multiple_of(3) {
+        Verdict::Deny
+    } else {
+        Verdict::Allow
+    };
+    NewRecord::decision(verdict, format!("rule {i}"))
+        .with_actor(Actor {
+            user: Some(format!("user{}", i % 2)),
+            workspace: Some("ws".to_owned()),
+            session: None,
+            channel: Some("cli".to_owned()),
+        })
+        .with_plugin(format!("plugin{}", i % 4), Some("1.0.0"))
+        .with_capability(format!("fs.read:/data/{i}"))
+        .with_call_id(format!("call-{i}"))
+}
+
+/// Appends `sample(1..=n)` to a new log at `path` and closes it.
+pub fn fill(path: &Path, n: u64) -> Result<(), sigil_audit::AuditError> {
+    let log = AuditLog::open(path)?;
+    for i in 1..=n {
+        log.append(sample(i))?;
+    }
+    log.close()
+}
+
+/// A second, raw connection to the same file, as an attacker or another
+/// part of Sigil would have.
+pub fn raw(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    Ok(conn)
+}
+
+/// The documented hash, computed independently of the crate:
+/// hex(SHA-256(prev_hash ASCII || canonical JSON)).
+pub fn documented_hash(prev_hash: &str, canonical_json: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(prev_hash.as_bytes());
+    hasher.update(canonical_json.as_bytes());
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The documented canonical JSON for the stored row `seq`, built by hand
+/// from the raw columns.
+pub fn documented_canonical(conn: &Connection, seq: i64) -> rusqlite::Result<String> {
+    conn.query_row(
+        "SELECT time_ms, kind, actor_user, actor_workspace, actor_session, actor_channel, \
+         plugin, plugin_version, capability, decision, rule, call_id, duration_us, outcome \
+         FROM audit_records WHERE seq = ?1",
+        [seq],
+        |row| {
+            let text = |i: usize| -> rusqlite::Result<String> {
+                let value: Option<String> = row.get(i)?;
+                Ok(match value {
+                    Some(s) => serde_json::Value::String(s).to_string(),
+                    None => "null".to_owned(),
+                })
+            };
+            let duration: Option<i64> = row.get(12)?;
+            Ok(format!(
+                "{{\"v\":1,\"time_ms\":{},\"kind\":{},\"user\":{},\"workspace\":{},\"session\":{},\
+                 \"channel\":{},\"plugin\":{},\"plugin_version\":{},\"capability\":{},\
+                 \"decision\":{},\"rule\":{},\"call_id\":{},\"duration_us\":{},\"outcome\":{}}}",
+                row.get::<_, i64>(0)?,
+                text(1)?,
+                text(2)?,
+                text(3)?,
+                text(4)?,
+                text(5)?,
+                text(6)?,
+                text(7)?,
+                text(8)?,
+                text(9)?,
+                text(10)?,
+                text(11)?,
+                duration.map_or_else(|| "null".to_owned(), |d| d.to_string()),
+                text(13)?,
+            ))
+        },
+    )
+}
+
+/// Polls `future` to completion on the current thread.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
+
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+        std::thread::park();
+    }
+}
