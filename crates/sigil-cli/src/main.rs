@@ -125,7 +125,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     let home = cli.home.as_deref();
     match cli.command {
-        Command::Plugin(command) => plugin::run(home, command),
+        Command::Plugin(command) => plugin::run(home, command, &reserved_commands()),
         Command::Audit(command) => audit::run(&open(home)?, command),
         Command::Manifest(ManifestCommand::Schema) => {
             println!(
@@ -206,6 +206,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
     }
+}
+
+/// Subcommand names this command line uses itself, which plugins may not contribute. Derived
+/// from the command definition, so a new subcommand is reserved the moment it exists.
+fn reserved_commands() -> Vec<String> {
+    use clap::CommandFactory;
+    let cli = Cli::command();
+    let mut names: Vec<String> = cli
+        .get_subcommands()
+        .flat_map(|c| std::iter::once(c.get_name()).chain(c.get_all_aliases()))
+        .map(str::to_string)
+        .collect();
+    names.push("help".to_string());
+    names
 }
 
 fn open(home: Option<&std::path::Path>) -> Result<Runtime> {

@@ -33,9 +33,9 @@ pub enum PluginCommand {
     },
 }
 
-pub fn run(home: Option<&Path>, command: PluginCommand) -> Result<ExitCode> {
+pub fn run(home: Option<&Path>, command: PluginCommand, reserved: &[String]) -> Result<ExitCode> {
     match command {
-        PluginCommand::Lint { dir, json } => lint(&dir, json),
+        PluginCommand::Lint { dir, json } => lint(&dir, json, reserved),
         PluginCommand::List { json } => {
             let sigil = sigil::open(home)?;
             let plugins = sigil.manager().list();
@@ -123,8 +123,12 @@ pub fn run(home: Option<&Path>, command: PluginCommand) -> Result<ExitCode> {
     }
 }
 
-fn lint(dir: &Path, json: bool) -> Result<ExitCode> {
-    match sigil::manifest::load_dir(dir) {
+fn lint(dir: &Path, json: bool, reserved: &[String]) -> Result<ExitCode> {
+    let reserved: Vec<&str> = reserved.iter().map(String::as_str).collect();
+    let rules = sigil::manifest::Rules {
+        reserved_commands: &reserved,
+    };
+    match sigil::manifest::load_dir_with(dir, &rules) {
         Ok(manifest) => {
             if json {
                 println!(

@@ -161,6 +161,22 @@ fn lint_reports_every_problem_with_its_location() {
             .ok(&["plugin", "lint", dir_arg])
             .contains(": ok (text 0.1.0)")
     );
+    // Command names the CLI uses itself are reserved, derived from its own definition.
+    let manifest = include_str!("../../sigil-builtins/src/text/plugin.toml")
+        .replace("kinds = [\"tool\"]", "kinds = [\"tool\", \"command\"]");
+    for reserved in ["audit", "policy", "manifest", "help"] {
+        let text =
+            format!("{manifest}\n[[commands]]\nname = \"{reserved}\"\ndescription = \"d\"\n");
+        std::fs::write(dir.path().join("plugin.toml"), text).unwrap();
+        let (_, err) = sigil.fails(&["plugin", "lint", dir_arg]);
+        assert!(
+            err.contains(&format!("command name `{reserved}` is reserved by sigil")),
+            "{err}"
+        );
+    }
+    let text = format!("{manifest}\n[[commands]]\nname = \"weather\"\ndescription = \"d\"\n");
+    std::fs::write(dir.path().join("plugin.toml"), text).unwrap();
+    sigil.ok(&["plugin", "lint", dir_arg]);
     let (_, err) = sigil.fails(&["plugin", "lint", "/nonexistent-dir"]);
     assert!(err.contains("/nonexistent-dir"), "{err}");
 }
