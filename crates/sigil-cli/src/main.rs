@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod audit;
+mod install;
 mod plugin;
 
 use std::io::Read;

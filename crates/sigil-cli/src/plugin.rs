@@ -22,6 +22,17 @@ pub enum PluginCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Install a plugin from a directory: validate it, show what it asks for, record consent.
+    Install {
+        /// The plugin directory (built: its `execution.entry` must exist).
+        dir: PathBuf,
+        /// Consent to every capability it requests without asking.
+        #[arg(long)]
+        yes: bool,
+        /// Replace an installed plugin with the same id.
+        #[arg(long)]
+        force: bool,
+    },
     /// Validate a plugin directory's manifest, reporting every problem at once.
     Lint {
         /// The plugin directory.
@@ -36,6 +47,9 @@ pub enum PluginCommand {
 pub fn run(home: Option<&Path>, command: PluginCommand, reserved: &[String]) -> Result<ExitCode> {
     match command {
         PluginCommand::Lint { dir, json } => lint(&dir, json, reserved),
+        PluginCommand::Install { dir, yes, force } => {
+            crate::install::install(home, &dir, yes, force, reserved)
+        }
         PluginCommand::List { json } => {
             let sigil = sigil::open(home)?;
             let plugins = sigil.manager().list();

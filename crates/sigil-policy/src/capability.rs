@@ -288,6 +288,24 @@ impl Pattern {
         })
     }
 
+    /// Whether this pattern could cover `capability` *or anything below it*: for a path, any
+    /// path at or under it. A host uses this before handing a plugin a whole directory (a WASI
+    /// preopen), which must not contain anything a deny carves out.
+    pub fn may_cover_within(&self, capability: &Capability) -> bool {
+        let action: Vec<&str> = capability.action.iter().map(|s| &**s).collect();
+        if !match_segments(&self.inner.action, &action) {
+            return false;
+        }
+        match (&self.inner.resource, &capability.resource) {
+            (None, _) => true,
+            (Some(ResourcePattern::Path(pattern)), Some(Resource::Path(dir))) => {
+                let dir: Vec<&str> = dir.iter().map(|s| &**s).collect();
+                covers_below(pattern, &dir)
+            }
+            _ => self.matches(capability),
+        }
+    }
+
     /// The canonical text of the pattern.
     pub fn as_str(&self) -> &str {
         &self.inner.text
@@ -390,6 +408,21 @@ fn render_pattern(action: &[Seg], resource: Option<&ResourcePattern>) -> String 
         }
     }
     out
+}
+
+/// Whether some path at or below `dir` matches `pattern`.
+fn covers_below(pattern: &[Seg], dir: &[&str]) -> bool {
+    let Some((first, rest)) = dir.split_first() else {
+        // `dir` is used up: whatever is left of the pattern can match something beneath it.
+        return true;
+    };
+    match pattern.split_first() {
+        None => false,
+        Some((Seg::Deep, tail)) => covers_below(tail, dir) || covers_below(pattern, rest),
+        Some((Seg::Many, tail)) => covers_below(tail, rest) || covers_below(pattern, rest),
+        Some((Seg::Lit(lit), tail)) => **lit == **first && covers_below(tail, rest),
+        Some((Seg::Glob(glob), tail)) => glob.matches(first) && covers_below(tail, rest),
+    }
 }
 
 /// Straightforward backtracking match of pattern segments against input segments.

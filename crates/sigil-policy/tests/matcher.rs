@@ -338,3 +338,26 @@ fn many_patterns_in_one_set_match_like_each_pattern_alone() {
         assert_eq!(set.contains(&c), any, "{capability}");
     }
 }
+
+#[test]
+fn a_pattern_knows_whether_it_reaches_inside_a_directory() {
+    // (pattern, directory capability, could it cover the directory or something below it)
+    let table = [
+        ("fs.read:/data/secret/**", "fs.read:/data", true),
+        ("fs.read:/data/*/key", "fs.read:/data", true),
+        ("fs.read:/**/key", "fs.read:/data", true),
+        ("fs.read:/data", "fs.read:/data", true),
+        ("fs.read", "fs.read:/data", true),
+        ("fs.*", "fs.read:/data", true),
+        ("fs.read:/other/**", "fs.read:/data", false),
+        ("fs.read:/", "fs.read:/data", false),
+        ("fs.write:/data/**", "fs.read:/data", false),
+        ("fs.read:/dat*/x", "fs.read:/data", true),
+        ("fs.read:/data/x", "fs.read:/data/y", false),
+    ];
+    for (pattern, dir, expected) in table {
+        let p = Pattern::parse(pattern).unwrap();
+        let d = Capability::parse(dir).unwrap();
+        assert_eq!(p.may_cover_within(&d), expected, "{pattern} within {dir}");
+    }
+}

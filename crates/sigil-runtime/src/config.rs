@@ -117,6 +117,9 @@ struct RawConfig {
     /// More directories to discover plugins in, besides the data directory's `plugins/`.
     #[serde(default)]
     plugin_dirs: Vec<PathBuf>,
+    /// Secrets plugins may use by reference (`secret.use:<name>`).
+    #[serde(default)]
+    secrets: BTreeMap<String, RawSecret>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -156,6 +159,22 @@ struct RawUser {
 struct RawPluginConfig {
     #[serde(default)]
     consent: Vec<String>,
+    /// The plugin's own configuration, handed to it as JSON.
+    #[serde(default)]
+    config: Option<toml::Table>,
+}
+
+/// Where a secret's value comes from. Values never appear in a plugin's sandbox: they are
+/// injected by the host at the boundary (an HTTP header on an allowed request).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+enum RawSecret {
+    /// An environment variable of the Sigil process.
+    Env(String),
+    /// A file holding the value (trailing newline removed).
+    File(PathBuf),
+    /// The value itself. Prefer `env` or `file`: this one sits in sigil.toml in clear text.
+    Value(String),
 }
 
 /// A configuration file that could not be read or is invalid.
@@ -286,8 +305,58 @@ impl Config {
         self.consent.get(plugin).cloned().unwrap_or_default()
     }
 
+    /// A plugin's own configuration from `[plugins.<id>.config]`, as JSON (an empty object
+    /// when none is given).
+    pub fn plugin_config(&self, plugin: &str) -> serde_json::Value {
+        self.raw
+            .plugins
+            .get(plugin)
+            .and_then(|p| p.config.as_ref())
+            .and_then(|table| serde_json::to_value(table).ok())
+            .unwrap_or_else(|| serde_json::Value::Object(Default::default()))
+    }
+
+    /// Reads the value of secret `name`.
+    ///
+    /// # Errors
+    /// When no such secret is configured or its source cannot be read. The error never
+    /// contains the value.
+    pub fn secret(&self, name: &str) -> Result<SecretValue, String> {
+        let source =
+            self.raw.secrets.get(name).ok_or_else(|| {
+                format!("no secret `{name}` is configured in sigil.toml [secrets]")
+            })?;
+        let value = match source {
+            RawSecret::Env(var) => std::env::var(var)
+                .map_err(|_| format!("secret `{name}`: environment variable `{var}` is not set"))?,
+            RawSecret::File(path) => std::fs::read_to_string(path)
+                .map(|v| v.trim_end_matches(['\r', '\n']).to_string())
+                .map_err(|e| format!("secret `{name}`: {}: {e}", path.display()))?,
+            RawSecret::Value(value) => value.clone(),
+        };
+        Ok(SecretValue(value))
+    }
+
     /// Extra plugin directories to discover.
     pub fn plugin_dirs(&self) -> &[PathBuf] {
         &self.raw.plugin_dirs
+    }
+}
+
+/// A secret's value, for host code that injects it at a boundary. It prints as `<secret>`,
+/// so it cannot leak through logs or error messages by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretValue(String);
+
+impl SecretValue {
+    /// The value itself. Only the host's injection points call this.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<secret>")
     }
 }

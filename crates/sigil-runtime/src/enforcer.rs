@@ -107,6 +107,37 @@ impl Enforcer {
         self.write().plugins.remove(plugin);
     }
 
+    /// A deny pattern, at any level that applies to `plugin` acting for `actor`, that could
+    /// cover `capability` or anything below it. See [`sigil_policy::Pattern::may_cover_within`].
+    pub fn deny_within(
+        &self,
+        plugin: &str,
+        actor: &Actor,
+        capability: &Capability,
+    ) -> Option<sigil_policy::Pattern> {
+        let state = self.state.read().ok()?;
+        let empty = CapabilitySet::default();
+        let sets = [
+            &state.global_deny,
+            state
+                .plugins
+                .get(plugin)
+                .map_or(&empty, |p| &p.authority.denies),
+            state
+                .workspaces
+                .get(actor.workspace.as_deref().unwrap_or(""))
+                .map_or(&empty, |w| &w.deny),
+            state
+                .users
+                .get(actor.user.as_deref().unwrap_or(""))
+                .map_or(&empty, |u| &u.deny),
+        ];
+        sets.into_iter()
+            .flat_map(|set| set.patterns())
+            .find(|pattern| pattern.may_cover_within(capability))
+            .cloned()
+    }
+
     /// The decision a check would get, without recording it: for `sigil policy explain`.
     pub fn explain(&self, check: &Check<'_>) -> Decision {
         self.decide(check).0

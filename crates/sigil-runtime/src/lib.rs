@@ -8,15 +8,19 @@
 
 mod config;
 mod enforcer;
+mod kv;
 mod lifecycle;
 mod manager;
 mod runtime;
 mod tool;
 
-pub use config::{Config, ConfigError, DEFAULT_CONFIG, Home};
+pub use config::{Config, ConfigError, DEFAULT_CONFIG, Home, SecretValue};
 pub use enforcer::{Check, Enforcer, Registration, Subject};
+pub use kv::{KvStore, MAX_VALUE_BYTES};
 pub use lifecycle::{IllegalTransition, Lifecycle, State};
-pub use manager::{Builtin, Failure, Manager, PluginEntry, PluginSummary, Source};
+pub use manager::{
+    Builtin, Failure, LoadRequest, Manager, PluginEntry, PluginSummary, Source, TierLoader,
+};
 pub use runtime::{
     DEFAULT_OUTPUT_BYTES, DEFAULT_TIMEOUT, Invocation, InvokeError, OpenError, Runtime, Step,
     ToolListing,

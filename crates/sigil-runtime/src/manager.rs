@@ -26,6 +26,30 @@ pub struct Builtin {
     pub plugin: Arc<dyn ToolPlugin>,
 }
 
+/// Loads plugins of one tier. The runtime knows tiers only through this trait: it never links
+/// a tier's implementation (wasmtime, a sandbox) itself.
+pub trait TierLoader: Send + Sync + std::fmt::Debug {
+    /// Prepares the plugin for calls: compiles or starts it, and checks that what it needs
+    /// from the host fits what it was granted.
+    ///
+    /// # Errors
+    /// Why the plugin cannot run, in a sentence for the operator.
+    fn load(&self, request: &LoadRequest<'_>) -> Result<Arc<dyn ToolPlugin>, String>;
+}
+
+/// What a tier is told about a plugin it loads.
+#[derive(Debug)]
+pub struct LoadRequest<'a> {
+    /// The validated manifest.
+    pub manifest: &'a ValidatedManifest,
+    /// The plugin's directory, where `execution.entry` is resolved.
+    pub dir: &'a Path,
+    /// The capabilities the manifest requests.
+    pub grants: &'a CapabilitySet,
+    /// The capabilities the operator consented to.
+    pub consent: &'a CapabilitySet,
+}
+
 /// Where a plugin came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase", tag = "kind", content = "path")]
@@ -132,6 +156,7 @@ pub struct Failure {
 #[derive(Debug)]
 pub struct Manager {
     enforcer: Arc<Enforcer>,
+    tiers: Vec<(Tier, Arc<dyn TierLoader>)>,
     engine: semver::Version,
     plugins: RwLock<BTreeMap<String, Arc<PluginEntry>>>,
     failures: RwLock<Vec<Failure>>,
@@ -139,9 +164,10 @@ pub struct Manager {
 
 impl Manager {
     /// An empty manager registering authority with `enforcer`.
-    pub fn new(enforcer: Arc<Enforcer>) -> Manager {
+    pub fn new(enforcer: Arc<Enforcer>, tiers: Vec<(Tier, Arc<dyn TierLoader>)>) -> Manager {
         Manager {
             enforcer,
+            tiers,
             engine: semver::Version::parse(env!("CARGO_PKG_VERSION"))
                 .unwrap_or(semver::Version::new(0, 0, 0)),
             plugins: RwLock::new(BTreeMap::new()),
@@ -291,7 +317,7 @@ impl Manager {
             return;
         }
         let mut entry = entry;
-        let result = self.prepare(&mut entry, plugin);
+        let result = self.prepare(&mut entry, plugin, &consent);
         match result {
             Ok(()) => {
                 self.enforcer.register(Registration {
@@ -327,6 +353,7 @@ impl Manager {
         &self,
         entry: &mut PluginEntry,
         plugin: Option<Arc<dyn ToolPlugin>>,
+        consent: &CapabilitySet,
     ) -> Result<(), String> {
         let manifest = &entry.manifest;
         if !manifest.engine().matches(&self.engine) {
@@ -343,9 +370,23 @@ impl Manager {
             (Tier::Builtin, _, _) => {
                 return Err("tier `builtin` is only for plugins compiled into sigil".into());
             }
-            (tier, _, _) => {
+            (tier, Source::Directory(dir), _) => {
+                let Some((_, loader)) = self.tiers.iter().find(|(t, _)| *t == tier) else {
+                    return Err(format!(
+                        "the `{tier}` tier is not available in this build of sigil"
+                    ));
+                };
+                let grants = grants(manifest);
+                loader.load(&LoadRequest {
+                    manifest,
+                    dir,
+                    grants: &grants,
+                    consent,
+                })?
+            }
+            (tier, Source::Builtin, _) => {
                 return Err(format!(
-                    "the `{tier}` tier is not available in this build of sigil"
+                    "a compiled-in plugin must use tier `builtin`, not `{tier}`"
                 ));
             }
         };

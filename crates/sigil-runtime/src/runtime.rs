@@ -22,8 +22,9 @@ use sigil_policy::{Capability, Decision};
 
 use crate::config::{Config, ConfigError, Home};
 use crate::enforcer::{Check, Enforcer, Subject};
+use crate::kv::KvStore;
 use crate::lifecycle::State;
-use crate::manager::{Builtin, Manager, PluginEntry, ToolEntry};
+use crate::manager::{Builtin, Manager, PluginEntry, TierLoader, ToolEntry};
 use crate::tool::{Call, ToolDescriptor, ToolError};
 
 /// The deadline of a tool call whose manifest sets none.
@@ -35,7 +36,8 @@ pub const DEFAULT_OUTPUT_BYTES: u64 = 1024 * 1024;
 #[derive(Debug)]
 pub struct Runtime {
     home: Home,
-    config: Config,
+    config: Arc<Config>,
+    kv: Arc<KvStore>,
     audit: Arc<AuditLog>,
     enforcer: Arc<Enforcer>,
     manager: Manager,
@@ -165,11 +167,29 @@ impl Runtime {
     /// When `sigil.toml` is invalid or the database cannot be opened. Broken plugins are not
     /// errors: they are listed with their diagnostics.
     pub fn open(home: Home, builtins: Vec<Builtin>) -> Result<Runtime, OpenError> {
-        let config = Config::load(&home.config_path())?;
+        Runtime::open_with(home, builtins, Vec::new())
+    }
+
+    /// [`Runtime::open`], loading directory plugins of each tier through its loader.
+    ///
+    /// # Errors
+    /// As for [`Runtime::open`].
+    pub fn open_with(
+        home: Home,
+        builtins: Vec<Builtin>,
+        tiers: Vec<(sigil_manifest::Tier, Arc<dyn TierLoader>)>,
+    ) -> Result<Runtime, OpenError> {
+        let config = Arc::new(Config::load(&home.config_path())?);
         let audit = Arc::new(AuditLog::open(&home.database_path())?);
+        let kv = Arc::new(
+            KvStore::open(&home.database_path()).map_err(|message| ConfigError {
+                path: home.database_path(),
+                message,
+            })?,
+        );
         let sink: Arc<dyn AuditSink> = audit.clone();
         let enforcer = Arc::new(Enforcer::new(&config, sink));
-        let manager = Manager::new(enforcer.clone());
+        let manager = Manager::new(enforcer.clone(), tiers);
         for builtin in builtins {
             manager.add_builtin(builtin);
         }
@@ -186,6 +206,7 @@ impl Runtime {
         Ok(Runtime {
             home,
             config,
+            kv,
             audit,
             enforcer,
             manager,
@@ -340,13 +361,15 @@ impl Runtime {
             return Err(record.failure(Some(&version), error).await);
         }
 
-        let call = Call {
-            enforcer: &self.enforcer,
+        let call = Call::new(
+            self.enforcer.clone(),
+            self.kv.clone(),
+            self.config.clone(),
             plugin,
             tool,
-            call_id: &call_id,
+            &call_id,
             actor,
-        };
+        );
         let mut steps = Vec::new();
         let result = pipeline(
             &entry,
@@ -378,7 +401,7 @@ async fn pipeline(
     entry: &PluginEntry,
     tool: &ToolEntry,
     plugin: &dyn crate::tool::ToolPlugin,
-    call: &Call<'_>,
+    call: &Call,
     input: &Value,
     steps: &mut Vec<String>,
 ) -> Result<Value, InvokeError> {

@@ -7,7 +7,11 @@ use serde_json::Value;
 use sigil_audit::Actor;
 use sigil_policy::{Capability, Decision};
 
+use std::sync::Arc;
+
+use crate::config::{Config, SecretValue};
 use crate::enforcer::{Check, Enforcer, Subject};
+use crate::kv::KvStore;
 
 /// What a tool is: shown to agents and operators, and used to validate calls.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -56,38 +60,69 @@ pub enum ToolError {
 
 /// One call into a plugin: who asked, and the plugin's door back to the host.
 ///
+/// Owned and cheap to clone, so a tier can keep it in a sandbox's host state for the call's
+/// duration.
+///
 /// # Security
-/// [`Call::authorize`] is the only way a plugin gets authority for a host action: it checks the
-/// capability against the plugin's grants, the operator's consent, the workspace and the
-/// user, and records the decision.
-#[derive(Debug)]
-pub struct Call<'a> {
-    pub(crate) enforcer: &'a Enforcer,
-    pub(crate) plugin: &'a str,
-    pub(crate) tool: &'a str,
-    pub(crate) call_id: &'a str,
-    pub(crate) actor: &'a Actor,
+/// Every method that reaches outside the plugin asks the enforcer first, with the plugin as
+/// subject and this call's actor, and the decision is recorded under this call's id.
+#[derive(Debug, Clone)]
+pub struct Call {
+    inner: Arc<CallInner>,
 }
 
-impl Call<'_> {
+#[derive(Debug)]
+struct CallInner {
+    enforcer: Arc<Enforcer>,
+    kv: Arc<KvStore>,
+    config: Arc<Config>,
+    plugin: String,
+    tool: String,
+    call_id: String,
+    actor: Actor,
+}
+
+impl Call {
+    pub(crate) fn new(
+        enforcer: Arc<Enforcer>,
+        kv: Arc<KvStore>,
+        config: Arc<Config>,
+        plugin: &str,
+        tool: &str,
+        call_id: &str,
+        actor: &Actor,
+    ) -> Call {
+        Call {
+            inner: Arc::new(CallInner {
+                enforcer,
+                kv,
+                config,
+                plugin: plugin.to_string(),
+                tool: tool.to_string(),
+                call_id: call_id.to_string(),
+                actor: actor.clone(),
+            }),
+        }
+    }
+
     /// The plugin being called.
     pub fn plugin(&self) -> &str {
-        self.plugin
+        &self.inner.plugin
     }
 
     /// The tool being called.
     pub fn tool(&self) -> &str {
-        self.tool
+        &self.inner.tool
     }
 
     /// The call's id, shared by every audit record of this call.
     pub fn call_id(&self) -> &str {
-        self.call_id
+        &self.inner.call_id
     }
 
     /// On whose behalf the call runs.
     pub fn actor(&self) -> &Actor {
-        self.actor
+        &self.inner.actor
     }
 
     /// Asks the enforcer for `capability` on behalf of this call.
@@ -101,18 +136,79 @@ impl Call<'_> {
             rule: e.to_string(),
         })?;
         let check = Check {
-            subject: Subject::Plugin(self.plugin),
+            subject: Subject::Plugin(&self.inner.plugin),
             capability: &parsed,
-            actor: self.actor,
-            call_id: Some(self.call_id),
+            actor: &self.inner.actor,
+            call_id: Some(&self.inner.call_id),
         };
-        match self.enforcer.check(&check).await {
+        match self.inner.enforcer.check(&check).await {
             Decision::Allow { .. } => Ok(parsed),
             Decision::Deny { rule } => Err(ToolError::Denied {
                 capability: parsed.to_string(),
                 rule: rule.to_string(),
             }),
         }
+    }
+
+    /// A deny, at any level, that reaches `capability` or anything below it (for a path: any
+    /// path under it). A tier must not hand the plugin a whole directory that such a deny
+    /// carves into.
+    pub fn deny_within(&self, capability: &Capability) -> Option<String> {
+        self.inner
+            .enforcer
+            .deny_within(&self.inner.plugin, &self.inner.actor, capability)
+            .map(|pattern| pattern.to_string())
+    }
+
+    /// Reads `key` from the plugin's own key-value namespace, after `kv.read:<key>`.
+    ///
+    /// # Errors
+    /// Denied, or a storage failure.
+    pub async fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, ToolError> {
+        self.authorize(&format!("kv.read:{key}")).await?;
+        self.inner
+            .kv
+            .get(&self.inner.plugin, key)
+            .map_err(ToolError::Failed)
+    }
+
+    /// Writes `key` in the plugin's own key-value namespace, after `kv.write:<key>`.
+    ///
+    /// # Errors
+    /// Denied, a value over the size limit, or a storage failure.
+    pub async fn kv_set(&self, key: &str, value: &[u8]) -> Result<(), ToolError> {
+        self.authorize(&format!("kv.write:{key}")).await?;
+        self.inner
+            .kv
+            .set(&self.inner.plugin, key, value)
+            .map_err(ToolError::Failed)
+    }
+
+    /// Removes `key` from the plugin's own key-value namespace, after `kv.write:<key>`.
+    ///
+    /// # Errors
+    /// Denied, or a storage failure.
+    pub async fn kv_delete(&self, key: &str) -> Result<(), ToolError> {
+        self.authorize(&format!("kv.write:{key}")).await?;
+        self.inner
+            .kv
+            .delete(&self.inner.plugin, key)
+            .map_err(ToolError::Failed)
+    }
+
+    /// The plugin's own configuration (`[plugins.<id>.config]` in sigil.toml).
+    pub fn config(&self) -> serde_json::Value {
+        self.inner.config.plugin_config(&self.inner.plugin)
+    }
+
+    /// The value of secret `name`, after `secret.use:<name>`: for host code that injects it at
+    /// a boundary. Never hand it to the plugin.
+    ///
+    /// # Errors
+    /// Denied, or the secret is not configured or cannot be read.
+    pub async fn secret(&self, name: &str) -> Result<SecretValue, ToolError> {
+        self.authorize(&format!("secret.use:{name}")).await?;
+        self.inner.config.secret(name).map_err(ToolError::Failed)
     }
 }
 
@@ -124,17 +220,17 @@ pub trait ToolPlugin: Send + Sync + std::fmt::Debug {
     fn tools(&self) -> Vec<ToolDescriptor>;
 
     /// Runs a tool. `input` has been validated against the tool's input schema.
-    async fn invoke(&self, call: &Call<'_>, input: Value) -> Result<Value, ToolError>;
+    async fn invoke(&self, call: &Call, input: Value) -> Result<Value, ToolError>;
 
     /// Checks a call before it runs.
-    async fn validate_pre(&self, _call: &Call<'_>, _input: &Value) -> Result<(), ToolError> {
+    async fn validate_pre(&self, _call: &Call, _input: &Value) -> Result<(), ToolError> {
         Ok(())
     }
 
     /// Checks a result after the call ran.
     async fn validate_post(
         &self,
-        _call: &Call<'_>,
+        _call: &Call,
         _input: &Value,
         _output: &Value,
     ) -> Result<(), ToolError> {
@@ -145,7 +241,7 @@ pub trait ToolPlugin: Send + Sync + std::fmt::Debug {
     /// the invocation itself succeeded.
     async fn rollback(
         &self,
-        _call: &Call<'_>,
+        _call: &Call,
         _input: &Value,
         _output: Option<&Value>,
     ) -> Result<(), ToolError> {

@@ -27,6 +27,7 @@
 //! - [`policy`]: the capability grammar and the authority decision (no I/O);
 //! - [`manifest`]: the plugin manifest and its validator;
 //! - [`audit`]: the hash-chained audit log;
+//! - `sigil_wasm` (feature `wasm`, on by default): the WebAssembly tier;
 //! - the runtime items re-exported at the root: [`Runtime`], [`Enforcer`], [`Manager`],
 //!   [`ToolPlugin`] and the lifecycle.
 
@@ -51,5 +52,27 @@ pub fn builtins() -> Vec<Builtin> {
 /// When the directory cannot be created, `sigil.toml` is invalid, or the database cannot be
 /// opened.
 pub fn open(home: Option<&Path>) -> Result<Runtime, OpenError> {
-    Runtime::open(Home::resolve(home)?, builtins())
+    let home = Home::resolve(home)?;
+    let tiers = tiers(&home);
+    Runtime::open_with(home, builtins(), tiers)
+}
+
+/// The tiers compiled into this build, for plugins installed from directories.
+fn tiers(home: &Home) -> Vec<(manifest::Tier, std::sync::Arc<dyn TierLoader>)> {
+    #[allow(unused_mut)]
+    let mut tiers: Vec<(manifest::Tier, std::sync::Arc<dyn TierLoader>)> = Vec::new();
+    #[cfg(feature = "wasm")]
+    match sigil_wasm::WasmTier::new(home.root().join("cache").join("wasm")) {
+        Ok(tier) => tiers.push((manifest::Tier::Wasm, std::sync::Arc::new(tier))),
+        // Without the tier its plugins are listed as failed, with this reason in the log.
+        Err(error) => tracing_error(&error),
+    }
+    #[cfg(not(feature = "wasm"))]
+    let _ = home;
+    tiers
+}
+
+#[cfg(feature = "wasm")]
+fn tracing_error(error: &str) {
+    eprintln!("warning: the wasm tier is unavailable: {error}");
 }

@@ -66,7 +66,7 @@ impl ToolPlugin for Files {
         ]
     }
 
-    async fn invoke(&self, call: &Call<'_>, input: Value) -> Result<Value, ToolError> {
+    async fn invoke(&self, call: &Call, input: Value) -> Result<Value, ToolError> {
         let path = input
             .get("path")
             .and_then(Value::as_str)
@@ -87,7 +87,7 @@ impl ToolPlugin for Files {
 }
 
 /// Authorises `fs.read` for the path as given and, if it differs, for its real location.
-async fn authorized_path(call: &Call<'_>, raw: &str) -> Result<PathBuf, ToolError> {
+async fn authorized_path(call: &Call, raw: &str) -> Result<PathBuf, ToolError> {
     let absolute = std::path::absolute(raw)
         .map_err(|e| ToolError::InvalidInput(format!("path `{raw}`: {e}")))?;
     let text = utf8(&absolute)?;

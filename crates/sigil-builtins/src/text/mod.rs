@@ -49,7 +49,7 @@ impl ToolPlugin for Text {
         ]
     }
 
-    async fn invoke(&self, call: &Call<'_>, input: Value) -> Result<Value, ToolError> {
+    async fn invoke(&self, call: &Call, input: Value) -> Result<Value, ToolError> {
         let text = input
             .get("text")
             .and_then(Value::as_str)

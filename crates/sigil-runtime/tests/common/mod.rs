@@ -151,7 +151,7 @@ impl ToolPlugin for Probe {
         ]
     }
 
-    async fn invoke(&self, call: &Call<'_>, input: Value) -> Result<Value, ToolError> {
+    async fn invoke(&self, call: &Call, input: Value) -> Result<Value, ToolError> {
         match call.tool() {
             "echo" => Ok(input),
             "host" => {
@@ -179,7 +179,7 @@ impl ToolPlugin for Probe {
         }
     }
 
-    async fn validate_pre(&self, _call: &Call<'_>, input: &Value) -> Result<(), ToolError> {
+    async fn validate_pre(&self, _call: &Call, input: &Value) -> Result<(), ToolError> {
         self.journal.lock().unwrap().push("validate_pre".into());
         if flag(input, "fail_pre") {
             Err(ToolError::InvalidInput("pre says no".into()))
@@ -190,7 +190,7 @@ impl ToolPlugin for Probe {
 
     async fn validate_post(
         &self,
-        _call: &Call<'_>,
+        _call: &Call,
         input: &Value,
         output: &Value,
     ) -> Result<(), ToolError> {
@@ -207,7 +207,7 @@ impl ToolPlugin for Probe {
 
     async fn rollback(
         &self,
-        _call: &Call<'_>,
+        _call: &Call,
         input: &Value,
         output: Option<&Value>,
     ) -> Result<(), ToolError> {

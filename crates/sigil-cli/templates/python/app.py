@@ -1,0 +1,34 @@
+"""{{name}}: a Sigil tool plugin.
+
+Each `@plugin.tool` function is a tool: its type hints become the JSON Schema of its input,
+its return annotation the schema of its output, and its docstring the description the model
+reads. Build with `sigil plugin build`, test with `pytest`.
+"""
+
+from typing import TypedDict
+
+from sigil_plugin import Plugin, ToolError
+
+plugin = Plugin()
+
+
+class Greeting(TypedDict):
+    greeting: str
+
+
+@plugin.tool
+def greet(name: str, excited: bool = False) -> Greeting:
+    """Greet someone by name.
+
+    Args:
+        name: Who to greet.
+        excited: End the greeting with an exclamation mark.
+    """
+    if not name.strip():
+        raise ToolError.invalid_input("`name` is blank")
+    plugin.host.log.info(f"greeting {name}")
+    return {"greeting": f"hello, {name}{'!' if excited else ''}"}
+
+
+# componentize-py looks in this module for a class named after the exported interface.
+Tool = plugin.export()

@@ -1,0 +1,277 @@
+//! Outgoing HTTP from a plugin: checked against `net.connect` grants in the host, with the
+//! secret injected there. A real HTTP server on loopback, started by the test, sees what
+//! arrives.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use serde_json::{Value, json};
+use sigil_audit::{Filter, Verdict};
+use sigil_runtime::{Home, InvokeError, Runtime, State};
+use sigil_wasm::WasmTier;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const SECRET: &str = "tok-81f0c2d9-secret";
+
+/// Serves `count` requests on loopback, sending each request's head to the test.
+async fn server(count: usize) -> (u16, mpsc::Receiver<String>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = mpsc::channel();
+    tokio::spawn(async move {
+        for _ in 0..count {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let mut head = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let Ok(n) = socket.read(&mut buf).await else {
+                    return;
+                };
+                if n == 0 {
+                    break;
+                }
+                head.extend_from_slice(&buf[..n]);
+            }
+            let _ = tx.send(String::from_utf8_lossy(&head).to_string());
+            let body = "pong";
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = socket.write_all(reply.as_bytes()).await;
+        }
+    });
+    (port, rx)
+}
+
+fn open(root: &std::path::Path, requests: &str) -> Runtime {
+    let plugin_dir = root.join("plugins/fetcher");
+    std::fs::create_dir_all(&plugin_dir).unwrap();
+    std::fs::copy(sigil_guests::HOSTILE_HTTP, plugin_dir.join("plugin.wasm")).unwrap();
+    std::fs::write(
+        plugin_dir.join("plugin.toml"),
+        format!(
+            r#"
+id = "fetcher"
+name = "Fetcher"
+version = "0.1.0"
+description = "Fetches URLs."
+kinds = ["tool"]
+engine = "*"
+
+[capabilities]
+request = [{requests}]
+
+[execution]
+tier = "wasm"
+entry = "plugin.wasm"
+
+[execution.limits]
+timeout_ms = 5000
+"#
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("sigil.toml"),
+        format!(
+            r#"
+[defaults]
+user = "alice"
+workspace = "home"
+
+[workspaces.home]
+allow = ["*"]
+
+[users.alice]
+permissions = ["*"]
+
+[plugins.fetcher]
+consent = ["net.connect:127.0.0.1:*", "secret.use:token"]
+
+[secrets.token]
+value = "{SECRET}"
+"#
+        ),
+    )
+    .unwrap();
+    let home = Home::resolve(Some(root)).unwrap();
+    let tier = WasmTier::new(root.join("cache/wasm")).unwrap();
+    let sigil = Runtime::open_with(
+        home,
+        Vec::new(),
+        vec![(sigil_manifest::Tier::Wasm, Arc::new(tier))],
+    )
+    .unwrap();
+    let entry = sigil.manager().get("fetcher").unwrap();
+    assert_eq!(
+        entry.lifecycle().state(),
+        State::Running,
+        "{:?}",
+        entry.lifecycle().error()
+    );
+    sigil
+}
+
+fn get(sigil: &Runtime, rt: &tokio::runtime::Runtime, input: Value) -> Result<Value, InvokeError> {
+    let actor = sigil.local_actor(None, None);
+    rt.block_on(sigil.invoke(&actor, "fetcher/get", input))
+        .map(|i| i.output)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn an_allowed_request_carries_the_injected_secret_and_the_plugin_never_sees_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let (port, heads) = rt.block_on(server(1));
+    let sigil = open(
+        dir.path(),
+        r#"{ capability = "net.connect:127.0.0.1:*", reason = "r" }, { capability = "secret.use:token", reason = "r" }"#,
+    );
+    let out = get(
+        &sigil,
+        &rt,
+        json!({ "url": format!("http://127.0.0.1:{port}/ping"), "secret": "token" }),
+    )
+    .unwrap();
+    assert_eq!(out["status"], 200, "{out}");
+    assert_eq!(out["body"], "pong", "{out}");
+    assert!(
+        !out.to_string().contains(SECRET),
+        "the plugin's view: {out}"
+    );
+    let head = heads
+        .recv_timeout(std::time::Duration::from_secs(5))
+        .unwrap();
+    assert!(head.starts_with("GET /ping HTTP/1.1"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains(&format!(
+            "authorization: bearer {}",
+            SECRET.to_ascii_lowercase()
+        )),
+        "{head}"
+    );
+    assert!(
+        !head.contains("sigil-secret-"),
+        "the placeholder was replaced: {head}"
+    );
+    let audited = sigil.audit().query(&Filter::default()).unwrap();
+    let capabilities: Vec<_> = audited
+        .iter()
+        .filter_map(|r| r.record.capability.clone())
+        .collect();
+    assert!(
+        capabilities.contains(&format!("net.connect:127.0.0.1:{port}")),
+        "{capabilities:?}"
+    );
+    assert!(
+        capabilities.contains(&"secret.use:token".to_string()),
+        "{capabilities:?}"
+    );
+    assert!(
+        !serde_json::to_string(&audited).unwrap().contains(SECRET),
+        "the audit log never holds the value"
+    );
+}
+
+#[test]
+fn a_host_it_was_not_granted_is_denied_and_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let sigil = open(
+        dir.path(),
+        r#"{ capability = "net.connect:127.0.0.1:*", reason = "r" }, { capability = "secret.use:token", reason = "r" }"#,
+    );
+    let error = get(&sigil, &rt, json!({ "url": "http://localhost:9/x" }))
+        .unwrap_err()
+        .to_string();
+    assert!(error.to_ascii_lowercase().contains("denied"), "{error}");
+    let denied = sigil
+        .audit()
+        .query(&Filter {
+            decision: Some(Verdict::Deny),
+            ..Filter::default()
+        })
+        .unwrap();
+    assert_eq!(
+        denied.last().unwrap().record.capability.as_deref(),
+        Some("net.connect:localhost:9")
+    );
+}
+
+#[test]
+fn an_allowed_host_on_another_port_is_denied_and_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let (port, heads) = rt.block_on(server(1));
+    let other = if port == 65535 { port - 1 } else { port + 1 };
+    let sigil = open(
+        dir.path(),
+        &format!(
+            r#"{{ capability = "net.connect:127.0.0.1:{port}", reason = "r" }}, {{ capability = "secret.use:token", reason = "r" }}"#
+        ),
+    );
+    // Consent covers every port; the manifest grants one.
+    let error = get(
+        &sigil,
+        &rt,
+        json!({ "url": format!("http://127.0.0.1:{other}/x") }),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(error.to_ascii_lowercase().contains("denied"), "{error}");
+    let denied = sigil
+        .audit()
+        .query(&Filter {
+            decision: Some(Verdict::Deny),
+            ..Filter::default()
+        })
+        .unwrap();
+    assert_eq!(
+        denied.last().unwrap().record.capability,
+        Some(format!("net.connect:127.0.0.1:{other}"))
+    );
+    // The granted port still works.
+    let ok = get(
+        &sigil,
+        &rt,
+        json!({ "url": format!("http://127.0.0.1:{port}/x") }),
+    )
+    .unwrap();
+    assert_eq!(ok["status"], 200);
+    assert!(
+        heads
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .is_ok()
+    );
+}
+
+#[test]
+fn a_secret_it_was_not_granted_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let sigil = open(
+        dir.path(),
+        r#"{ capability = "net.connect:127.0.0.1:*", reason = "r" }, { capability = "secret.use:token", reason = "r" }"#,
+    );
+    let error = get(
+        &sigil,
+        &rt,
+        json!({ "url": "http://127.0.0.1:9/x", "secret": "other" }),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("denied"), "{error}");
+}
