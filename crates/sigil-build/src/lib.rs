@@ -14,7 +14,7 @@
 //! let source = dir.path().join("hi.c");
 //! std::fs::write(&source, r#"
 //!     #include "tool_plugin.h"
-//!     #include <string.h>
+//!     #include <stdlib.h>
 //!
 //!     static void set(tool_plugin_string_t *s, const char *text) {
 //!         tool_plugin_string_dup(s, text);

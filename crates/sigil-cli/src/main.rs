@@ -5,6 +5,7 @@
 mod audit;
 mod install;
 mod plugin;
+mod scaffold;
 
 use std::io::Read;
 use std::path::PathBuf;

@@ -22,6 +22,29 @@ pub enum PluginCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Create a new plugin that builds and passes its own test out of the box.
+    New {
+        /// The plugin id (kebab-case); also the directory created.
+        name: String,
+        /// What the plugin provides.
+        #[arg(long, default_value = "tool")]
+        kind: String,
+        /// How it is isolated.
+        #[arg(long, default_value = "wasm")]
+        tier: String,
+        /// Its source language.
+        #[arg(long, value_enum, default_value = "python")]
+        lang: crate::scaffold::Lang,
+        /// Where to create it.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Build a plugin directory into the component its manifest names.
+    Build {
+        /// The plugin directory.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
     /// Install a plugin from a directory: validate it, show what it asks for, record consent.
     Install {
         /// The plugin directory (built: its `execution.entry` must exist).
@@ -47,6 +70,19 @@ pub enum PluginCommand {
 pub fn run(home: Option<&Path>, command: PluginCommand, reserved: &[String]) -> Result<ExitCode> {
     match command {
         PluginCommand::Lint { dir, json } => lint(&dir, json, reserved),
+        PluginCommand::New {
+            name,
+            kind,
+            tier,
+            lang,
+            dir,
+        } => {
+            if kind != "tool" || tier != "wasm" {
+                bail!("only `--kind tool --tier wasm` plugins can be scaffolded in this version");
+            }
+            crate::scaffold::new(&dir, &name, lang)
+        }
+        PluginCommand::Build { dir } => crate::scaffold::build(&dir),
         PluginCommand::Install { dir, yes, force } => {
             crate::install::install(home, &dir, yes, force, reserved)
         }

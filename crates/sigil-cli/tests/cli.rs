@@ -297,3 +297,113 @@ fn audit_verify_names_a_tampered_record_and_export_writes_json_lines() {
     let (out, _) = sigil.fails(&["audit", "verify"]);
     assert!(out.starts_with("TAMPERED: record 3 "), "{out}");
 }
+
+/// The whole path a Python plugin author takes: scaffold, test natively, build with
+/// componentize-py, install with consent, call through the enforcer.
+#[test]
+fn a_fresh_python_plugin_builds_installs_and_runs() {
+    let sigil = Sigil::new();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().to_str().unwrap();
+    sigil.ok(&["plugin", "new", "greeter", "--lang", "python", "--dir", dir]);
+    let plugin = work.path().join("greeter");
+    for file in [
+        "plugin.toml",
+        "app.py",
+        "test_app.py",
+        "wit/tool.wit",
+        "wit/deps/http/http.wit",
+    ] {
+        assert!(plugin.join(file).is_file(), "{file} scaffolded");
+    }
+    // Its own test passes out of the box, natively, with the kit compiled into sigil.
+    let kit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sdk/python/src");
+    let pytest = Command::new("python3")
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
+        .current_dir(&plugin)
+        .env("PYTHONPATH", &kit)
+        .output()
+        .unwrap();
+    assert!(
+        pytest.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&pytest.stdout),
+        String::from_utf8_lossy(&pytest.stderr)
+    );
+
+    let (_, err) = sigil.fails(&["plugin", "install", plugin.to_str().unwrap(), "--yes"]);
+    assert!(
+        err.contains("build the plugin first with `sigil plugin build"),
+        "{err}"
+    );
+    let built = sigil.ok(&["plugin", "build", plugin.to_str().unwrap()]);
+    assert!(
+        built.contains("built ") && plugin.join("plugin.wasm").is_file(),
+        "{built}"
+    );
+    let installed = sigil.ok(&["plugin", "install", plugin.to_str().unwrap(), "--yes"]);
+    assert!(
+        installed.contains("greeter is running; tools: greet"),
+        "{installed}"
+    );
+    let config = std::fs::read_to_string(sigil.home.path().join("sigil.toml")).unwrap();
+    assert!(
+        config.contains("[plugins.greeter]") && config.contains("# Sigil configuration"),
+        "consent recorded, comments kept:\n{config}"
+    );
+
+    let out = sigil.ok(&[
+        "tool",
+        "invoke",
+        "greeter/greet",
+        "--input",
+        r#"{"name":"ada","excited":true}"#,
+    ]);
+    let value: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(value["greeting"], "hello, ada!");
+    let (_, err) = sigil.fails(&[
+        "tool",
+        "invoke",
+        "greeter/greet",
+        "--input",
+        r#"{"name":7}"#,
+    ]);
+    assert!(err.contains("invalid arguments"), "{err}");
+    let (_, err) = sigil.fails(&["plugin", "install", plugin.to_str().unwrap(), "--yes"]);
+    assert!(
+        err.contains("already installed") && err.contains("--force"),
+        "{err}"
+    );
+}
+
+#[test]
+fn install_refuses_invalid_plugins_and_links() {
+    let sigil = Sigil::new();
+    let work = tempfile::tempdir().unwrap();
+    let (_, err) = sigil.fails(&["plugin", "install", work.path().to_str().unwrap(), "--yes"]);
+    assert!(err.contains("nothing was installed"), "{err}");
+    let plugin = work.path().join("p");
+    std::fs::create_dir_all(&plugin).unwrap();
+    std::fs::write(
+        plugin.join("plugin.toml"),
+        "id = \"p\"\nname = \"p\"\nversion = \"0.1.0\"\ndescription = \"d\"\nkinds = [\"tool\"]\nengine = \"*\"\n\n[execution]\ntier = \"wasm\"\nentry = \"plugin.wasm\"\n",
+    )
+    .unwrap();
+    std::fs::write(plugin.join("plugin.wasm"), b"not wasm").unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", plugin.join("passwd")).unwrap();
+    let (_, err) = sigil.fails(&["plugin", "install", plugin.to_str().unwrap(), "--yes"]);
+    assert!(
+        err.contains("is a symbolic link; plugins may not contain links"),
+        "{err}"
+    );
+    assert!(
+        !sigil.home.path().join("plugins/p").exists(),
+        "nothing half-installed"
+    );
+    std::fs::remove_file(plugin.join("passwd")).unwrap();
+    let (_, err) = sigil.fails(&["plugin", "install", plugin.to_str().unwrap(), "--yes"]);
+    assert!(
+        err.contains("did not load") && err.contains("not a valid WebAssembly component"),
+        "{err}"
+    );
+}

@@ -6,9 +6,12 @@
 //! prepares an `InstancePre`; every call then gets a fresh store and instance.
 //!
 //! # Security
-//! - Nothing is linked that was not granted: `sigil:plugin/kv` needs a `kv.*` grant,
-//!   `sigil:plugin/secrets` a `secret.use:*` grant, `wasi:http` a `net.*` grant. A component
-//!   importing more is refused at load with the missing grant named.
+//! - Network access is linked only when granted: a component importing `wasi:http` loads only
+//!   if its manifest requests, and the operator consented to, a `net.*` capability; otherwise
+//!   it is refused at load with the missing grant named. `sigil:plugin/kv` and
+//!   `sigil:plugin/secrets` are always linked because every one of their calls is an
+//!   enforcer decision (`kv.read:<key>`, `kv.write:<key>`, `secret.use:<name>`): without the
+//!   grant the plugin gets an audited denial.
 //! - WASI p2 has no ambient authority: no inherited environment, arguments or stdio; no
 //!   sockets (TCP, UDP and name lookup off, every address denied); filesystem preopens only for
 //!   whole directories granted by `fs.read:/dir/**` or `fs.write:/dir/**`, each checked per

@@ -30,11 +30,15 @@ pub(crate) struct Preopen {
     pub(crate) write: bool,
 }
 
-/// What one plugin may import, decided from its grants and consent at load.
+/// What one plugin may import beyond the always-present interfaces, decided from its grants
+/// and consent at load.
+///
+/// `log`, `config`, `kv` and `secrets` are always linked: the last two reach nothing without
+/// an enforcer decision per call (`kv.read:<key>`, `secret.use:<name>`), so a plugin without
+/// the grant gets an audited denial. `wasi:http` is linked only for a plugin granted
+/// `net.*`: without it, the component does not load.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Imports {
-    pub(crate) kv: bool,
-    pub(crate) secrets: bool,
     pub(crate) http: bool,
 }
 
@@ -62,20 +66,14 @@ impl std::fmt::Debug for WasmPlugin {
 
 /// Decides which interfaces to link: nothing that was not granted.
 pub(crate) fn imports_for(grants: &CapabilitySet, consent: &CapabilitySet) -> Imports {
-    let wants = |namespace: &str, action: Option<&str>| {
-        grants.patterns().iter().any(|p| {
-            let text = p.as_str();
-            let (act, _) = text.split_once(':').unwrap_or((text, ""));
-            let mut segs = act.split('.');
-            let ns_ok = segs.next().is_some_and(|s| s == namespace || s == "*");
-            let action_ok = action.is_none_or(|a| segs.next().is_none_or(|s| s == a || s == "*"));
-            ns_ok && action_ok
-        }) && !consent.is_empty()
+    let net = |set: &CapabilitySet| {
+        set.patterns().iter().any(|p| {
+            let namespace = p.as_str().split(['.', ':']).next().unwrap_or_default();
+            namespace == "net" || namespace == "*"
+        })
     };
     Imports {
-        kv: wants("kv", None),
-        secrets: wants("secret", Some("use")),
-        http: wants("net", None),
+        http: net(grants) && net(consent),
     }
 }
 
@@ -120,12 +118,8 @@ pub(crate) fn linker(engine: &Engine, imports: &Imports) -> wasmtime::Result<Lin
     types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
     log::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
     config::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
-    if imports.kv {
-        kv::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
-    }
-    if imports.secrets {
-        secrets::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
-    }
+    kv::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+    secrets::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
     if imports.http {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     }
@@ -140,11 +134,7 @@ pub(crate) fn check_imports(
     imports: &Imports,
 ) -> Result<(), String> {
     for (name, _) in component.component_type().imports(engine) {
-        let missing = if name.starts_with("sigil:plugin/kv@") && !imports.kv {
-            Some("a `kv.*` capability")
-        } else if name.starts_with("sigil:plugin/secrets@") && !imports.secrets {
-            Some("a `secret.use:*` capability")
-        } else if name.starts_with("wasi:http/outgoing-handler@") && !imports.http {
+        let missing = if name.starts_with("wasi:http/outgoing-handler@") && !imports.http {
             Some("a `net.connect:*` capability")
         } else {
             None
