@@ -65,7 +65,7 @@ fn tiers(home: &Home) -> Vec<(manifest::Tier, std::sync::Arc<dyn TierLoader>)> {
     match sigil_wasm::WasmTier::new(home.root().join("cache").join("wasm")) {
         Ok(tier) => tiers.push((manifest::Tier::Wasm, std::sync::Arc::new(tier))),
         // Without the tier its plugins are listed as failed, with this reason in the log.
-        Err(error) => tracing_error(&error),
+        Err(error) => warn_tier_unavailable(&error),
     }
     #[cfg(not(feature = "wasm"))]
     let _ = home;
@@ -73,6 +73,6 @@ fn tiers(home: &Home) -> Vec<(manifest::Tier, std::sync::Arc<dyn TierLoader>)> {
 }
 
 #[cfg(feature = "wasm")]
-fn tracing_error(error: &str) {
+fn warn_tier_unavailable(error: &str) {
     eprintln!("warning: the wasm tier is unavailable: {error}");
 }
