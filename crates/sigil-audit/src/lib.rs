@@ -32,14 +32,17 @@
 //!
 //! # Durability and group commit
 //!
-//! The database runs in WAL mode with `synchronous=FULL`, so a commit has
-//! reached the disk when it returns. All writes go through one thread. Callers
+//! The database runs in WAL mode. With [`Durability::Disk`] (the default,
+//! `synchronous=FULL`) a commit has reached the disk when it returns; with
+//! [`Durability::Process`] (`synchronous=NORMAL`) it has reached the
+//! operating system, which survives any crash of the process but not of the
+//! machine. All writes go through one thread. Callers
 //! [`submit`](AuditSink::submit) concurrently; the writer takes everything
-//! queued (up to 4,096 records, and waiting at most 50 µs for each further
-//! arrival, 1 ms in all, so a burst shares one commit), writes it in one
-//! transaction, commits once, and only then resolves each caller's [`Pending`]
-//! with the record's sequence number. A record whose `Pending` resolved `Ok`
-//! is on disk.
+//! queued (up to 4,096 records; with `Disk`, also waiting at most 50 µs for
+//! each further arrival, 1 ms in all, so a burst shares one fsync), writes it
+//! in one transaction, commits once, and only then resolves each caller's
+//! [`Pending`] with the record's sequence number. A record whose `Pending`
+//! resolved `Ok` is committed, as durably as the log's [`Durability`] says.
 //!
 //! If a batch fails, it is rolled back and every caller in it gets the error;
 //! the enforcer turns that into a deny. The next batch starts again from what
@@ -133,10 +136,39 @@ impl<T: AuditSink + ?Sized> AuditSink for Arc<T> {
     }
 }
 
+/// How far a committed record has travelled when its [`Pending`] resolves.
+///
+/// There is deliberately no `Default`: choosing how durable the audit log is
+/// is the operator's decision (`[audit] durability` in `sigil.toml`), and
+/// [`AuditLog::open`] takes the stronger one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// On the disk: every commit is fsynced (`synchronous=FULL`). Survives a
+    /// power cut. Each commit waits for the disk, so a lone record costs one
+    /// fsync; concurrent records share it.
+    Disk,
+    /// With the operating system: committed to the write-ahead log without
+    /// waiting for the disk (`synchronous=NORMAL`). Survives any crash or kill
+    /// of the process; a crash of the machine may lose the newest commits
+    /// (the chain stays intact: what survives verifies).
+    Process,
+}
+
+impl Durability {
+    /// The name used in `sigil.toml`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Durability::Disk => "disk",
+            Durability::Process => "process",
+        }
+    }
+}
+
 /// The audit log in one SQLite file. See the [crate docs](crate) for how it
 /// writes and what it guarantees.
 pub struct AuditLog {
     path: Arc<PathBuf>,
+    durability: Durability,
     writer: Writer,
     reader: Mutex<Connection>,
 }
@@ -160,13 +192,23 @@ impl AuditLog {
     /// tables; [`AuditError::Unusable`] if WAL mode is unavailable, the tables
     /// come from a newer version, or the writer thread cannot start.
     pub fn open(path: &Path) -> Result<AuditLog, AuditError> {
-        let conn = store::open_writer(path)?;
+        AuditLog::open_with(path, Durability::Disk)
+    }
+
+    /// [`AuditLog::open`] with the given [`Durability`].
+    ///
+    /// # Errors
+    ///
+    /// As for [`AuditLog::open`].
+    pub fn open_with(path: &Path, durability: Durability) -> Result<AuditLog, AuditError> {
+        let conn = store::open_writer(path, durability)?;
         let reader = store::open_reader(path)?;
         let path = Arc::new(path.to_owned());
-        let writer = Writer::spawn(conn, Arc::clone(&path))?;
-        tracing::debug!(path = %path.display(), "audit log opened");
+        let writer = Writer::spawn(conn, Arc::clone(&path), durability)?;
+        tracing::debug!(path = %path.display(), durability = durability.name(), "audit log opened");
         Ok(AuditLog {
             path,
+            durability,
             writer,
             reader: Mutex::new(reader),
         })
@@ -175,6 +217,11 @@ impl AuditLog {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// How durable a record is when its [`Pending`] resolves.
+    pub fn durability(&self) -> Durability {
+        self.durability
     }
 
     /// Submits `record` and blocks until it is durable.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, Row, TransactionBehavior, params, params_from_iter};
 
 use crate::record::{CANONICAL_VERSION, Canonical, GENESIS_HASH, chain_hash};
-use crate::{Actor, AuditError, Filter, NewRecord, Record, RecordKind, Verdict};
+use crate::{Actor, AuditError, Durability, Filter, NewRecord, Record, RecordKind, Verdict};
 
 /// How long a connection waits for another connection's lock on the shared
 /// file before giving up with "database is locked".
@@ -67,14 +67,14 @@ const INSERT: &str = "INSERT INTO audit_records (seq, time_ms, kind, actor_user,
     decision, rule, call_id, duration_us, outcome, prev_hash, hash) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
 
-/// The writer's connection: WAL, `synchronous=FULL`, tables created if missing.
+/// The writer's connection: WAL, `synchronous` from `durability`, tables created if missing.
 ///
 /// # Errors
 ///
 /// [`AuditError::Open`] if the file cannot be opened or the tables created,
 /// [`AuditError::Unusable`] if WAL cannot be enabled or the tables were made
 /// by a newer version.
-pub(crate) fn open_writer(path: &Path) -> Result<Connection, AuditError> {
+pub(crate) fn open_writer(path: &Path, durability: Durability) -> Result<Connection, AuditError> {
     let open_err = |cause| AuditError::Open {
         path: path.to_owned(),
         cause: Arc::new(cause),
@@ -91,8 +91,13 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, AuditError> {
         });
     }
     // FULL makes every commit fsync the WAL, so an acknowledged record
-    // survives a power cut, not just a process crash.
-    conn.pragma_update(None, "synchronous", "FULL")
+    // survives a power cut, not just a process crash. NORMAL in WAL mode
+    // fsyncs only at checkpoints: a commit survives the process, not the machine.
+    let synchronous = match durability {
+        Durability::Disk => "FULL",
+        Durability::Process => "NORMAL",
+    };
+    conn.pragma_update(None, "synchronous", synchronous)
         .map_err(open_err)?;
 
     let tx = conn

@@ -20,7 +20,7 @@ use rusqlite::Connection;
 
 use crate::filter::unix_ms;
 use crate::store::{self, Queued};
-use crate::{AuditError, NewRecord};
+use crate::{AuditError, Durability, NewRecord};
 
 /// The most records written in one transaction. Large enough that the
 /// per-commit fsync is amortised away, small enough that a batch's
@@ -151,12 +151,21 @@ impl Writer {
     /// # Errors
     ///
     /// [`AuditError::Unusable`] if the thread cannot be started.
-    pub fn spawn(conn: Connection, path: Arc<PathBuf>) -> Result<Writer, AuditError> {
+    pub fn spawn(
+        conn: Connection,
+        path: Arc<PathBuf>,
+        durability: Durability,
+    ) -> Result<Writer, AuditError> {
         let (queue, jobs) = mpsc::channel();
         let thread_path = Arc::clone(&path);
+        // Waiting for stragglers only pays when a commit costs an fsync.
+        let gap = match durability {
+            Durability::Disk => ARRIVAL_GAP,
+            Durability::Process => Duration::ZERO,
+        };
         let thread = thread::Builder::new()
             .name("sigil-audit-writer".to_owned())
-            .spawn(move || run(conn, &thread_path, &jobs))
+            .spawn(move || run(conn, &thread_path, &jobs, gap))
             .map_err(|e| AuditError::Unusable {
                 path: (*path).clone(),
                 reason: format!("cannot start the writer thread: {e}"),
@@ -229,23 +238,27 @@ impl Drop for Writer {
 /// Adds queued jobs to `batch`, which holds the first, until [`MAX_BATCH`].
 ///
 /// Besides what is already queued, it takes what arrives while submissions
-/// keep coming: it waits up to [`ARRIVAL_GAP`] for each next job, and stops
-/// after [`MAX_GATHER`] in all. Without that, a burst that starts while the
-/// writer is idle pays for a commit of its first record alone, and a second
-/// commit for the rest. A lone record waits [`ARRIVAL_GAP`] longer, which is
-/// small beside the fsync it is about to wait for.
-fn gather(jobs: &mpsc::Receiver<Job>, batch: &mut Vec<Job>) {
+/// keep coming: it waits up to `gap` ([`ARRIVAL_GAP`] when commits fsync) for
+/// each next job, and stops after [`MAX_GATHER`] in all. Without that, a burst
+/// that starts while the writer is idle pays for a commit of its first record
+/// alone, and a second commit for the rest. A lone record waits `gap` longer,
+/// which is small beside the fsync it is about to wait for. With a zero `gap`
+/// only what is already queued joins the batch.
+fn gather(jobs: &mpsc::Receiver<Job>, batch: &mut Vec<Job>, gap: Duration) {
     let deadline = Instant::now() + MAX_GATHER;
     while batch.len() < MAX_BATCH {
         match jobs.try_recv() {
             Ok(job) => batch.push(job),
             Err(mpsc::TryRecvError::Disconnected) => return,
             Err(mpsc::TryRecvError::Empty) => {
+                if gap.is_zero() {
+                    return;
+                }
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     return;
                 }
-                match jobs.recv_timeout(left.min(ARRIVAL_GAP)) {
+                match jobs.recv_timeout(left.min(gap)) {
                     Ok(job) => batch.push(job),
                     Err(_) => return,
                 }
@@ -256,13 +269,18 @@ fn gather(jobs: &mpsc::Receiver<Job>, batch: &mut Vec<Job>) {
 
 /// The writer thread: batch, write, commit, reply; until the queue is closed
 /// and drained.
-fn run(mut conn: Connection, path: &Path, jobs: &mpsc::Receiver<Job>) -> Result<(), AuditError> {
+fn run(
+    mut conn: Connection,
+    path: &Path,
+    jobs: &mpsc::Receiver<Job>,
+    gap: Duration,
+) -> Result<(), AuditError> {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     // `recv` keeps returning queued jobs after every sender is gone, so
     // nothing submitted before shutdown is dropped.
     while let Ok(first) = jobs.recv() {
         batch.push(first);
-        gather(jobs, &mut batch);
+        gather(jobs, &mut batch, gap);
         let queued: Vec<Queued<'_>> = batch
             .iter()
             .map(|job| Queued {

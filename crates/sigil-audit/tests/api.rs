@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{TestResult, sample, temp_db};
 use sigil_audit::{
-    Actor, AuditError, AuditLog, AuditSink, Filter, GENESIS_HASH, NewRecord, Record, RecordKind,
+    Actor, AuditError, AuditLog, AuditSink, Durability, Filter, GENESIS_HASH, NewRecord, Record, RecordKind,
     Verdict, parse_since,
 };
 
@@ -429,5 +429,30 @@ fn open_refuses_a_file_that_is_not_a_database() -> TestResult {
         }
         other => return Err(format!("expected an open error, got {other:?}").into()),
     }
+    Ok(())
+}
+
+#[test]
+fn process_durability_commits_and_chains_like_disk_durability() -> TestResult {
+    let (_dir, path) = temp_db()?;
+    let log = AuditLog::open_with(&path, Durability::Process)?;
+    assert_eq!(log.durability(), Durability::Process);
+    let pending: Vec<_> = (0..50)
+        .map(|i| log.submit(sample(i)))
+        .collect();
+    let seqs: Vec<u64> = pending
+        .into_iter()
+        .map(sigil_audit::Pending::wait)
+        .collect::<Result<_, _>>()?;
+    assert_eq!(seqs, (1..=50).collect::<Vec<u64>>());
+    log.close()?;
+
+    // The chain continues across a change of durability, and verifies.
+    let log = AuditLog::open(&path)?;
+    assert_eq!(log.durability(), Durability::Disk);
+    assert_eq!(log.append(sample(51))?, 51);
+    let report = log.verify()?;
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!(log.query(&Filter::default())?.len(), 51);
     Ok(())
 }

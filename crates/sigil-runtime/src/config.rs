@@ -27,6 +27,11 @@ deny = []
 permissions = ["*"]
 deny = []
 
+[audit]
+# "disk": a call goes on only once its audit record is on the disk (fsync; survives a power cut).
+# "process": once SQLite has committed it (survives any crash of Sigil, not of the machine; faster).
+durability = "disk"
+
 # Consent for plugins installed from directories, e.g.:
 # [plugins.weather]
 # consent = ["net.connect:api.weather.gov:443"]
@@ -120,6 +125,22 @@ struct RawConfig {
     /// Secrets plugins may use by reference (`secret.use:<name>`).
     #[serde(default)]
     secrets: BTreeMap<String, RawSecret>,
+    #[serde(default)]
+    audit: RawAudit,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    /// `disk` (the default) or `process`; see [`sigil_audit::Durability`].
+    durability: Option<AuditDurability>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum AuditDurability {
+    Disk,
+    Process,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -340,6 +361,15 @@ impl Config {
     /// Extra plugin directories to discover.
     pub fn plugin_dirs(&self) -> &[PathBuf] {
         &self.raw.plugin_dirs
+    }
+
+    /// How durable an audit record is when a call goes on (`[audit] durability`):
+    /// on the disk unless the operator chose `process`.
+    pub fn audit_durability(&self) -> sigil_audit::Durability {
+        match self.raw.audit.durability {
+            None | Some(AuditDurability::Disk) => sigil_audit::Durability::Disk,
+            Some(AuditDurability::Process) => sigil_audit::Durability::Process,
+        }
     }
 }
 

@@ -180,7 +180,10 @@ impl Runtime {
         tiers: Vec<(sigil_manifest::Tier, Arc<dyn TierLoader>)>,
     ) -> Result<Runtime, OpenError> {
         let config = Arc::new(Config::load(&home.config_path())?);
-        let audit = Arc::new(AuditLog::open(&home.database_path())?);
+        let audit = Arc::new(AuditLog::open_with(
+            &home.database_path(),
+            config.audit_durability(),
+        )?);
         let kv = Arc::new(
             KvStore::open(&home.database_path()).map_err(|message| ConfigError {
                 path: home.database_path(),

@@ -264,6 +264,10 @@ fn configuration_errors_name_the_file_table_and_value() {
             "defaults.user: user `ghost` is not defined; add a [users.ghost] table",
         ),
         ("[workspaces\n", "line 1"),
+        (
+            "[audit]\ndurability = \"memory\"\n",
+            "unknown variant `memory`, expected `disk` or `process`",
+        ),
     ];
     for (text, expected) in table {
         let err = Config::parse(text, Path::new("/etc/sigil/sigil.toml"))
@@ -286,4 +290,19 @@ fn a_fresh_home_gets_a_default_configuration_that_works() {
         (Some("local"), Some("default"))
     );
     assert!(home.plugins_dir().is_dir());
+    assert_eq!(config.audit_durability(), sigil_audit::Durability::Disk);
+}
+
+#[test]
+fn audit_durability_comes_from_the_configuration() {
+    let path = Path::new("/etc/sigil/sigil.toml");
+    let table = [
+        ("", sigil_audit::Durability::Disk),
+        ("[audit]\n", sigil_audit::Durability::Disk),
+        ("[audit]\ndurability = \"disk\"\n", sigil_audit::Durability::Disk),
+        ("[audit]\ndurability = \"process\"\n", sigil_audit::Durability::Process),
+    ];
+    for (text, expected) in table {
+        assert_eq!(Config::parse(text, path).unwrap().audit_durability(), expected, "{text:?}");
+    }
 }

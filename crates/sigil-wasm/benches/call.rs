@@ -12,6 +12,9 @@
 //!   data directory on a tmpfs (`/dev/shm`, when present), where fsync returns at once: the
 //!   cost of the call and of the append besides waiting for the disk. Durability is unchanged
 //!   in the code; only the file system differs.
+//! - `wasm_call/runtime_invoke_process`, `wasm_call/audit_append_process`: the same on disk
+//!   with `[audit] durability = "process"`: records are committed to SQLite's write-ahead log
+//!   without waiting for fsync (they survive a crash of the process, not of the machine).
 //! - `wasm_load/compile`: `WasmTier::load_timed` with an empty cache directory (compiles).
 //! - `wasm_load/cached`: `WasmTier::load_timed` with the precompiled component in the cache.
 //!
@@ -82,14 +85,14 @@ struct World {
     runtime: Runtime,
 }
 
-fn world(parent: &Path, tier: &Arc<WasmTier>) -> World {
+fn world(parent: &Path, tier: &Arc<WasmTier>, config: &str) -> World {
     let dir = tempfile::tempdir_in(parent).unwrap();
     let home = dir.path().canonicalize().unwrap().join("home");
     let plugin = home.join("plugins/hello");
     std::fs::create_dir_all(&plugin).unwrap();
     std::fs::copy(sigil_guests::HELLO, plugin.join("plugin.wasm")).unwrap();
     std::fs::write(plugin.join("plugin.toml"), MANIFEST).unwrap();
-    std::fs::write(home.join("sigil.toml"), CONFIG).unwrap();
+    std::fs::write(home.join("sigil.toml"), config).unwrap();
     let runtime = Runtime::open_with(
         Home::resolve(Some(&home)).unwrap(),
         Vec::new(),
@@ -179,7 +182,13 @@ async fn bare_call(engine: &Engine, pre: &ToolPluginPre<Bare>, info: &CallInfo) 
         .unwrap()
 }
 
-fn calls(c: &mut Criterion, tier: &WasmTier, disk: &World, memory: Option<&World>) {
+fn calls(
+    c: &mut Criterion,
+    tier: &WasmTier,
+    disk: &World,
+    process: &World,
+    memory: Option<&World>,
+) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -187,7 +196,7 @@ fn calls(c: &mut Criterion, tier: &WasmTier, disk: &World, memory: Option<&World
     let actor = disk.runtime.local_actor(None, None);
     let input = json!({ "name": "ada" });
     let expected = json!({ "greeting": "hello, ada" });
-    for w in std::iter::once(disk).chain(memory) {
+    for w in [disk, process].into_iter().chain(memory) {
         let invoked = rt
             .block_on(w.runtime.invoke(&actor, "hello/greet", input.clone()))
             .unwrap();
@@ -230,6 +239,8 @@ fn calls(c: &mut Criterion, tier: &WasmTier, disk: &World, memory: Option<&World
         b.iter(|| rt.block_on(bare_call(engine, &pre, black_box(&info))))
     });
     group.bench_function("audit_append", |b| b.iter(|| append(disk)));
+    group.bench_function("runtime_invoke_process", |b| b.iter(|| invoke(process)));
+    group.bench_function("audit_append_process", |b| b.iter(|| append(process)));
     // The same two lines with the data directory in memory, where fsync returns at once:
     // what the call and the append cost besides waiting for the disk.
     if let Some(memory) = memory {
@@ -301,11 +312,13 @@ fn benches(c: &mut Criterion) {
     let cache_dir = tempfile::tempdir().unwrap();
     let cache = cache_dir.path().join("wasm");
     let tier = Arc::new(WasmTier::new(cache.clone()).unwrap());
-    let disk = world(&std::env::temp_dir(), &tier);
+    let disk = world(&std::env::temp_dir(), &tier, CONFIG);
+    let process_config = format!("{CONFIG}\n[audit]\ndurability = \"process\"\n");
+    let process = world(&std::env::temp_dir(), &tier, &process_config);
     let memory = Path::new(MEMORY_FS)
         .is_dir()
-        .then(|| world(Path::new(MEMORY_FS), &tier));
-    calls(c, &tier, &disk, memory.as_ref());
+        .then(|| world(Path::new(MEMORY_FS), &tier, CONFIG));
+    calls(c, &tier, &disk, &process, memory.as_ref());
     loads(c, &tier, &cache, &disk);
 }
 

@@ -1,0 +1,152 @@
+//! The C examples in `examples/`, installed with their own manifests and called through the
+//! runtime as an operator would: the pure tool, and the HTTP tool against a real loopback
+//! server that checks the injected secret.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::json;
+use sigil_audit::{Filter, Verdict};
+use sigil_runtime::{Home, Runtime, State};
+use sigil_wasm::WasmTier;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const TOKEN: &str = "example-token-5c1e";
+
+/// Copies an example's manifest and its built component into the data directory.
+fn install(root: &Path, example: &str, wasm: &str) {
+    let dir = root.join("plugins").join(example);
+    std::fs::create_dir_all(&dir).unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    std::fs::copy(repo.join(example).join("plugin.toml"), dir.join("plugin.toml")).unwrap();
+    std::fs::copy(wasm, dir.join("plugin.wasm")).unwrap();
+}
+
+/// The operator, allowed everything; `extra` adds plugin consent, config and secrets.
+const OPERATOR: &str = r#"
+[defaults]
+user = "alice"
+workspace = "home"
+
+[workspaces.home]
+allow = ["*"]
+
+[users.alice]
+permissions = ["*"]
+"#;
+
+fn open(root: &Path, extra: &str) -> Runtime {
+    std::fs::write(root.join("sigil.toml"), format!("{OPERATOR}{extra}")).unwrap();
+    let tier = WasmTier::new(root.join("cache/wasm")).unwrap();
+    Runtime::open_with(
+        Home::resolve(Some(root)).unwrap(),
+        Vec::new(),
+        vec![(sigil_manifest::Tier::Wasm, Arc::new(tier))],
+    )
+    .unwrap()
+}
+
+fn running(sigil: &Runtime, id: &str) {
+    let entry = sigil.manager().get(id).unwrap();
+    assert_eq!(
+        entry.lifecycle().state(),
+        State::Running,
+        "{id}: {:?}",
+        entry.lifecycle().error()
+    );
+}
+
+#[test]
+fn hello_c_greets_and_its_output_is_checked_against_its_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    install(dir.path(), "hello-c", sigil_guests::EXAMPLE_HELLO_C);
+    let sigil = open(dir.path(), "");
+    running(&sigil, "hello-c");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let actor = sigil.local_actor(None, None);
+    let out = rt
+        .block_on(sigil.invoke(&actor, "hello-c/greet", json!({ "name": "Ada" })))
+        .unwrap();
+    assert_eq!(out.output, json!({ "greeting": "hello, Ada" }));
+    let wrong = rt
+        .block_on(sigil.invoke(&actor, "hello-c/greet", json!({ "name": 7 })))
+        .unwrap_err()
+        .to_string();
+    assert!(wrong.contains("name"), "{wrong}");
+}
+
+/// Answers one request on loopback with `pong`, sending its head to the test.
+async fn server() -> (u16, mpsc::Receiver<String>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = mpsc::channel();
+    tokio::spawn(async move {
+        let Ok((mut socket, _)) = listener.accept().await else {
+            return;
+        };
+        let mut head = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match socket.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        let _ = tx.send(String::from_utf8_lossy(&head).into_owned());
+        let _ = socket
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\npong")
+            .await;
+    });
+    (port, rx)
+}
+
+#[test]
+fn http_c_fetches_with_the_token_injected_by_the_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (port, heads) = rt.block_on(server());
+    install(dir.path(), "http-c", sigil_guests::EXAMPLE_HTTP_C);
+    let sigil = open(
+        dir.path(),
+        &format!(
+            r#"
+[plugins.http-c]
+consent = ["net.connect:127.0.0.1:*", "secret.use:api_token"]
+config = {{ base_url = "http://127.0.0.1:{port}" }}
+
+[secrets.api_token]
+value = "{TOKEN}"
+"#
+        ),
+    );
+    running(&sigil, "http-c");
+    let actor = sigil.local_actor(None, None);
+    let out = rt
+        .block_on(sigil.invoke(&actor, "http-c/fetch", json!({ "path": "/status" })))
+        .unwrap()
+        .output;
+    assert!(out.to_string().contains("pong"), "{out}");
+    assert!(!out.to_string().contains(TOKEN), "the plugin's view: {out}");
+    let head = heads.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(head.starts_with("GET /status HTTP/1.1"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains(&format!("authorization: bearer {TOKEN}")),
+        "{head}"
+    );
+    let records = sigil.audit().query(&Filter::default()).unwrap();
+    assert!(
+        records.iter().any(|r| r.record.decision == Some(Verdict::Allow)
+            && r.record.capability.as_deref() == Some(&format!("net.connect:127.0.0.1:{port}"))),
+        "the connection was decided and recorded"
+    );
+    assert!(!serde_json::to_string(&records).unwrap().contains(TOKEN));
+}
