@@ -125,7 +125,8 @@ def _is_call_hint(hint: object) -> bool:
 
 class Plugin:
     """A tool plugin: declare tools with `@plugin.tool`, then end the module with
-    `Tool = plugin.export()` so componentize-py finds the exported `tool` interface.
+    `Tool = plugin.export()` so componentize-py finds the exported `tool` interface (wasm
+    tier), or with `if __name__ == "__main__": plugin.serve()` (process tier).
 
     ::
 
@@ -202,6 +203,17 @@ class Plugin:
         from ._component import export_class
 
         return export_class(self)
+
+    def serve(self, *, socket: str | None = None, max_workers: int = 16) -> None:
+        """Serve this plugin as a process-tier plugin until the host shuts it down.
+
+        End `main.py` with `if __name__ == "__main__": plugin.serve()`. The socket defaults
+        to `$SIGIL_PLUGIN_SOCKET`, set by the host. Needs `grpcio` and `protobuf` (the
+        `process` extra); see `sigil_plugin.process.serve`.
+        """
+        from .process import serve
+
+        serve(self, socket=socket, max_workers=max_workers)
 
     def check(self) -> None:
         """Raise `SchemaError` if a pipeline step names a tool that was never declared, or takes
