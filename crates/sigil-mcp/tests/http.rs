@@ -1,0 +1,490 @@
+//! The MCP server over streamable HTTP: rmcp's client against the service nested at `/mcp` in
+//! a real axum server on a loopback socket, behind a small bearer-token layer standing in for
+//! the gateway's authentication.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use rmcp::model::{CallToolRequestParams, CallToolResult, ErrorCode, Tool};
+use rmcp::service::{RoleClient, RunningService};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::{ServiceError, ServiceExt};
+use serde_json::{Value, json};
+use sigil_audit::{Filter, RecordKind, Verdict};
+use sigil_runtime::{Actor, Home, Runtime};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const HELLO_SHA256: &str = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+
+/// A data directory whose policy lets `alice` call everything and denies `mallory` the `text`
+/// tools and the files under `secret/`.
+fn runtime(dir: &Path) -> Arc<Runtime> {
+    let secret = dir.join("secret");
+    std::fs::create_dir_all(&secret).unwrap();
+    std::fs::write(secret.join("key.txt"), "hunter2").unwrap();
+    let config = format!(
+        r#"
+[defaults]
+user = "alice"
+workspace = "default"
+
+[workspaces.default]
+allow = ["*"]
+
+[users.alice]
+permissions = ["*"]
+
+[users.mallory]
+permissions = ["*"]
+deny = ["tool.text.*", "fs.read:{}/**"]
+"#,
+        secret.display()
+    );
+    let home = dir.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(home.join("sigil.toml"), config).unwrap();
+    let home = Home::resolve(Some(&home)).unwrap();
+    Arc::new(Runtime::open(home, sigil_builtins::all()).unwrap())
+}
+
+/// Stands in for the gateway: maps a bearer token to a user and puts the actor into the
+/// request's extensions. A request without a known token passes through with no actor, so the
+/// tests can show the MCP service refuses it on its own.
+async fn authenticate(mut request: Request, next: Next) -> Response {
+    let token = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string);
+    let user = match token.as_deref() {
+        Some("alice-token") => Some("alice"),
+        Some("mallory-token") => Some("mallory"),
+        _ => None,
+    };
+    if let Some(user) = user {
+        request.extensions_mut().insert(Actor {
+            user: Some(user.to_string()),
+            workspace: Some("default".to_string()),
+            session: None,
+            channel: None,
+        });
+    }
+    next.run(request).await
+}
+
+/// Serves the MCP service at `/mcp` on a fresh loopback port; returns the address.
+async fn serve(runtime: Arc<Runtime>) -> std::net::SocketAddr {
+    let app = axum::Router::new()
+        .nest_service("/mcp", sigil_mcp::http_service(runtime))
+        .layer(middleware::from_fn(authenticate));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+async fn connect(
+    addr: std::net::SocketAddr,
+    token: Option<&str>,
+) -> RunningService<RoleClient, ()> {
+    let mut config = StreamableHttpClientTransportConfig::with_uri(format!("http://{addr}/mcp"));
+    if let Some(token) = token {
+        config = config.auth_header(token);
+    }
+    ().serve(StreamableHttpClientTransport::from_config(config))
+        .await
+        .expect("the client initializes")
+}
+
+fn call(name: &str, arguments: Value) -> CallToolRequestParams {
+    let Value::Object(arguments) = arguments else {
+        panic!("arguments must be an object")
+    };
+    CallToolRequestParams::new(name.to_string()).with_arguments(arguments)
+}
+
+fn text(result: &CallToolResult) -> String {
+    result
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn meta(result: &CallToolResult, key: &str) -> Option<String> {
+    result
+        .meta
+        .as_ref()
+        .and_then(|m| m.0.get(key))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+fn find<'a>(tools: &'a [Tool], name: &str) -> &'a Tool {
+    tools
+        .iter()
+        .find(|t| t.name == name)
+        .unwrap_or_else(|| panic!("no tool `{name}` in {:?}", names(tools)))
+}
+
+fn names(tools: &[Tool]) -> Vec<String> {
+    tools.iter().map(|t| t.name.to_string()).collect()
+}
+
+fn protocol_error(error: ServiceError) -> rmcp::ErrorData {
+    match error {
+        ServiceError::McpError(error) => error,
+        other => panic!("expected a JSON-RPC error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_names_itself_and_lists_the_builtin_tools_with_their_schemas() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = serve(runtime(dir.path())).await;
+    let client = connect(addr, Some("alice-token")).await;
+
+    let info = client.peer_info().expect("the server answered initialize");
+    assert_eq!(info.server_info.as_ref().unwrap().name, "sigil");
+    assert_eq!(
+        info.server_info.as_ref().unwrap().version,
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(info.instructions.as_deref().unwrap().contains("Sigil"));
+
+    let tools = client.list_all_tools().await.unwrap();
+    let mut listed = names(&tools);
+    listed.sort();
+    assert_eq!(
+        listed,
+        [
+            "fs__list_dir",
+            "fs__read_text",
+            "text__sha256",
+            "text__stats"
+        ]
+    );
+
+    let sha = find(&tools, "text__sha256");
+    assert_eq!(
+        sha.description.as_deref(),
+        Some("The SHA-256 digest of a text's UTF-8 bytes, in hex.")
+    );
+    assert_eq!(sha.title.as_deref(), Some("text/sha256"));
+    assert_eq!(sha.input_schema["type"], "object");
+    assert_eq!(sha.input_schema["required"], json!(["text"]));
+    assert_eq!(sha.input_schema["properties"]["text"]["type"], "string");
+    let output = sha
+        .output_schema
+        .as_ref()
+        .expect("sha256 has an output schema");
+    assert_eq!(output["required"], json!(["sha256"]));
+    let hints = sha
+        .annotations
+        .as_ref()
+        .expect("blast radius as annotations");
+    assert_eq!(hints.read_only_hint, Some(true));
+    assert_eq!(hints.open_world_hint, Some(false));
+
+    let stats = find(&tools, "text__stats");
+    assert!(stats.output_schema.is_none());
+    let read = find(&tools, "fs__read_text");
+    assert_eq!(read.input_schema["required"], json!(["path"]));
+    assert!(read.output_schema.is_some());
+
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_runs_through_the_runtime_and_is_audited_as_the_caller() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime(dir.path());
+    let addr = serve(runtime.clone()).await;
+    let client = connect(addr, Some("alice-token")).await;
+
+    let result = client
+        .call_tool(call("text__sha256", json!({ "text": "hello" })))
+        .await
+        .unwrap();
+    assert_eq!(result.is_error, Some(false), "{}", text(&result));
+    assert_eq!(
+        result.structured_content,
+        Some(json!({ "sha256": HELLO_SHA256 }))
+    );
+    let body: Value = serde_json::from_str(&text(&result)).unwrap();
+    assert_eq!(body["sha256"], HELLO_SHA256);
+
+    let call_id = meta(&result, "sigil/call_id").expect("the call id in _meta");
+    let records = runtime
+        .audit()
+        .query(&Filter {
+            call_id: Some(call_id.clone()),
+            ..Filter::default()
+        })
+        .unwrap();
+    assert_eq!(records.len(), 2, "a decision and an outcome: {records:?}");
+    for record in &records {
+        assert_eq!(record.record.actor.user.as_deref(), Some("alice"));
+        assert_eq!(record.record.actor.workspace.as_deref(), Some("default"));
+        assert_eq!(record.record.actor.channel.as_deref(), Some("mcp"));
+    }
+    assert_eq!(records[0].record.kind, RecordKind::Decision);
+    assert_eq!(records[0].record.decision, Some(Verdict::Allow));
+    assert_eq!(
+        records[0].record.capability.as_deref(),
+        Some("tool.text.sha256")
+    );
+    assert_eq!(records[1].record.kind, RecordKind::Outcome);
+    assert_eq!(records[1].record.outcome.as_deref(), Some("ok"));
+
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_the_policy_denies_is_an_error_result_and_a_deny_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime(dir.path());
+    let addr = serve(runtime.clone()).await;
+    let client = connect(addr, Some("mallory-token")).await;
+
+    let result = client
+        .call_tool(call("text__sha256", json!({ "text": "hello" })))
+        .await
+        .unwrap();
+    assert_eq!(result.is_error, Some(true));
+    assert!(text(&result).starts_with("denied: "), "{}", text(&result));
+    assert!(text(&result).contains("tool.text.*"), "{}", text(&result));
+    assert_eq!(meta(&result, "sigil/error").as_deref(), Some("denied"));
+    assert!(result.structured_content.is_none());
+
+    let denies = runtime
+        .audit()
+        .query(&Filter {
+            user: Some("mallory".into()),
+            decision: Some(Verdict::Deny),
+            ..Filter::default()
+        })
+        .unwrap();
+    assert_eq!(denies.len(), 1, "{denies:?}");
+    assert_eq!(
+        denies[0].record.capability.as_deref(),
+        Some("tool.text.sha256")
+    );
+    assert_eq!(denies[0].record.plugin.as_deref(), Some("text"));
+    assert_eq!(denies[0].record.actor.channel.as_deref(), Some("mcp"));
+    // The plugin never ran: no outcome record for the call.
+    let outcomes = runtime
+        .audit()
+        .query(&Filter {
+            call_id: denies[0].record.call_id.clone(),
+            kind: Some(RecordKind::Outcome),
+            ..Filter::default()
+        })
+        .unwrap();
+    assert!(outcomes.is_empty(), "{outcomes:?}");
+
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_host_call_the_callers_policy_denies_fails_the_call_and_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime(dir.path());
+    let addr = serve(runtime.clone()).await;
+    let key = dir.path().join("secret").join("key.txt");
+    let input = json!({ "path": key.display().to_string() });
+
+    // The same tool and file: alice may read it, mallory's deny carves it out.
+    let alice = connect(addr, Some("alice-token")).await;
+    let allowed = alice
+        .call_tool(call("fs__read_text", input.clone()))
+        .await
+        .unwrap();
+    assert_eq!(allowed.is_error, Some(false), "{}", text(&allowed));
+    assert_eq!(allowed.structured_content.unwrap()["text"], "hunter2");
+
+    let mallory = connect(addr, Some("mallory-token")).await;
+    let denied = mallory
+        .call_tool(call("fs__read_text", input))
+        .await
+        .unwrap();
+    assert_eq!(denied.is_error, Some(true));
+    assert!(!text(&denied).contains("hunter2"), "{}", text(&denied));
+    assert!(text(&denied).contains("denied"), "{}", text(&denied));
+    assert_eq!(meta(&denied, "sigil/error").as_deref(), Some("failed"));
+
+    let denies = runtime
+        .audit()
+        .query(&Filter {
+            user: Some("mallory".into()),
+            decision: Some(Verdict::Deny),
+            ..Filter::default()
+        })
+        .unwrap();
+    assert_eq!(denies.len(), 1, "{denies:?}");
+    assert_eq!(denies[0].record.plugin.as_deref(), Some("fs"));
+    assert!(
+        denies[0]
+            .record
+            .capability
+            .as_deref()
+            .unwrap()
+            .starts_with("fs.read:"),
+        "{denies:?}"
+    );
+
+    alice.cancel().await.unwrap();
+    mallory.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arguments_that_break_the_schema_are_an_error_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = serve(runtime(dir.path())).await;
+    let client = connect(addr, Some("alice-token")).await;
+
+    let result = client
+        .call_tool(call("text__sha256", json!({ "text": 42 })))
+        .await
+        .unwrap();
+    assert_eq!(result.is_error, Some(true));
+    assert!(
+        text(&result).starts_with("invalid arguments for `text/sha256`"),
+        "{}",
+        text(&result)
+    );
+    assert_eq!(
+        meta(&result, "sigil/error").as_deref(),
+        Some("invalid_arguments")
+    );
+
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_tool_is_a_protocol_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime(dir.path());
+    let addr = serve(runtime.clone()).await;
+    let client = connect(addr, Some("alice-token")).await;
+
+    for name in ["text__nope", "nope__sha256", "text/sha256", "sha256", ""] {
+        let error = protocol_error(
+            client
+                .call_tool(call(name, json!({ "text": "hello" })))
+                .await
+                .unwrap_err(),
+        );
+        assert_eq!(error.code, ErrorCode::INVALID_PARAMS, "{name}: {error:?}");
+        assert!(error.message.contains("unknown tool"), "{name}: {error:?}");
+    }
+    // Nothing reached the runtime.
+    let records = runtime.audit().query(&Filter::default()).unwrap();
+    assert!(records.is_empty(), "{records:?}");
+
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_without_an_authenticated_actor_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime(dir.path());
+    let addr = serve(runtime.clone()).await;
+    // The stand-in layer lets the request through with no actor, as a misconfigured gateway
+    // would: the service itself must refuse, not fall back to the default user (alice).
+    let client = connect(addr, None).await;
+
+    let error = protocol_error(client.list_all_tools().await.unwrap_err());
+    assert_eq!(error.code, ErrorCode::INVALID_REQUEST, "{error:?}");
+    assert!(
+        error.message.contains("no authenticated caller"),
+        "{error:?}"
+    );
+
+    let error = protocol_error(
+        client
+            .call_tool(call("text__sha256", json!({ "text": "hello" })))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(error.code, ErrorCode::INVALID_REQUEST, "{error:?}");
+    let records = runtime.audit().query(&Filter::default()).unwrap();
+    assert!(records.is_empty(), "nothing ran: {records:?}");
+
+    client.cancel().await.unwrap();
+}
+
+/// Writes one raw HTTP/1.1 request and returns the status line.
+async fn raw_status(addr: std::net::SocketAddr, host: &str) -> String {
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}"#;
+    let request = format!(
+        "POST /mcp HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer alice-token\r\n\
+         Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
+         MCP-Protocol-Version: 2025-06-18\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response.lines().next().unwrap_or_default().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_default_only_loopback_host_names_are_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = serve(runtime(dir.path())).await;
+
+    let ok = raw_status(addr, &format!("127.0.0.1:{}", addr.port())).await;
+    assert_eq!(ok, "HTTP/1.1 200 OK");
+    let ok = raw_status(addr, &format!("localhost:{}", addr.port())).await;
+    assert_eq!(ok, "HTTP/1.1 200 OK");
+    // A page on a rebound name reaching the loopback server.
+    let rebound = raw_status(addr, "attacker.example").await;
+    assert_eq!(rebound, "HTTP/1.1 403 Forbidden");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_server_acts_for_its_one_actor() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime(dir.path());
+    let mallory = runtime.local_actor(Some("mallory"), None);
+    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+    let server = sigil_mcp::McpServer::local(runtime.clone(), mallory);
+    let served =
+        tokio::spawn(async move { server.serve(server_io).await.unwrap().waiting().await });
+    let client = ().serve(client_io).await.unwrap();
+
+    assert_eq!(client.list_all_tools().await.unwrap().len(), 4);
+    let denied = client
+        .call_tool(call("text__sha256", json!({ "text": "hello" })))
+        .await
+        .unwrap();
+    assert_eq!(denied.is_error, Some(true));
+    assert_eq!(meta(&denied, "sigil/error").as_deref(), Some("denied"));
+    let stats = client
+        .call_tool(call("text__stats", json!({ "text": "a b" })))
+        .await
+        .unwrap();
+    assert_eq!(stats.is_error, Some(true), "text__stats is denied too");
+
+    client.cancel().await.unwrap();
+    served.await.unwrap().unwrap();
+    let denies = runtime
+        .audit()
+        .query(&Filter {
+            user: Some("mallory".into()),
+            decision: Some(Verdict::Deny),
+            ..Filter::default()
+        })
+        .unwrap();
+    assert_eq!(denies.len(), 2, "{denies:?}");
+}
