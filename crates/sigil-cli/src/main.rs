@@ -4,8 +4,12 @@
 
 mod audit;
 mod install;
+mod mcp;
 mod plugin;
 mod scaffold;
+mod serve;
+mod status;
+mod token;
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -48,6 +52,17 @@ enum Command {
     /// Read and check the audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Serve the running plugins' tools to an MCP client on stdin/stdout.
+    Mcp(mcp::McpArgs),
+    /// Run the daemon: the HTTP API, events and MCP, until SIGTERM or SIGINT.
+    Serve(serve::ServeArgs),
+    /// Show whether a daemon runs, and the plugins and their states.
+    Status(status::StatusArgs),
+    /// Check this machine and data directory; exits non-zero when a check fails.
+    Doctor,
+    /// Manage API tokens for `sigil serve`.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -129,6 +144,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Plugin(command) => plugin::run(home, command, &reserved_commands()),
         Command::Audit(command) => audit::run(&open(home)?, command),
+        Command::Mcp(args) => mcp::run(home, args),
+        Command::Serve(args) => serve::run(home, args, reserved_commands()),
+        Command::Status(args) => status::status(home, args),
+        Command::Doctor => status::doctor(home),
+        Command::Token(command) => token::run(home, command),
         Command::Manifest(ManifestCommand::Schema) => {
             println!(
                 "{}",

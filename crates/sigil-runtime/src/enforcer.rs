@@ -12,6 +12,7 @@ use sigil_audit::{Actor, AuditSink, NewRecord, RecordKind, Verdict};
 use sigil_policy::{Capability, CapabilitySet, Decision, DenyRule, Layers, PluginAuthority, Scope};
 
 use crate::config::Config;
+use crate::events::{Event, Events};
 
 /// Who a check is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +68,7 @@ struct State {
 pub struct Enforcer {
     state: RwLock<State>,
     audit: Arc<dyn AuditSink>,
+    events: Events,
 }
 
 impl Enforcer {
@@ -75,6 +77,7 @@ impl Enforcer {
         let enforcer = Enforcer {
             state: RwLock::new(State::default()),
             audit,
+            events: Events::new(),
         };
         enforcer.reconfigure(config);
         enforcer
@@ -149,7 +152,7 @@ impl Enforcer {
         let (decision, version) = self.decide(check);
         let pending = self.audit.submit(record(check, &decision, version));
         match pending.await {
-            Ok(_) => decision,
+            Ok(seq) => self.published(check, decision, seq),
             Err(error) => audit_failed(check, error.to_string()),
         }
     }
@@ -158,9 +161,85 @@ impl Enforcer {
     pub fn check_blocking(&self, check: &Check<'_>) -> Decision {
         let (decision, version) = self.decide(check);
         match self.audit.submit(record(check, &decision, version)).wait() {
-            Ok(_) => decision,
+            Ok(seq) => self.published(check, decision, seq),
             Err(error) => audit_failed(check, error.to_string()),
         }
+    }
+
+    /// The runtime's event hub: every recorded decision is published here once committed.
+    pub fn events(&self) -> &Events {
+        &self.events
+    }
+
+    /// Decides whether the actor itself, with no plugin involved, may use `capability` (for a
+    /// gateway's management operations, such as `admin.plugins`), and records the decision.
+    /// The workspace and user layers and the global denies decide; an unknown workspace or
+    /// user is a deny.
+    ///
+    /// # Security
+    /// As for [`Enforcer::check`]: exactly one audit record, and a deny if it cannot be written.
+    pub async fn check_actor(&self, capability: &Capability, actor: &Actor) -> Decision {
+        let decision = self.decide_actor(capability, actor);
+        let check = ActorCheck { capability, actor };
+        let pending = self.audit.submit(check.record(&decision));
+        match pending.await {
+            Ok(seq) => {
+                self.events.publish(check.event(&decision, seq));
+                decision
+            }
+            Err(error) => {
+                tracing::error!(capability = %capability, %error, "audit record not written; denying");
+                Decision::Deny {
+                    rule: DenyRule::AuditFailed {
+                        error: error.to_string(),
+                    },
+                }
+            }
+        }
+    }
+
+    fn decide_actor(&self, capability: &Capability, actor: &Actor) -> Decision {
+        let Ok(state) = self.state.read() else {
+            let rule = DenyRule::Internal {
+                error: "the policy state was poisoned by a panic".into(),
+            };
+            return Decision::Deny { rule };
+        };
+        let workspace_name = actor.workspace.as_deref().unwrap_or("");
+        let Some(workspace) = state.workspaces.get(workspace_name) else {
+            let rule = DenyRule::UnknownWorkspace {
+                workspace: workspace_name.to_string(),
+            };
+            return Decision::Deny { rule };
+        };
+        let user_name = actor.user.as_deref().unwrap_or("");
+        let Some(user) = state.users.get(user_name) else {
+            let rule = DenyRule::UnknownUser {
+                user: user_name.to_string(),
+            };
+            return Decision::Deny { rule };
+        };
+        let layers = Layers {
+            plugin: None,
+            workspace,
+            user,
+            global_deny: &state.global_deny,
+        };
+        sigil_policy::decide(capability, layers)
+    }
+
+    fn published(&self, check: &Check<'_>, decision: Decision, seq: u64) -> Decision {
+        let (verdict, rule) = verdict(&decision);
+        self.events.publish(Event::Decision {
+            seq,
+            plugin: Some(check.subject.plugin().to_string()),
+            capability: check.capability.to_string(),
+            decision: verdict,
+            rule,
+            actor: check.actor.clone(),
+            call_id: check.call_id.map(str::to_string),
+        });
+        decision
     }
 
     fn decide(&self, check: &Check<'_>) -> (Decision, Option<String>) {
@@ -213,11 +292,52 @@ impl Enforcer {
     }
 }
 
-fn record(check: &Check<'_>, decision: &Decision, version: Option<String>) -> NewRecord {
-    let (verdict, rule) = match decision {
+fn verdict(decision: &Decision) -> (Verdict, String) {
+    match decision {
         Decision::Allow { rule } => (Verdict::Allow, rule.to_string()),
         Decision::Deny { rule } => (Verdict::Deny, rule.to_string()),
-    };
+    }
+}
+
+/// A check of the actor alone ([`Enforcer::check_actor`]).
+struct ActorCheck<'a> {
+    capability: &'a Capability,
+    actor: &'a Actor,
+}
+
+impl ActorCheck<'_> {
+    fn record(&self, decision: &Decision) -> NewRecord {
+        let (verdict, rule) = verdict(decision);
+        NewRecord {
+            kind: RecordKind::Decision,
+            actor: self.actor.clone(),
+            plugin: None,
+            plugin_version: None,
+            capability: Some(self.capability.to_string()),
+            decision: Some(verdict),
+            rule,
+            call_id: None,
+            duration_us: None,
+            outcome: None,
+        }
+    }
+
+    fn event(&self, decision: &Decision, seq: u64) -> Event {
+        let (verdict, rule) = verdict(decision);
+        Event::Decision {
+            seq,
+            plugin: None,
+            capability: self.capability.to_string(),
+            decision: verdict,
+            rule,
+            actor: self.actor.clone(),
+            call_id: None,
+        }
+    }
+}
+
+fn record(check: &Check<'_>, decision: &Decision, version: Option<String>) -> NewRecord {
+    let (verdict, rule) = verdict(decision);
     NewRecord {
         kind: RecordKind::Decision,
         actor: check.actor.clone(),

@@ -8,6 +8,7 @@
 
 mod config;
 mod enforcer;
+mod events;
 mod kv;
 mod lifecycle;
 mod manager;
@@ -16,14 +17,15 @@ mod tool;
 
 pub use config::{Config, ConfigError, DEFAULT_CONFIG, Home, SecretValue};
 pub use enforcer::{Check, Enforcer, Registration, Subject};
+pub use events::{CAPACITY as EVENT_CAPACITY, Event, Events};
 pub use kv::{KvStore, MAX_VALUE_BYTES};
 pub use lifecycle::{IllegalTransition, Lifecycle, State};
 pub use manager::{
     Builtin, Failure, LoadRequest, Manager, PluginEntry, PluginSummary, Source, TierLoader,
 };
 pub use runtime::{
-    DEFAULT_OUTPUT_BYTES, DEFAULT_TIMEOUT, Invocation, InvokeError, OpenError, Runtime, Step,
-    ToolListing,
+    ControlError, DEFAULT_OUTPUT_BYTES, DEFAULT_TIMEOUT, Invocation, InvokeError, OpenError,
+    Runtime, Step, ToolListing,
 };
 pub use tool::{Call, Steps, ToolDescriptor, ToolError, ToolPlugin};
 

@@ -17,6 +17,8 @@ use crate::enforcer::{Enforcer, Registration};
 use crate::lifecycle::{Lifecycle, State};
 use crate::tool::{ToolDescriptor, ToolPlugin};
 
+mod control;
+
 /// A plugin compiled into the binary: its manifest text and its implementation.
 #[derive(Debug, Clone)]
 pub struct Builtin {
@@ -101,6 +103,14 @@ impl PluginEntry {
 
     /// A summary for listings.
     pub fn summary(&self) -> PluginSummary {
+        // A running plugin its tier reports unavailable (quarantined) is listed as failed.
+        let unavailable = self.plugin.as_ref().and_then(|p| p.unavailable());
+        let (state, error) = match unavailable {
+            Some(reason) if self.lifecycle.state() == State::Running => {
+                (State::Error, Some(reason))
+            }
+            _ => (self.lifecycle.state(), self.lifecycle.error()),
+        };
         PluginSummary {
             id: self.manifest.id().to_string(),
             name: self.manifest.name().to_string(),
@@ -112,8 +122,8 @@ impl PluginEntry {
                 .iter()
                 .map(ToString::to_string)
                 .collect(),
-            state: self.lifecycle.state(),
-            error: self.lifecycle.error(),
+            state,
+            error,
             source: self.source.clone(),
             tools: self.tools().map(|t| t.name.clone()).collect(),
         }

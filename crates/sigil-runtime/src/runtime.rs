@@ -27,6 +27,9 @@ use crate::lifecycle::State;
 use crate::manager::{Builtin, Manager, PluginEntry, TierLoader, ToolEntry};
 use crate::tool::{Call, ToolDescriptor, ToolError};
 
+mod control;
+pub use control::ControlError;
+
 /// The deadline of a tool call whose manifest sets none.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The largest result, serialised as JSON, of a tool whose manifest sets no limit.

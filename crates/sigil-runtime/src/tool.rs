@@ -219,6 +219,12 @@ pub trait ToolPlugin: Send + Sync + std::fmt::Debug {
     /// The tools this plugin provides.
     fn tools(&self) -> Vec<ToolDescriptor>;
 
+    /// Why the plugin, although loaded, cannot serve calls now, when its tier knows (a process
+    /// plugin quarantined after crashing too often). `None` while it serves.
+    fn unavailable(&self) -> Option<String> {
+        None
+    }
+
     /// Runs a tool. `input` has been validated against the tool's input schema.
     async fn invoke(&self, call: &Call, input: Value) -> Result<Value, ToolError>;
 

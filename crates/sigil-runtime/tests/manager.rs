@@ -299,10 +299,20 @@ fn audit_durability_comes_from_the_configuration() {
     let table = [
         ("", sigil_audit::Durability::Disk),
         ("[audit]\n", sigil_audit::Durability::Disk),
-        ("[audit]\ndurability = \"disk\"\n", sigil_audit::Durability::Disk),
-        ("[audit]\ndurability = \"process\"\n", sigil_audit::Durability::Process),
+        (
+            "[audit]\ndurability = \"disk\"\n",
+            sigil_audit::Durability::Disk,
+        ),
+        (
+            "[audit]\ndurability = \"process\"\n",
+            sigil_audit::Durability::Process,
+        ),
     ];
     for (text, expected) in table {
-        assert_eq!(Config::parse(text, path).unwrap().audit_durability(), expected, "{text:?}");
+        assert_eq!(
+            Config::parse(text, path).unwrap().audit_durability(),
+            expected,
+            "{text:?}"
+        );
     }
 }

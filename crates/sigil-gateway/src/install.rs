@@ -1,0 +1,331 @@
+//! Installing a plugin from a directory and uninstalling it: the file side of
+//! `POST /v1/plugins` and `DELETE /v1/plugins/{id}`.
+//!
+//! Install validates the manifest (every problem reported), refuses the builtin tier and
+//! missing artifacts, copies the directory into `<home>/plugins/<id>` through a staging
+//! directory and a rename (a failed copy leaves nothing half-installed), refusing symbolic
+//! links and anything over [`MAX_PLUGIN_BYTES`], then records consent to every requested
+//! capability in `sigil.toml`, keeping the file's comments and layout.
+
+use std::path::{Path, PathBuf};
+
+use sigil_manifest::{Rules, Tier, ValidatedManifest};
+use sigil_runtime::Home;
+
+/// The largest plugin directory accepted, in bytes.
+pub const MAX_PLUGIN_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Why a plugin could not be installed or uninstalled.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum InstallError {
+    /// The source is not an absolute path to a directory.
+    #[error("{0}")]
+    BadSource(String),
+    /// The manifest did not validate.
+    #[error("{dir} is not a valid plugin ({} problem(s)): {}", problems.len(), problems.join("; "))]
+    Invalid {
+        /// The plugin directory.
+        dir: String,
+        /// Every problem, with file, line and column.
+        problems: Vec<String>,
+    },
+    /// Something about the plugin makes it uninstallable as it is.
+    #[error("{0}")]
+    Refused(String),
+    /// A plugin with this id is installed and replacing it was not asked for.
+    #[error("plugin `{id}` is already installed at {dir}; install with force to replace it")]
+    AlreadyInstalled {
+        /// The plugin id.
+        id: String,
+        /// Where it is.
+        dir: String,
+    },
+    /// A file operation failed.
+    #[error("{path}: {message}")]
+    Io {
+        /// The file or directory.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// A plugin copied into the data directory.
+#[derive(Debug, Clone)]
+pub struct Installed {
+    /// Its id.
+    pub id: String,
+    /// Its version.
+    pub version: String,
+    /// Where it was installed.
+    pub dir: PathBuf,
+    /// The capabilities consented to (every one it requests).
+    pub consent: Vec<String>,
+}
+
+/// Validates the plugin in `source` and installs it into `home`, consenting to every
+/// capability it requests: [`validate_dir`] then [`install_validated`], for a `source` that
+/// must be an absolute path (it comes from a remote client, not a shell in some directory).
+///
+/// # Errors
+/// [`InstallError`]; nothing is left half-installed.
+///
+/// # Security
+/// The caller must have decided that the requester may install plugins and grant them what
+/// they request (the gateway checks `admin.plugins`).
+pub fn install_dir(
+    home: &Home,
+    source: &Path,
+    force: bool,
+    reserved: &[String],
+    builtins: &[String],
+) -> Result<Installed, InstallError> {
+    if !source.is_absolute() {
+        return Err(InstallError::BadSource(format!(
+            "`{}` is not an absolute path; give the plugin directory's full path on the server",
+            source.display()
+        )));
+    }
+    let manifest = validate_dir(source, reserved, builtins)?;
+    install_validated(home, source, &manifest, force)
+}
+
+/// Validates the plugin in `source` for installing: its manifest (every problem reported;
+/// `reserved` are command names plugins may not contribute), its tier (not `builtin`), its
+/// built artifact, and its id (not one of `builtins`, the compiled-in plugins).
+///
+/// # Errors
+/// [`InstallError::BadSource`], [`InstallError::Invalid`] or [`InstallError::Refused`].
+pub fn validate_dir(
+    source: &Path,
+    reserved: &[String],
+    builtins: &[String],
+) -> Result<ValidatedManifest, InstallError> {
+    if !source.is_dir() {
+        return Err(InstallError::BadSource(format!(
+            "{} is not a directory",
+            source.display()
+        )));
+    }
+    let reserved: Vec<&str> = reserved.iter().map(String::as_str).collect();
+    let manifest = sigil_manifest::load_dir_with(
+        source,
+        &Rules {
+            reserved_commands: &reserved,
+        },
+    )
+    .map_err(|errors| InstallError::Invalid {
+        dir: source.display().to_string(),
+        problems: errors.iter().map(ToString::to_string).collect(),
+    })?;
+    if manifest.execution().tier == Tier::Builtin {
+        return Err(InstallError::Refused(
+            "tier `builtin` is only for plugins compiled into sigil".into(),
+        ));
+    }
+    if let Some(entry) = &manifest.execution().entry
+        && !source.join(entry).is_file()
+    {
+        return Err(InstallError::Refused(format!(
+            "{} is missing; build the plugin first with `sigil plugin build {}`",
+            source.join(entry).display(),
+            source.display()
+        )));
+    }
+    let id = manifest.id().to_string();
+    if builtins.contains(&id) {
+        return Err(InstallError::Refused(format!(
+            "plugin id `{id}` is that of a plugin compiled into sigil; choose another id"
+        )));
+    }
+    Ok(manifest)
+}
+
+/// Where `manifest`'s plugin is (or would be) installed in `home`, if it is there already.
+pub fn installed_at(home: &Home, manifest: &ValidatedManifest) -> Option<PathBuf> {
+    let target = home.plugins_dir().join(manifest.id().as_str());
+    target.exists().then_some(target)
+}
+
+/// Copies the validated plugin in `source` into `<home>/plugins/<id>` and records consent to
+/// every capability it requests in `sigil.toml`.
+///
+/// # Errors
+/// [`InstallError::AlreadyInstalled`] unless `force`, [`InstallError::Refused`] for links or
+/// size, [`InstallError::Io`]. Nothing is left half-installed.
+///
+/// # Security
+/// This is the consent: call it only once the operator (or a requester holding
+/// `admin.plugins`) has agreed to what the manifest requests.
+pub fn install_validated(
+    home: &Home,
+    source: &Path,
+    manifest: &ValidatedManifest,
+    force: bool,
+) -> Result<Installed, InstallError> {
+    let id = manifest.id().to_string();
+    if let Some(target) = installed_at(home, manifest)
+        && !force
+    {
+        return Err(InstallError::AlreadyInstalled {
+            id,
+            dir: target.display().to_string(),
+        });
+    }
+    let consent: Vec<String> = manifest
+        .requested()
+        .iter()
+        .map(|c| c.pattern.to_string())
+        .collect();
+    let plugins = home.plugins_dir();
+    copy_plugin(source, &plugins, &id)?;
+    set_consent(&home.config_path(), &id, Some(&consent))?;
+    Ok(Installed {
+        id,
+        version: manifest.version().to_string(),
+        dir: plugins.join(manifest.id().as_str()),
+        consent,
+    })
+}
+
+/// Deletes an installed plugin's directory (only if it lies in `<home>/plugins`) and its
+/// consent in `sigil.toml`. Returns whether a directory was deleted.
+///
+/// # Errors
+/// [`InstallError::Io`] when the directory or `sigil.toml` cannot be changed.
+pub fn uninstall(home: &Home, id: &str, dir: &Path) -> Result<bool, InstallError> {
+    let installed = home.plugins_dir().join(id);
+    let deleted = if dir == installed && installed.is_dir() {
+        std::fs::remove_dir_all(&installed).map_err(|e| io(&installed, &e))?;
+        true
+    } else {
+        false
+    };
+    set_consent(&home.config_path(), id, None)?;
+    Ok(deleted)
+}
+
+fn io(path: &Path, error: &dyn std::fmt::Display) -> InstallError {
+    InstallError::Io {
+        path: path.display().to_string(),
+        message: error.to_string(),
+    }
+}
+
+/// Copies `source` to `<plugins>/<id>` through a staging directory and a rename.
+fn copy_plugin(source: &Path, plugins: &Path, id: &str) -> Result<(), InstallError> {
+    std::fs::create_dir_all(plugins).map_err(|e| io(plugins, &e))?;
+    let unique = format!("{}-{}", std::process::id(), unique_suffix());
+    let staging = plugins.join(format!(".installing-{id}-{unique}"));
+    let mut total = 0u64;
+    if let Err(error) = copy_tree(source, &staging, &mut total) {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(error);
+    }
+    let target = plugins.join(id);
+    if target.exists() {
+        let old = plugins.join(format!(".replaced-{id}-{unique}"));
+        std::fs::rename(&target, &old).map_err(|e| io(&target, &e))?;
+        std::fs::rename(&staging, &target).map_err(|e| io(&target, &e))?;
+        let _ = std::fs::remove_dir_all(&old);
+    } else {
+        std::fs::rename(&staging, &target).map_err(|e| io(&target, &e))?;
+    }
+    Ok(())
+}
+
+fn unique_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+fn copy_tree(from: &Path, to: &Path, total: &mut u64) -> Result<(), InstallError> {
+    std::fs::create_dir_all(to).map_err(|e| io(to, &e))?;
+    for entry in std::fs::read_dir(from).map_err(|e| io(from, &e))? {
+        let entry = entry.map_err(|e| io(from, &e))?;
+        let path = entry.path();
+        let kind = entry.file_type().map_err(|e| io(&path, &e))?;
+        let name = entry.file_name();
+        if name == ".git" || name == "target" || name == "__pycache__" {
+            continue;
+        }
+        if kind.is_symlink() {
+            return Err(InstallError::Refused(format!(
+                "{} is a symbolic link; plugins may not contain links",
+                path.display()
+            )));
+        } else if kind.is_dir() {
+            copy_tree(&path, &to.join(&name), total)?;
+        } else if kind.is_file() {
+            *total += entry.metadata().map_err(|e| io(&path, &e))?.len();
+            if *total > MAX_PLUGIN_BYTES {
+                return Err(InstallError::Refused(format!(
+                    "{} is larger than {} MiB",
+                    from.display(),
+                    MAX_PLUGIN_BYTES >> 20
+                )));
+            }
+            std::fs::copy(&path, to.join(&name)).map_err(|e| io(&path, &e))?;
+        } else {
+            return Err(InstallError::Refused(format!(
+                "{} is not a regular file or directory",
+                path.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Writes (`Some`) or removes (`None`) `[plugins.<id>] consent` in sigil.toml, keeping its
+/// comments and layout; a table left empty is removed.
+fn set_consent(config: &Path, id: &str, consent: Option<&[String]>) -> Result<(), InstallError> {
+    let text = std::fs::read_to_string(config).map_err(|e| io(config, &e))?;
+    let mut document: toml_edit::DocumentMut = text.parse().map_err(|e| io(config, &e))?;
+    let not_table = |what: &str| InstallError::Io {
+        path: config.display().to_string(),
+        message: format!("`{what}` is not a table"),
+    };
+    match consent {
+        Some(consent) => {
+            let plugins = document
+                .entry("plugins")
+                .or_insert_with(|| {
+                    let mut table = toml_edit::Table::new();
+                    table.set_implicit(true);
+                    toml_edit::Item::Table(table)
+                })
+                .as_table_mut()
+                .ok_or_else(|| not_table("plugins"))?;
+            let plugin = plugins
+                .entry(id)
+                .or_insert_with(|| toml_edit::Item::Table(toml_edit::Table::new()))
+                .as_table_mut()
+                .ok_or_else(|| not_table(&format!("plugins.{id}")))?;
+            let mut list = toml_edit::Array::new();
+            for pattern in consent {
+                list.push(pattern.as_str());
+            }
+            plugin["consent"] = toml_edit::value(list);
+        }
+        None => {
+            let Some(plugins) = document.get_mut("plugins").and_then(|p| p.as_table_mut()) else {
+                return Ok(());
+            };
+            let now_empty = match plugins.get_mut(id).and_then(|p| p.as_table_mut()) {
+                Some(plugin) => {
+                    plugin.remove("consent");
+                    plugin.is_empty()
+                }
+                None => return Ok(()),
+            };
+            if now_empty {
+                plugins.remove(id);
+            }
+        }
+    }
+    let staging = config.with_extension("toml.new");
+    std::fs::write(&staging, document.to_string()).map_err(|e| io(&staging, &e))?;
+    std::fs::rename(&staging, config).map_err(|e| io(config, &e))
+}

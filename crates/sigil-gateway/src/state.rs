@@ -1,0 +1,58 @@
+//! What every handler shares, and the capability check management routes make.
+
+use std::sync::{Arc, Mutex, OnceLock};
+
+use sigil_audit::Actor;
+use sigil_policy::{Capability, Decision};
+use sigil_runtime::Runtime;
+use tokio::sync::watch;
+
+use crate::error::ApiError;
+use crate::tokens::TokenStore;
+
+/// Needed to install, enable, disable, reload and remove plugins.
+pub const ADMIN_PLUGINS: &str = "admin.plugins";
+/// Needed to query and verify the audit log, and to watch every user's decisions.
+pub const ADMIN_AUDIT: &str = "admin.audit";
+
+#[derive(Debug, Clone)]
+pub(crate) struct AppState {
+    pub(crate) inner: Arc<Shared>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) runtime: Arc<Runtime>,
+    pub(crate) tokens: Arc<TokenStore>,
+    pub(crate) reserved: Vec<String>,
+    /// Becomes `true` when the gateway starts shutting down: event streams end.
+    pub(crate) shutdown: watch::Receiver<bool>,
+    /// Installs and removals touch the same files: one at a time.
+    pub(crate) install_lock: Mutex<()>,
+    /// The OpenAPI document, serialised once.
+    pub(crate) openapi: OnceLock<Arc<String>>,
+}
+
+impl AppState {
+    pub(crate) fn runtime(&self) -> &Runtime {
+        &self.inner.runtime
+    }
+
+    /// Asks the enforcer whether the actor may use `capability` (recorded). A deny is a 403.
+    pub(crate) async fn require(&self, actor: &Actor, capability: &str) -> Result<(), ApiError> {
+        let parsed = Capability::parse(capability).map_err(|e| ApiError::internal(&e))?;
+        match self.runtime().enforcer().check_actor(&parsed, actor).await {
+            Decision::Allow { .. } => Ok(()),
+            Decision::Deny { rule } => Err(ApiError::forbidden(format!(
+                "user `{}` in workspace `{}` may not use `{capability}`: {rule}",
+                actor.user.as_deref().unwrap_or("-"),
+                actor.workspace.as_deref().unwrap_or("-"),
+            ))),
+        }
+    }
+
+    /// Whether the actor holds `capability`, recorded like any decision.
+    pub(crate) async fn holds(&self, actor: &Actor, capability: &str) -> bool {
+        self.require(actor, capability).await.is_ok()
+    }
+}

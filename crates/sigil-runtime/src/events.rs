@@ -1,0 +1,98 @@
+//! What happens in a running runtime, as a stream for watchers: plugin state changes and every
+//! recorded policy decision.
+//!
+//! Events are a convenience view; the audit log stays the record. A decision event is published
+//! only after its audit record has been committed, and carries that record's sequence number. A
+//! subscriber that falls behind by more than [`CAPACITY`] events loses the oldest ones and is told
+//! how many (`tokio::sync::broadcast` semantics); nothing waits for slow subscribers.
+
+use serde::Serialize;
+use sigil_audit::{Actor, Verdict};
+use tokio::sync::broadcast;
+
+use crate::lifecycle::State;
+
+/// How many events a subscriber may fall behind before it loses the oldest.
+pub const CAPACITY: usize = 4096;
+
+/// Something that happened in the runtime.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// A plugin moved between lifecycle states at run time (enable, disable, reload, install).
+    PluginState {
+        /// The plugin.
+        plugin: String,
+        /// The state it left.
+        from: State,
+        /// The state it is in now.
+        to: State,
+        /// Why, when it is in the error state.
+        error: Option<String>,
+    },
+    /// A plugin was removed from the runtime.
+    PluginRemoved {
+        /// The plugin.
+        plugin: String,
+    },
+    /// The enforcer decided, and the decision's audit record is committed.
+    Decision {
+        /// The audit record's sequence number.
+        seq: u64,
+        /// The plugin concerned, if any.
+        plugin: Option<String>,
+        /// The capability decided.
+        capability: String,
+        /// Allowed or denied.
+        decision: Verdict,
+        /// The rule that decided.
+        rule: String,
+        /// On whose behalf.
+        actor: Actor,
+        /// The tool call the decision belongs to, if any.
+        call_id: Option<String>,
+    },
+}
+
+impl Event {
+    /// A short name for the kind of event (`plugin_state`, `plugin_removed`, `decision`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::PluginState { .. } => "plugin_state",
+            Event::PluginRemoved { .. } => "plugin_removed",
+            Event::Decision { .. } => "decision",
+        }
+    }
+}
+
+/// The runtime's event hub. Publishing never blocks and costs next to nothing without
+/// subscribers.
+#[derive(Debug, Clone)]
+pub struct Events {
+    sender: broadcast::Sender<Event>,
+}
+
+impl Default for Events {
+    fn default() -> Self {
+        Events::new()
+    }
+}
+
+impl Events {
+    /// A hub with no subscribers.
+    pub fn new() -> Events {
+        let (sender, _) = broadcast::channel(CAPACITY);
+        Events { sender }
+    }
+
+    /// Every event published from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.sender.subscribe()
+    }
+
+    /// Publishes `event` to the current subscribers, if any.
+    pub fn publish(&self, event: Event) {
+        // An error only means nobody is listening.
+        let _ = self.sender.send(event);
+    }
+}
