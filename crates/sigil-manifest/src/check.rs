@@ -366,6 +366,25 @@ impl<'a> Checker<'a> {
             }
             None => {}
         }
+        if let Some(interpreter) = execution.get("interpreter").and_then(Value::as_str) {
+            let problem = if !matches!(tier, Some("process" | "container")) {
+                Some("applies only to the process and container tiers")
+            } else if interpreter.trim().is_empty() {
+                Some("is empty")
+            } else if !interpreter.starts_with('/') && interpreter.contains('/') {
+                Some("must be an absolute path or a bare program name")
+            } else if interpreter.split('/').any(|part| part == "..") {
+                Some("must not contain `..`")
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                self.error(
+                    "/execution/interpreter",
+                    format!("`execution.interpreter` `{interpreter}` {problem}"),
+                );
+            }
+        }
         if tier.is_some_and(|tier| tier != "wasm")
             && self.root.pointer("/execution/limits/fuel").is_some()
         {

@@ -111,6 +111,11 @@ pub(crate) struct RawExecution {
     /// image path. Required unless the tier is builtin.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entry: Option<String>,
+    /// For the process and container tiers, the program that runs `entry` when it is a script:
+    /// an absolute path inside the sandbox (`/usr/bin/python3`) or a name found on the
+    /// sandbox's `PATH` (`python3`). Without it, `entry` itself must be executable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interpreter: Option<String>,
     /// Resource limits; unset limits take the runtime's defaults.
     #[serde(default, skip_serializing_if = "RawLimits::is_empty")]
     pub limits: RawLimits,

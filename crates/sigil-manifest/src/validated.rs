@@ -46,6 +46,9 @@ pub struct Execution {
     pub tier: Tier,
     /// What to run, relative to the plugin directory, free of `..`; `None` only for builtin.
     pub entry: Option<PathBuf>,
+    /// The program that runs `entry` (process and container tiers): an absolute path or a
+    /// bare program name, never a relative path.
+    pub interpreter: Option<String>,
     /// Resource limits.
     pub limits: Limits,
     /// What the sandbox exposes.
@@ -356,6 +359,7 @@ impl ValidatedManifest {
                     .entry
                     .as_ref()
                     .map(|p| p.to_string_lossy().into_owned()),
+                interpreter: execution.interpreter.clone(),
                 limits: RawLimits {
                     memory_mib: execution.limits.memory_mib,
                     fuel: execution.limits.fuel,
@@ -503,6 +507,7 @@ impl ValidatedManifest {
             execution: Execution {
                 tier: raw.execution.tier,
                 entry: raw.execution.entry.map(PathBuf::from),
+                interpreter: raw.execution.interpreter,
                 limits: Limits {
                     memory_mib: limits.memory_mib,
                     fuel: limits.fuel,

@@ -28,6 +28,8 @@
 //! - [`manifest`]: the plugin manifest and its validator;
 //! - [`audit`]: the hash-chained audit log;
 //! - `sigil_wasm` (feature `wasm`, on by default): the WebAssembly tier;
+//! - `sigil_process` (feature `process`): the process tier, sandboxed executables speaking
+//!   gRPC;
 //! - the runtime items re-exported at the root: [`Runtime`], [`Enforcer`], [`Manager`],
 //!   [`ToolPlugin`] and the lifecycle.
 
@@ -67,7 +69,13 @@ fn tiers(home: &Home) -> Vec<(manifest::Tier, std::sync::Arc<dyn TierLoader>)> {
         // Without the tier its plugins are listed as failed, with this reason in the log.
         Err(error) => warn_tier_unavailable(&error),
     }
-    #[cfg(not(feature = "wasm"))]
+    #[cfg(feature = "process")]
+    match sigil_process::ProcessTier::new(home.root().join("run").join("process")) {
+        Ok(tier) => tiers.push((manifest::Tier::Process, std::sync::Arc::new(tier))),
+        // Without the tier its plugins are listed as failed; say why once.
+        Err(error) => eprintln!("warning: the process tier is unavailable: {error}"),
+    }
+    #[cfg(not(any(feature = "wasm", feature = "process")))]
     let _ = home;
     tiers
 }

@@ -1,0 +1,158 @@
+//! A hostile process plugin: one tool per attempt to escape its sandbox or take the host down.
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sigil_process_kit::{Plugin, ToolError};
+
+fn object() -> Value {
+    json!({ "type": "object" })
+}
+
+fn failed(e: impl std::fmt::Display) -> ToolError {
+    ToolError::Failed(e.to_string())
+}
+
+fn path_of(input: &Value) -> String {
+    input["path"].as_str().unwrap_or_default().to_string()
+}
+
+/// Fills the process table: spawns copies of itself that only sleep, until spawning fails.
+fn fork_bomb() -> Value {
+    let mut spawned = 0u64;
+    let mut error = None;
+    while spawned < 4096 {
+        match std::process::Command::new("/proc/self/exe")
+            .arg("--sleep")
+            .spawn()
+        {
+            Ok(_child) => spawned += 1,
+            Err(e) => {
+                error = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    json!({ "spawned": spawned, "error": error })
+}
+
+/// Allocates and touches memory until something stops it.
+fn allocate() -> Value {
+    let mut blocks: Vec<Vec<u8>> = Vec::new();
+    loop {
+        let mut block = vec![0u8; 16 << 20];
+        for i in (0..block.len()).step_by(4096) {
+            block[i] = 1;
+        }
+        blocks.push(block);
+        if blocks.len() > 4096 {
+            return json!({ "allocated_mib": blocks.len() * 16 });
+        }
+    }
+}
+
+fn main() -> Result<(), sigil_process_kit::KitError> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--sleep") {
+        std::thread::sleep(Duration::from_secs(120));
+        return Ok(());
+    }
+    if std::env::var("HOSTILE_MODE").as_deref() == Ok("crash") {
+        eprintln!("crashing at start, as told");
+        std::process::exit(7);
+    }
+    let plugin = Plugin::new()
+        .function("echo", "Returns its input.", object(), |_ctx, input| async move { Ok(input) })
+        .function("garbage", "Writes garbage to stdout and stderr.", object(), |_ctx, _| async move {
+            let mut out = std::io::stdout();
+            let _ = out.write_all(b"\x00\xff\xfe not protocol \x1b[31m\n");
+            let _ = out.write_all(&vec![b'x'; 100_000]);
+            let _ = out.write_all(b"\nPRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\n");
+            let _ = out.flush();
+            eprintln!("{}", "e".repeat(50_000));
+            Ok(json!({ "wrote": "garbage" }))
+        })
+        .function("exit", "Exits mid-call.", object(), |_ctx, _| async move {
+            std::process::exit(3)
+        })
+        .function("hang", "Never answers.", object(), |_ctx, _| async move {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok(json!({}))
+        })
+        .function("kill_parent", "Signals its parent process.", object(), |_ctx, _| async move {
+            let parent = rustix::process::getppid();
+            let result = parent
+                .map(|p| rustix::process::kill_process(p, rustix::process::Signal::KILL))
+                .map(|r| r.map_err(|e| e.to_string()));
+            Ok(json!({ "parent": parent.map(|p| p.as_raw_nonzero().get()), "result": format!("{result:?}") }))
+        })
+        .function("kill_all", "Signals every process it can (kill(-1)).", object(), |_ctx, _| async move {
+            // kill(-pgid) with pgid 1 is kill(-1): every process the caller may signal.
+            let all = rustix::process::Pid::from_raw(1).ok_or_else(|| failed("no pid 1"))?;
+            let result = rustix::process::kill_process_group(all, rustix::process::Signal::KILL);
+            Ok(json!({ "result": format!("{result:?}") }))
+        })
+        .function("connect", "Opens a TCP connection directly.", object(), |_ctx, input| async move {
+            let target = input["target"].as_str().unwrap_or_default().to_string();
+            match std::net::TcpStream::connect_timeout(
+                &target.parse().map_err(failed)?,
+                Duration::from_secs(2),
+            ) {
+                Ok(_) => Ok(json!({ "connected": target })),
+                Err(e) => Err(failed(format!("connect {target}: {e}"))),
+            }
+        })
+        .function("proxy_get", "Fetches a URL through the HTTP_PROXY it was given.", object(), |_ctx, input| async move {
+            let url = input["url"].as_str().unwrap_or_default().to_string();
+            let proxy = std::env::var("HTTP_PROXY")
+                .or_else(|_| std::env::var("http_proxy"))
+                .map_err(|_| failed("no HTTP_PROXY in the environment"))?;
+            let address = proxy.trim_start_matches("http://").trim_end_matches('/').to_string();
+            let mut stream = std::net::TcpStream::connect(&address)
+                .map_err(|e| failed(format!("connect proxy {address}: {e}")))?;
+            stream.set_read_timeout(Some(Duration::from_secs(5))).map_err(failed)?;
+            let host = url.trim_start_matches("http://").split('/').next().unwrap_or_default().to_string();
+            write!(stream, "GET {url} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").map_err(failed)?;
+            let mut reply = String::new();
+            let _ = stream.read_to_string(&mut reply);
+            Ok(json!({ "reply": reply }))
+        })
+        .function("env", "Returns its environment.", object(), |_ctx, _| async move {
+            let vars: Vec<String> = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
+            Ok(json!({ "env": vars }))
+        })
+        .function("read_file", "Reads a file.", object(), |_ctx, input| async move {
+            let path = path_of(&input);
+            std::fs::read_to_string(&path)
+                .map(|contents| json!({ "contents": contents }))
+                .map_err(|e| failed(format!("read {path}: {e}")))
+        })
+        .function("write_file", "Writes a file.", object(), |_ctx, input| async move {
+            let path = path_of(&input);
+            let text = input["text"].as_str().unwrap_or_default();
+            std::fs::write(&path, text)
+                .map(|()| json!({ "wrote": path }))
+                .map_err(|e| failed(format!("write {path}: {e}")))
+        })
+        .function("list_dir", "Lists a directory.", object(), |_ctx, input| async move {
+            let path = path_of(&input);
+            let entries = std::fs::read_dir(&path).map_err(|e| failed(format!("list {path}: {e}")))?;
+            let names: Vec<String> = entries
+                .filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            Ok(json!({ "entries": names }))
+        })
+        .function("fork_bomb", "Spawns processes until it cannot.", object(), |_ctx, _| async move {
+            tokio::task::spawn_blocking(fork_bomb).await.map_err(failed)
+        })
+        .function("alloc", "Allocates memory without bound.", object(), |_ctx, _| async move {
+            tokio::task::spawn_blocking(allocate).await.map_err(failed)
+        })
+        .function("big_output", "Returns a string of the size asked for.", object(), |_ctx, input| async move {
+            let bytes = input["bytes"].as_u64().unwrap_or(0) as usize;
+            Ok(json!({ "data": "x".repeat(bytes) }))
+        });
+    sigil_process_kit::serve(plugin)
+}

@@ -1,0 +1,248 @@
+//! Serving the plugin: the `Lifecycle` and `Tool` services on the socket Sigil names.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use serde_json::Value;
+use tokio::net::UnixListener;
+use tokio::sync::Notify;
+use tokio_stream::wrappers::UnixListenerStream;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+
+use crate::proto::host_client::HostClient;
+use crate::proto::lifecycle_server::{Lifecycle, LifecycleServer};
+use crate::proto::tool_server::{Tool as ToolService, ToolServer};
+use crate::proto::{self, tool_error};
+use crate::{Context, KitError, PROTOCOL_VERSION, Plugin, SOCKET_ENV, Tool, ToolError};
+
+/// Serves `plugin` on the socket named by `SIGIL_PLUGIN_SOCKET` until the host asks it to shut
+/// down or goes away. Starts its own async runtime.
+///
+/// # Errors
+/// When the variable is unset, the socket cannot be bound, or serving fails.
+pub fn serve(plugin: Plugin) -> Result<(), KitError> {
+    let path = std::env::var_os(SOCKET_ENV).ok_or(KitError::NoSocket)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(KitError::Runtime)?;
+    runtime.block_on(serve_at(plugin, Path::new(&path)))
+}
+
+/// Serves `plugin` on the Unix socket at `path`, in the caller's async runtime.
+///
+/// # Errors
+/// When the socket cannot be bound or serving fails.
+pub async fn serve_at(plugin: Plugin, path: &Path) -> Result<(), KitError> {
+    let _ = std::fs::remove_file(path);
+    let listener = UnixListener::bind(path).map_err(|source| KitError::Bind {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let shutdown = Arc::new(Notify::new());
+    let host = Arc::new(RwLock::new(None));
+    let tools: HashMap<String, Arc<dyn Tool>> = plugin
+        .tools
+        .iter()
+        .map(|t| (t.descriptor().name, t.clone()))
+        .collect();
+    let lifecycle = LifecycleService {
+        host: host.clone(),
+        shutdown: shutdown.clone(),
+    };
+    let tool = ToolServiceImpl {
+        plugin,
+        tools,
+        host,
+    };
+    let stop = shutdown.clone();
+    tonic::transport::Server::builder()
+        .add_service(LifecycleServer::new(lifecycle))
+        .add_service(ToolServer::new(tool))
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
+            stop.notified().await;
+        })
+        .await
+        .map_err(|e| KitError::Serve(e.to_string()))
+}
+
+type HostSlot = Arc<RwLock<Option<HostClient<Channel>>>>;
+
+struct LifecycleService {
+    host: HostSlot,
+    shutdown: Arc<Notify>,
+}
+
+#[tonic::async_trait]
+impl Lifecycle for LifecycleService {
+    async fn init(
+        &self,
+        request: Request<proto::InitRequest>,
+    ) -> Result<Response<proto::InitResponse>, Status> {
+        let request = request.into_inner();
+        let major = |v: &str| v.split('.').next().map(str::to_string);
+        if major(&request.protocol_version) != major(PROTOCOL_VERSION) {
+            return Err(Status::failed_precondition(format!(
+                "the host speaks protocol {}, this plugin speaks {PROTOCOL_VERSION}",
+                request.protocol_version
+            )));
+        }
+        if !request.host_socket.is_empty() {
+            let channel = crate::context::host_channel(PathBuf::from(&request.host_socket))
+                .map_err(|e| Status::internal(format!("cannot reach the host socket: {e}")))?;
+            if let Ok(mut host) = self.host.write() {
+                *host = Some(HostClient::new(channel));
+            }
+        }
+        Ok(Response::new(proto::InitResponse {
+            protocol_version: PROTOCOL_VERSION.to_string(),
+        }))
+    }
+
+    async fn health(
+        &self,
+        _request: Request<proto::HealthRequest>,
+    ) -> Result<Response<proto::HealthResponse>, Status> {
+        Ok(Response::new(proto::HealthResponse {
+            status: proto::health_response::Status::Serving as i32,
+            message: String::new(),
+        }))
+    }
+
+    async fn shutdown(
+        &self,
+        _request: Request<proto::ShutdownRequest>,
+    ) -> Result<Response<proto::ShutdownResponse>, Status> {
+        // The server finishes calls in flight after this notification; the host enforces
+        // the drain timeout by ending the process.
+        self.shutdown.notify_one();
+        Ok(Response::new(proto::ShutdownResponse {}))
+    }
+}
+
+struct ToolServiceImpl {
+    plugin: Plugin,
+    tools: HashMap<String, Arc<dyn Tool>>,
+    host: HostSlot,
+}
+
+impl ToolServiceImpl {
+    fn prepare(
+        &self,
+        call: Option<proto::CallInfo>,
+        input: &str,
+    ) -> Result<(Arc<dyn Tool>, Context, Value), Status> {
+        let info = call.ok_or_else(|| Status::invalid_argument("the request names no call"))?;
+        let tool = self
+            .tools
+            .get(&info.tool)
+            .cloned()
+            .ok_or_else(|| Status::not_found(format!("no tool `{}`", info.tool)))?;
+        let input = parse(input, "input")?;
+        let host = self.host.read().ok().and_then(|h| h.clone());
+        Ok((tool, Context { info, host }, input))
+    }
+}
+
+fn parse(text: &str, what: &str) -> Result<Value, Status> {
+    serde_json::from_str(text)
+        .map_err(|e| Status::invalid_argument(format!("the {what} is not JSON: {e}")))
+}
+
+fn wire_error(error: ToolError) -> proto::ToolError {
+    let (kind, message) = match error {
+        ToolError::Denied(m) => (tool_error::Kind::Denied, m),
+        ToolError::InvalidInput(m) => (tool_error::Kind::InvalidInput, m),
+        ToolError::Failed(m) => (tool_error::Kind::Failed, m),
+    };
+    proto::ToolError {
+        kind: kind as i32,
+        message,
+    }
+}
+
+fn step(result: Result<(), ToolError>) -> Response<proto::StepResponse> {
+    Response::new(proto::StepResponse {
+        error: result.err().map(wire_error),
+    })
+}
+
+#[tonic::async_trait]
+impl ToolService for ToolServiceImpl {
+    async fn describe(
+        &self,
+        _request: Request<proto::DescribeRequest>,
+    ) -> Result<Response<proto::DescribeResponse>, Status> {
+        let tools = self
+            .plugin
+            .tools
+            .iter()
+            .map(|tool| {
+                let d = tool.descriptor();
+                proto::ToolDescriptor {
+                    name: d.name,
+                    description: d.description,
+                    input_schema: d.input_schema.to_string(),
+                    output_schema: d.output_schema.map(|s| s.to_string()),
+                    steps: Some(proto::Steps {
+                        validate_pre: d.steps.validate_pre,
+                        validate_post: d.steps.validate_post,
+                        rollback: d.steps.rollback,
+                    }),
+                }
+            })
+            .collect();
+        Ok(Response::new(proto::DescribeResponse { tools }))
+    }
+
+    async fn invoke(
+        &self,
+        request: Request<proto::InvokeRequest>,
+    ) -> Result<Response<proto::InvokeResponse>, Status> {
+        let request = request.into_inner();
+        let (tool, ctx, input) = self.prepare(request.call, &request.input)?;
+        let result = match tool.invoke(&ctx, input).await {
+            Ok(output) => proto::invoke_response::Result::Output(output.to_string()),
+            Err(error) => proto::invoke_response::Result::Error(wire_error(error)),
+        };
+        Ok(Response::new(proto::InvokeResponse {
+            result: Some(result),
+        }))
+    }
+
+    async fn validate_pre(
+        &self,
+        request: Request<proto::ValidatePreRequest>,
+    ) -> Result<Response<proto::StepResponse>, Status> {
+        let request = request.into_inner();
+        let (tool, ctx, input) = self.prepare(request.call, &request.input)?;
+        Ok(step(tool.validate_pre(&ctx, &input).await))
+    }
+
+    async fn validate_post(
+        &self,
+        request: Request<proto::ValidatePostRequest>,
+    ) -> Result<Response<proto::StepResponse>, Status> {
+        let request = request.into_inner();
+        let (tool, ctx, input) = self.prepare(request.call, &request.input)?;
+        let output = parse(&request.output, "output")?;
+        Ok(step(tool.validate_post(&ctx, &input, &output).await))
+    }
+
+    async fn rollback(
+        &self,
+        request: Request<proto::RollbackRequest>,
+    ) -> Result<Response<proto::StepResponse>, Status> {
+        let request = request.into_inner();
+        let (tool, ctx, input) = self.prepare(request.call, &request.input)?;
+        let output = request
+            .output
+            .as_deref()
+            .map(|o| parse(o, "output"))
+            .transpose()?;
+        Ok(step(tool.rollback(&ctx, &input, output.as_ref()).await))
+    }
+}

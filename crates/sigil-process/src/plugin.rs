@@ -1,0 +1,340 @@
+//! One process plugin as the runtime sees it: a [`ToolPlugin`] forwarding each step over gRPC
+//! to the supervised process.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use sigil_runtime::{Call, Steps, ToolDescriptor, ToolError, ToolPlugin, async_trait};
+use tokio::runtime::Handle;
+use tokio::time::Instant;
+use tonic::transport::Channel;
+use tonic::{Code, Response, Status};
+
+use crate::host::Calls;
+use crate::instance::Instance;
+use crate::proto::tool_client::ToolClient;
+use crate::proto::{self, tool_error};
+use crate::spawn::Bind;
+use crate::supervisor::{Slot, Supervisor};
+
+/// A loaded process plugin.
+#[derive(Debug)]
+pub(crate) struct ProcessPlugin {
+    pub(crate) inner: Arc<Inner>,
+    pub(crate) handle: Handle,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) id: String,
+    pub(crate) tools: Vec<ToolDescriptor>,
+    pub(crate) supervisor: Supervisor,
+    pub(crate) calls: Arc<Calls>,
+    pub(crate) binds: Vec<Bind>,
+    pub(crate) deadline: Duration,
+    pub(crate) output_cap: usize,
+}
+
+impl Drop for ProcessPlugin {
+    fn drop(&mut self) {
+        self.inner.supervisor.stop();
+    }
+}
+
+impl ProcessPlugin {
+    /// Runs one step on the tier's runtime, so that the step's own deadline handling (ending a
+    /// hung process) completes even when the caller stops waiting.
+    async fn step<T, F, Fut>(&self, call: &Call, rpc: F) -> Result<T, ToolError>
+    where
+        T: Send + 'static,
+        F: FnOnce(ToolClient<Channel>, proto::CallInfo) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Response<T>, Status>> + Send,
+    {
+        let inner = self.inner.clone();
+        let call = call.clone();
+        let mut abandon = Abandon {
+            using: Arc::default(),
+            started: Instant::now(),
+            deadline: self.inner.deadline,
+            finished: false,
+        };
+        let using = abandon.using.clone();
+        let task = self
+            .handle
+            .spawn(async move { inner.step(&call, rpc, &using).await });
+        let result = task
+            .await
+            .unwrap_or_else(|e| Err(ToolError::Failed(format!("the call was abandoned: {e}"))));
+        abandon.finished = true;
+        result
+    }
+}
+
+/// Ends the process a step was using when the runtime stops waiting for the step at its
+/// deadline, before the runtime reports the deadline: the next call must not be routed to a
+/// process about to be ended. (The step's own deadline, on the tier's runtime, ends it too,
+/// a moment later.) A step abandoned early for another reason leaves the process alone.
+struct Abandon {
+    using: Arc<std::sync::Mutex<Option<Arc<Instance>>>>,
+    started: Instant,
+    deadline: Duration,
+    finished: bool,
+}
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        if self.finished || self.started.elapsed() + ABANDON_SLACK < self.deadline {
+            return;
+        }
+        if let Some(instance) = self.using.lock().ok().and_then(|mut u| u.take()) {
+            instance.kill(format!(
+                "was stopped: it did not answer within the deadline of {} ms",
+                self.deadline.as_millis()
+            ));
+        }
+    }
+}
+
+/// How early before the deadline an abandoned step still counts as having reached it.
+const ABANDON_SLACK: Duration = Duration::from_millis(100);
+
+impl Inner {
+    async fn step<T, F, Fut>(
+        &self,
+        call: &Call,
+        rpc: F,
+        using: &std::sync::Mutex<Option<Arc<Instance>>>,
+    ) -> Result<T, ToolError>
+    where
+        F: FnOnce(ToolClient<Channel>, proto::CallInfo) -> Fut,
+        Fut: Future<Output = Result<Response<T>, Status>>,
+    {
+        let deadline = Instant::now() + self.deadline;
+        self.check_binds(call).await?;
+        let instance = self
+            .supervisor
+            .instance(deadline)
+            .await
+            .map_err(ToolError::Failed)?;
+        if let Ok(mut using) = using.lock() {
+            *using = Some(instance.clone());
+        }
+        let _registered = self.calls.register(call);
+        let info = proto::CallInfo {
+            call_id: call.call_id().to_string(),
+            tool: call.tool().to_string(),
+            user: call.actor().user.clone(),
+            workspace: call.actor().workspace.clone(),
+        };
+        match tokio::time::timeout_at(deadline, rpc(instance.tool.clone(), info)).await {
+            Ok(Ok(reply)) => Ok(reply.into_inner()),
+            Ok(Err(status)) => Err(self.failure(&instance, status).await),
+            Err(_) => {
+                let ms = self.deadline.as_millis();
+                instance.kill(format!(
+                    "was stopped: it did not answer within the deadline of {ms} ms"
+                ));
+                Err(ToolError::Failed(format!(
+                    "deadline of {ms} ms exceeded (execution.limits.timeout_ms); the plugin process was stopped and is being restarted"
+                )))
+            }
+        }
+    }
+
+    /// The sandbox's binds were fixed when the process started; each must be allowed for this
+    /// call's actor (an audited decision), and no deny may carve into it, or the call does not
+    /// reach the plugin.
+    async fn check_binds(&self, call: &Call) -> Result<(), ToolError> {
+        for bind in &self.binds {
+            let text = bind.capability();
+            let capability = call.authorize(&text).await?;
+            if let Some(deny) = call.deny_within(&capability) {
+                return Err(ToolError::Denied {
+                    capability: text,
+                    rule: format!(
+                        "`{deny}` reaches inside a directory bound into the plugin's sandbox, which cannot leave it out"
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Explains a failed step: an oversized reply, the process ending mid-call, or a bad reply.
+    async fn failure(&self, instance: &Instance, status: Status) -> ToolError {
+        if status.code() == Code::OutOfRange && status.message().contains("too large") {
+            return ToolError::Failed(format!(
+                "the plugin's reply exceeds the limit of {} bytes (execution.limits.output_bytes)",
+                self.output_cap
+            ));
+        }
+        if let Some(ended) = instance.ended_within(Duration::from_secs(2)).await {
+            return ToolError::Failed(format!(
+                "the plugin process {ended} during the call; it is being restarted"
+            ));
+        }
+        if matches!(
+            status.code(),
+            Code::Unavailable | Code::Unknown | Code::Internal
+        ) {
+            instance.kill(format!(
+                "was stopped: its connection failed ({})",
+                status.message()
+            ));
+            return ToolError::Failed(format!(
+                "the plugin's connection failed during the call ({}); it is being restarted",
+                status.message()
+            ));
+        }
+        ToolError::Failed(format!(
+            "the plugin refused the call: {}: {}",
+            status.code(),
+            status.message().chars().take(1000).collect::<String>()
+        ))
+    }
+
+    /// Why the plugin is quarantined, if it is.
+    pub(crate) fn quarantine(&self) -> Option<String> {
+        match self.supervisor.slot() {
+            Slot::Quarantined(reason) => Some(reason),
+            _ => None,
+        }
+    }
+}
+
+fn tool_error(error: Option<proto::ToolError>) -> Result<(), ToolError> {
+    error.map_or(Ok(()), |e| Err(lift(e)))
+}
+
+fn lift(error: proto::ToolError) -> ToolError {
+    let message: String = error.message.chars().take(4096).collect();
+    match tool_error::Kind::try_from(error.kind).unwrap_or(tool_error::Kind::Failed) {
+        // The plugin's claim that something was denied is its own message; actual denials
+        // are recorded by the enforcer.
+        tool_error::Kind::Denied => ToolError::Failed(format!("denied: {message}")),
+        tool_error::Kind::InvalidInput => ToolError::InvalidInput(message),
+        tool_error::Kind::Failed | tool_error::Kind::Unspecified => ToolError::Failed(message),
+    }
+}
+
+fn parse_output(text: &str) -> Result<Value, ToolError> {
+    serde_json::from_str(text)
+        .map_err(|e| ToolError::Failed(format!("the plugin returned invalid JSON: {e}")))
+}
+
+/// Lifts a wire descriptor into the runtime's, rejecting schemas that are not JSON.
+pub(crate) fn descriptor(raw: proto::ToolDescriptor) -> Result<ToolDescriptor, String> {
+    let schema = |text: &str, what: &str| -> Result<Value, String> {
+        serde_json::from_str(text)
+            .map_err(|e| format!("tool `{}`: {what} is not JSON: {e}", raw.name))
+    };
+    let steps = raw.steps.unwrap_or_default();
+    Ok(ToolDescriptor {
+        name: raw.name.clone(),
+        description: raw.description.clone(),
+        input_schema: schema(&raw.input_schema, "input schema")?,
+        output_schema: raw
+            .output_schema
+            .as_deref()
+            .map(|s| schema(s, "output schema"))
+            .transpose()?,
+        steps: Steps {
+            validate_pre: steps.validate_pre,
+            validate_post: steps.validate_post,
+            rollback: steps.rollback,
+        },
+    })
+}
+
+#[async_trait]
+impl ToolPlugin for ProcessPlugin {
+    fn tools(&self) -> Vec<ToolDescriptor> {
+        self.inner.tools.clone()
+    }
+
+    fn unavailable(&self) -> Option<String> {
+        self.inner.quarantine()
+    }
+
+    async fn invoke(&self, call: &Call, input: Value) -> Result<Value, ToolError> {
+        let input = input.to_string();
+        let reply = self
+            .step(call, move |mut client, info| async move {
+                client
+                    .invoke(proto::InvokeRequest {
+                        call: Some(info),
+                        input,
+                    })
+                    .await
+            })
+            .await?;
+        match reply.result {
+            Some(proto::invoke_response::Result::Output(output)) => parse_output(&output),
+            Some(proto::invoke_response::Result::Error(error)) => Err(lift(error)),
+            None => Err(ToolError::Failed(
+                "the plugin's reply holds no result".into(),
+            )),
+        }
+    }
+
+    async fn validate_pre(&self, call: &Call, input: &Value) -> Result<(), ToolError> {
+        let input = input.to_string();
+        let reply = self
+            .step(call, move |mut client, info| async move {
+                client
+                    .validate_pre(proto::ValidatePreRequest {
+                        call: Some(info),
+                        input,
+                    })
+                    .await
+            })
+            .await?;
+        tool_error(reply.error)
+    }
+
+    async fn validate_post(
+        &self,
+        call: &Call,
+        input: &Value,
+        output: &Value,
+    ) -> Result<(), ToolError> {
+        let input = input.to_string();
+        let output = output.to_string();
+        let reply = self
+            .step(call, move |mut client, info| async move {
+                client
+                    .validate_post(proto::ValidatePostRequest {
+                        call: Some(info),
+                        input,
+                        output,
+                    })
+                    .await
+            })
+            .await?;
+        tool_error(reply.error)
+    }
+
+    async fn rollback(
+        &self,
+        call: &Call,
+        input: &Value,
+        output: Option<&Value>,
+    ) -> Result<(), ToolError> {
+        let input = input.to_string();
+        let output = output.map(Value::to_string);
+        let reply = self
+            .step(call, move |mut client, info| async move {
+                client
+                    .rollback(proto::RollbackRequest {
+                        call: Some(info),
+                        input,
+                        output,
+                    })
+                    .await
+            })
+            .await?;
+        tool_error(reply.error)
+    }
+}

@@ -1,0 +1,412 @@
+//! A hostile process plugin, one test per attempt. Each attempt is contained (denied and
+//! audited where the host sees it), the host survives, and the next call to the same plugin
+//! works, after a restart where the attempt cost the plugin its process.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::PathBuf;
+
+use serde_json::json;
+use sigil_process::RestartPolicy;
+use sigil_runtime::State;
+
+use common::{SECRET, Setup, World};
+
+const LIMITS: &str = "timeout_ms = 3000\noutput_bytes = 4096\nmemory_mib = 256\nprocesses = 32";
+
+fn still_works(w: &World) {
+    assert_eq!(w.ok("echo", json!({ "ping": 1 })), json!({ "ping": 1 }));
+}
+
+/// The hostile plugin, granted `<root>/granted/**` read-only and `<root>/writable/**`
+/// read-write, with `extra` requests and consent.
+fn hostile_with(extra: &[&str], user_deny: &[&str], env: &str) -> World {
+    let binaries = common::binaries();
+    let dir = common::world_dir();
+    let root = dir.path().canonicalize().unwrap();
+    let granted = root.join("granted");
+    let writable = root.join("writable");
+    std::fs::create_dir_all(granted.join("sub")).unwrap();
+    std::fs::create_dir_all(&writable).unwrap();
+    std::fs::create_dir_all(root.join("outside")).unwrap();
+    std::fs::write(granted.join("note.txt"), "granted note").unwrap();
+    std::fs::write(granted.join("sub/inner.txt"), "inner").unwrap();
+    std::fs::write(root.join("outside/secret.txt"), "outside secret").unwrap();
+    let read = format!("fs.read:{}/**", granted.display());
+    let write = format!("fs.write:{}/**", writable.display());
+    let mut requests = vec![
+        format!(r#"{{ capability = "{read}", reason = "reads its data" }}"#),
+        format!(r#"{{ capability = "{write}", reason = "writes its output" }}"#),
+    ];
+    requests.extend(
+        extra
+            .iter()
+            .map(|c| format!(r#"{{ capability = "{c}", reason = "test" }}"#)),
+    );
+    let mut consent = vec![read.clone(), write.clone()];
+    consent.extend(extra.iter().map(|c| c.to_string()));
+    let requests: Vec<&str> = requests.iter().map(String::as_str).collect();
+    let consent: Vec<&str> = consent.iter().map(String::as_str).collect();
+    let deny: Vec<String> = user_deny
+        .iter()
+        .map(|d| d.replace("<root>", &root.display().to_string()))
+        .collect();
+    let deny: Vec<&str> = deny.iter().map(String::as_str).collect();
+    let mut setup = Setup::new("hostile", &binaries.hostile);
+    setup.requests = &requests;
+    setup.consent = &consent;
+    setup.limits = LIMITS;
+    setup.env = env;
+    setup.user_deny = &deny;
+    common::open_in(dir, &setup)
+}
+
+fn hostile() -> World {
+    hostile_with(&[], &[], r#"PLUGIN_MODE = "test""#)
+}
+
+#[test]
+fn garbage_on_stdout_is_only_logged_never_read_as_protocol() {
+    // The garbage includes an HTTP/2 preface; stdout is never parsed, so calls go on.
+    let w = hostile();
+    for _ in 0..3 {
+        assert_eq!(w.ok("garbage", json!({})), json!({ "wrote": "garbage" }));
+    }
+    still_works(&w);
+}
+
+#[test]
+fn exiting_mid_call_ends_that_call_clearly_and_the_plugin_restarts() {
+    let w = hostile();
+    let error = w.error_of("exit", json!({}));
+    assert!(
+        error.contains("the plugin process exited with status 3 during the call"),
+        "{error}"
+    );
+    let (_, outcome) = w.last_outcome();
+    assert!(outcome.contains("exited with status 3"), "{outcome}");
+    still_works(&w);
+}
+
+#[test]
+fn hanging_mid_call_ends_at_the_deadline_and_the_plugin_restarts() {
+    let w = hostile();
+    let error = w.error_of("hang", json!({}));
+    assert!(error.contains("deadline of 3000 ms exceeded"), "{error}");
+    assert!(
+        w.last_outcome().1.contains("deadline"),
+        "{:?}",
+        w.last_outcome()
+    );
+    still_works(&w);
+}
+
+#[test]
+fn signals_from_inside_never_reach_the_host() {
+    let w = hostile();
+    // A process of the host's user, outside the sandbox, that kill(-1) would reach if it
+    // could.
+    let mut bystander = std::process::Command::new("sleep")
+        .arg("300")
+        .spawn()
+        .unwrap();
+    let _ = w.call("kill_parent", json!({}));
+    let _ = w.call("kill_all", json!({}));
+    assert!(
+        bystander.try_wait().unwrap().is_none(),
+        "a process outside the sandbox was killed"
+    );
+    // This test process is alive (it is running this line), and so is the plugin or its
+    // replacement.
+    still_works(&w);
+    bystander.kill().unwrap();
+    let _ = bystander.wait();
+}
+
+#[test]
+fn a_direct_tcp_connection_fails() {
+    let w = hostile();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let target = listener.local_addr().unwrap().to_string();
+    let error = w.error_of("connect", json!({ "target": target }));
+    assert!(error.contains(&format!("connect {target}")), "{error}");
+    assert!(
+        listener.accept().is_err(),
+        "nothing reached the host's listener"
+    );
+    still_works(&w);
+}
+
+#[test]
+fn a_host_not_granted_is_denied_by_the_egress_proxy_and_audited() {
+    let w = hostile_with(
+        &["net.connect:granted.invalid:80"],
+        &[],
+        r#"PLUGIN_MODE = "test""#,
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    w.assert_running();
+    let out = w.ok(
+        "proxy_get",
+        json!({ "url": format!("http://127.0.0.1:{port}/") }),
+    );
+    let reply = out["reply"].as_str().unwrap();
+    assert!(reply.starts_with("HTTP/1.1 403"), "{reply}");
+    assert!(
+        w.denials()
+            .contains(&format!("net.connect:127.0.0.1:{port}")),
+        "{:?}",
+        w.denials()
+    );
+    assert!(
+        listener.accept().is_err(),
+        "nothing reached the host's listener"
+    );
+    still_works(&w);
+}
+
+#[test]
+fn the_host_environment_never_reaches_the_plugin() {
+    let w = hostile();
+    let out = w.ok("env", json!({}));
+    let vars: Vec<String> = serde_json::from_value(out["env"].clone()).unwrap();
+    assert!(vars.contains(&"PLUGIN_MODE=test".to_string()), "{vars:?}");
+    assert!(vars.contains(&"HOME=/tmp".to_string()), "{vars:?}");
+    for (name, value) in std::env::vars() {
+        if name == "LANG" || name == "PATH" || name == "HOME" {
+            continue;
+        }
+        assert!(
+            !vars.contains(&format!("{name}={value}")),
+            "the host's {name} reached the plugin"
+        );
+    }
+    assert!(!vars.iter().any(|v| v.contains(SECRET)));
+    still_works(&w);
+}
+
+#[test]
+fn files_outside_the_grants_cannot_be_read() {
+    let w = hostile();
+    let granted = w.root.join("granted/note.txt");
+    assert_eq!(
+        w.ok("read_file", json!({ "path": granted }))["contents"],
+        "granted note"
+    );
+    for path in [
+        PathBuf::from("/etc/shadow"),
+        w.root.join("outside/secret.txt"),
+        w.root.join("granted/../outside/secret.txt"),
+        w.root.join("home/sigil.toml"),
+        w.root.join("home/sigil.db"),
+    ] {
+        let error = w.error_of("read_file", json!({ "path": path }));
+        assert!(
+            error.contains("invoke failed"),
+            "{}: {error}",
+            path.display()
+        );
+        assert!(
+            !error.contains("outside secret") && !error.contains(SECRET),
+            "{error}"
+        );
+    }
+    still_works(&w);
+}
+
+#[test]
+fn the_hosts_home_is_not_there() {
+    let w = hostile();
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let mine: Vec<String> = std::fs::read_dir(&home)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    match w.call("list_dir", json!({ "path": home })) {
+        Err(error) => assert!(error.to_string().contains("invoke failed"), "{error}"),
+        Ok(out) => {
+            let seen: Vec<String> = serde_json::from_value(out["entries"].clone()).unwrap();
+            assert!(
+                seen.iter().all(|e| !mine.contains(e)) || mine.is_empty(),
+                "the plugin saw the host's home: {seen:?}"
+            );
+        }
+    }
+    still_works(&w);
+}
+
+#[test]
+fn writing_outside_the_write_grant_fails() {
+    let w = hostile();
+    let ok = w.root.join("writable/out.txt");
+    w.ok("write_file", json!({ "path": ok, "text": "fine" }));
+    assert_eq!(std::fs::read_to_string(&ok).unwrap(), "fine");
+    for path in [
+        w.root.join("granted/new.txt"),
+        w.root.join("outside/new.txt"),
+        PathBuf::from("/etc/sigil-was-here"),
+    ] {
+        let error = w.error_of("write_file", json!({ "path": path, "text": "x" }));
+        assert!(error.contains("invoke failed"), "{error}");
+        assert!(!path.exists(), "{} was written", path.display());
+    }
+    still_works(&w);
+}
+
+#[test]
+fn a_deny_reaching_inside_a_bound_directory_refuses_the_call() {
+    let w = hostile_with(&[], &["fs.read:<root>/granted/sub/**"], "");
+    let error = w.error_of("echo", json!({}));
+    assert!(error.contains("denied"), "{error}");
+    let granted = format!("fs.read:{}", w.root.join("granted").display());
+    assert!(error.contains(&granted), "{error}");
+}
+
+#[test]
+fn a_fork_bomb_is_contained() {
+    let w = hostile();
+    match w.call("fork_bomb", json!({})) {
+        Ok(out) => {
+            let spawned = out["spawned"].as_u64().unwrap();
+            assert!(spawned < 32, "spawned {spawned} processes: {out}");
+        }
+        // The plugin itself may be unable to go on when its process table is full.
+        Err(error) => assert!(error.to_string().contains("invoke failed"), "{error}"),
+    }
+    still_works(&w);
+}
+
+#[test]
+fn unbounded_allocation_is_contained() {
+    let w = hostile();
+    let error = w.error_of("alloc", json!({}));
+    assert!(error.contains("invoke failed"), "{error}");
+    assert!(
+        error.contains("the plugin process") || error.contains("memory"),
+        "{error}"
+    );
+    still_works(&w);
+}
+
+#[test]
+fn an_oversized_result_is_refused() {
+    let w = hostile();
+    let error = w.error_of("big_output", json!({ "bytes": 100_000 }));
+    assert!(error.contains("exceeds the limit of 4096 bytes"), "{error}");
+    assert!(w.call("big_output", json!({ "bytes": 100 })).is_ok());
+    still_works(&w);
+}
+
+#[test]
+fn a_crash_loop_quarantines_the_plugin() {
+    let binaries = common::binaries();
+    let mut setup = Setup::new("crashy", &binaries.hostile);
+    setup.limits = LIMITS;
+    setup.policy = RestartPolicy {
+        max_crashes: 3,
+        ..RestartPolicy::DEFAULT
+    };
+    let w = common::open(&setup);
+    for _ in 0..3 {
+        let error = w.error_of("exit", json!({}));
+        assert!(error.contains("exited with status 3"), "{error}");
+    }
+    let error = w.error_of("echo", json!({}));
+    assert!(error.contains("quarantined"), "{error}");
+    assert!(error.contains("3 times"), "{error}");
+    let summary = w
+        .sigil
+        .manager()
+        .list()
+        .into_iter()
+        .find(|p| p.id == "crashy")
+        .unwrap();
+    assert_eq!(summary.state, State::Error);
+    assert!(summary.error.unwrap().starts_with("quarantined"));
+}
+
+#[test]
+fn a_plugin_crashing_at_start_is_quarantined_and_says_why() {
+    let binaries = common::binaries();
+    let mut setup = Setup::new("startcrash", &binaries.hostile);
+    setup.env = r#"HOSTILE_MODE = "crash""#;
+    setup.policy = RestartPolicy {
+        max_crashes: 2,
+        ..RestartPolicy::DEFAULT
+    };
+    let w = common::open(&setup);
+    let entry = w.sigil.manager().get("startcrash").unwrap();
+    assert_eq!(entry.lifecycle().state(), State::Error);
+    let error = entry.lifecycle().error().unwrap();
+    assert!(error.contains("quarantined"), "{error}");
+    assert!(error.contains("exited with status 7"), "{error}");
+    assert!(error.contains("crashing at start, as told"), "{error}");
+}
+
+/// Every process descending from this test process, by pid.
+fn descendants() -> Vec<u32> {
+    let mut parents = std::collections::HashMap::new();
+    for entry in std::fs::read_dir("/proc").unwrap().filter_map(Result::ok) {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some(after) = stat.rsplit_once(')').map(|(_, rest)| rest.to_string()) else {
+            continue;
+        };
+        let mut fields = after.split_whitespace();
+        // A zombie has ended; only its exit status is left for its parent to collect.
+        if fields.next().unwrap_or("Z") == "Z" {
+            continue;
+        }
+        if let Some(ppid) = fields.next().and_then(|p| p.parse::<u32>().ok()) {
+            parents.insert(pid, ppid);
+        }
+    }
+    let me = std::process::id();
+    parents
+        .keys()
+        .copied()
+        .filter(|&pid| {
+            let mut at = pid;
+            for _ in 0..64 {
+                match parents.get(&at) {
+                    Some(&ppid) if ppid == me => return true,
+                    Some(&ppid) if ppid > 1 => at = ppid,
+                    _ => return false,
+                }
+            }
+            false
+        })
+        .collect()
+}
+
+#[test]
+fn dropping_the_runtime_leaves_no_process_behind() {
+    let w = hostile();
+    // Children that only sleep, to be left behind if anything could be.
+    let _ = w.call("fork_bomb", json!({}));
+    still_works(&w);
+    assert!(!descendants().is_empty(), "the plugin runs as a descendant");
+    drop(w);
+    // Bounded wait for the kill to land; the assertion is on the outcome, not the time.
+    let mut left = descendants();
+    for _ in 0..200 {
+        if left.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        left = descendants();
+    }
+    assert!(left.is_empty(), "processes left behind: {left:?}");
+}
