@@ -117,6 +117,10 @@ struct ActorArgs {
 }
 
 fn main() -> ExitCode {
+    // The process tier's sandboxes start this same binary as their entrypoint.
+    if let Some(code) = sigil_sandbox::init::dispatch() {
+        return code;
+    }
     let cli = Cli::parse();
     let level = match cli.verbose {
         0 => "warn",

@@ -185,6 +185,10 @@ impl Sandbox {
                 tried.push(candidate.display().to_string());
                 dir = d.parent();
             }
+            // A program that carries the entrypoint (see `init::dispatch`) serves as its own.
+            if init::self_entrypoint() {
+                return Self::with_init(exe);
+            }
         }
         Err(SandboxError::InitNotFound {
             tried: tried.join(", "),
@@ -343,6 +347,9 @@ impl Sandbox {
             c
         } else {
             let mut c = tokio::process::Command::new(&self.init);
+            // The entrypoint may be a program that carries it (`init::dispatch`), which tells
+            // by its name which part to play.
+            c.arg0(INIT_NAME);
             c.args(init::config::join_args(
                 groups.dirs(),
                 self.bwrap.as_os_str(),

@@ -41,6 +41,32 @@ const SYSTEM_READ_ONLY: &[&str] = &[
 /// Writable everywhere: the private tmpfs, the socket directory, shared memory.
 const SYSTEM_READ_WRITE: &[&str] = &["/tmp", "/run/sigil", "/dev/shm"];
 
+/// Set by [`dispatch`]: the current executable can serve as the entrypoint.
+static SELF_ENTRYPOINT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// For a program that carries the entrypoint inside itself (the `sigil` binary does), so it
+/// needs no `sigil-sandbox-init` beside it. Call it first thing in `main`: when this process
+/// was started as a sandbox's entrypoint (its `argv[0]` names the entrypoint), it runs the
+/// entrypoint and returns its exit status, which `main` must return at once. Otherwise it
+/// records that the current executable may serve as the entrypoint, for
+/// [`Sandbox::detect`](crate::Sandbox::detect), and returns `None`.
+#[must_use]
+pub fn dispatch() -> Option<ExitCode> {
+    let argv0 = std::env::args_os().next()?;
+    let name = std::path::Path::new(&argv0).file_name()?.to_owned();
+    let inside = std::path::Path::new(INIT_PATH).file_name()?;
+    if name == crate::INIT_NAME || name == inside {
+        return Some(main());
+    }
+    SELF_ENTRYPOINT.store(true, std::sync::atomic::Ordering::Relaxed);
+    None
+}
+
+/// Whether [`dispatch`] said the current executable can be the entrypoint.
+pub(crate) fn self_entrypoint() -> bool {
+    SELF_ENTRYPOINT.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The binary's whole body. Not part of the library's API.
 #[doc(hidden)]
 #[must_use]

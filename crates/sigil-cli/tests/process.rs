@@ -1,0 +1,87 @@
+//! A process-tier plugin through the `sigil` binary alone: installed, listed and invoked like any
+//! other, with the binary serving as its own sandbox entrypoint (no `sigil-sandbox-init` beside
+//! it), every call decided and recorded.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+const MANIFEST: &str = r#"
+id = "echo"
+name = "Echo"
+version = "0.1.0"
+description = "Echoes its input from a sandboxed process."
+kinds = ["tool"]
+engine = "*"
+
+[execution]
+tier = "process"
+entry = "plugin"
+
+[execution.limits]
+timeout_ms = 10000
+"#;
+
+fn run(sigil: &Path, home: &Path, args: &[&str]) -> Output {
+    let out = Command::new(sigil)
+        .args(args)
+        .env("SIGIL_HOME", home)
+        .env_remove("SIGIL_SANDBOX_INIT")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "sigil {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[test]
+fn a_process_plugin_installs_lists_and_answers_through_the_sigil_binary_alone() {
+    let fixtures = sigil_process_guests::build().unwrap();
+    // A directory holding only `sigil` (a hard link: same file system, no copy).
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let sigil = bin.join("sigil");
+    std::fs::hard_link(env!("CARGO_BIN_EXE_sigil"), &sigil).unwrap();
+    assert!(!bin.join("sigil-sandbox-init").exists());
+
+    let plugin = dir.path().join("echo");
+    std::fs::create_dir_all(&plugin).unwrap();
+    std::fs::copy(&fixtures.echo, plugin.join("plugin")).unwrap();
+    std::fs::write(plugin.join("plugin.toml"), MANIFEST).unwrap();
+    let home = dir.path().join("home");
+
+    run(&sigil, &home, &["plugin", "install", plugin.to_str().unwrap(), "--yes"]);
+    let listed = String::from_utf8(run(&sigil, &home, &["plugin", "list"]).stdout).unwrap();
+    let line = listed
+        .lines()
+        .find(|l| l.starts_with("echo "))
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert!(
+        line.contains("process") && line.contains("running"),
+        "{line}"
+    );
+
+    let out = run(
+        &sigil,
+        &home,
+        &["tool", "invoke", "echo/echo", "--input", r#"{"said": "hi"}"#],
+    );
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(value, serde_json::json!({ "said": "hi" }));
+
+    let audit = String::from_utf8(run(&sigil, &home, &["audit", "export"]).stdout).unwrap();
+    let records: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        records.iter().any(|r| r["capability"] == "tool.echo.echo" && r["decision"] == "allow"),
+        "{audit}"
+    );
+    run(&sigil, &home, &["audit", "verify"]);
+}
