@@ -49,7 +49,7 @@ impl ProcessPlugin {
     async fn step<T, F, Fut>(&self, call: &Call, rpc: F) -> Result<T, ToolError>
     where
         T: Send + 'static,
-        F: FnOnce(ToolClient<Channel>, proto::CallInfo) -> Fut + Send + 'static,
+        F: FnOnce(ToolClient<Channel>, proto::CallInfo, Duration) -> Fut + Send + 'static,
         Fut: Future<Output = Result<Response<T>, Status>> + Send,
     {
         let inner = self.inner.clone();
@@ -108,7 +108,7 @@ impl Inner {
         using: &std::sync::Mutex<Option<Arc<Instance>>>,
     ) -> Result<T, ToolError>
     where
-        F: FnOnce(ToolClient<Channel>, proto::CallInfo) -> Fut,
+        F: FnOnce(ToolClient<Channel>, proto::CallInfo, Duration) -> Fut,
         Fut: Future<Output = Result<Response<T>, Status>>,
     {
         let deadline = Instant::now() + self.deadline;
@@ -128,7 +128,9 @@ impl Inner {
             user: call.actor().user.clone(),
             workspace: call.actor().workspace.clone(),
         };
-        match tokio::time::timeout_at(deadline, rpc(instance.tool.clone(), info)).await {
+        // The plugin learns the deadline (`grpc-timeout`) and can bound its own host calls by it.
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout_at(deadline, rpc(instance.tool.clone(), info, left)).await {
             Ok(Ok(reply)) => Ok(reply.into_inner()),
             Ok(Err(status)) => Err(self.failure(&instance, status).await),
             Err(_) => {
@@ -261,12 +263,15 @@ impl ToolPlugin for ProcessPlugin {
     async fn invoke(&self, call: &Call, input: Value) -> Result<Value, ToolError> {
         let input = input.to_string();
         let reply = self
-            .step(call, move |mut client, info| async move {
+            .step(call, move |mut client, info, left| async move {
                 client
-                    .invoke(proto::InvokeRequest {
-                        call: Some(info),
-                        input,
-                    })
+                    .invoke(timed(
+                        proto::InvokeRequest {
+                            call: Some(info),
+                            input,
+                        },
+                        left,
+                    ))
                     .await
             })
             .await?;
@@ -282,12 +287,15 @@ impl ToolPlugin for ProcessPlugin {
     async fn validate_pre(&self, call: &Call, input: &Value) -> Result<(), ToolError> {
         let input = input.to_string();
         let reply = self
-            .step(call, move |mut client, info| async move {
+            .step(call, move |mut client, info, left| async move {
                 client
-                    .validate_pre(proto::ValidatePreRequest {
-                        call: Some(info),
-                        input,
-                    })
+                    .validate_pre(timed(
+                        proto::ValidatePreRequest {
+                            call: Some(info),
+                            input,
+                        },
+                        left,
+                    ))
                     .await
             })
             .await?;
@@ -303,13 +311,16 @@ impl ToolPlugin for ProcessPlugin {
         let input = input.to_string();
         let output = output.to_string();
         let reply = self
-            .step(call, move |mut client, info| async move {
+            .step(call, move |mut client, info, left| async move {
                 client
-                    .validate_post(proto::ValidatePostRequest {
-                        call: Some(info),
-                        input,
-                        output,
-                    })
+                    .validate_post(timed(
+                        proto::ValidatePostRequest {
+                            call: Some(info),
+                            input,
+                            output,
+                        },
+                        left,
+                    ))
                     .await
             })
             .await?;
@@ -325,16 +336,26 @@ impl ToolPlugin for ProcessPlugin {
         let input = input.to_string();
         let output = output.map(Value::to_string);
         let reply = self
-            .step(call, move |mut client, info| async move {
+            .step(call, move |mut client, info, left| async move {
                 client
-                    .rollback(proto::RollbackRequest {
-                        call: Some(info),
-                        input,
-                        output,
-                    })
+                    .rollback(timed(
+                        proto::RollbackRequest {
+                            call: Some(info),
+                            input,
+                            output,
+                        },
+                        left,
+                    ))
                     .await
             })
             .await?;
         tool_error(reply.error)
     }
+}
+
+/// `message` with `left` as its gRPC deadline.
+fn timed<T>(message: T, left: Duration) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(left);
+    request
 }

@@ -5,10 +5,15 @@
 //! load: the plugin directory read-only at `/plugin`, the socket directory at `/run/sigil`,
 //! whole directories granted by `fs.read:/dir/**` (read-only) or `fs.write:/dir/**`
 //! (read-write), the manifest's environment, and the egress port when `net.*` is granted.
+//! A Python plugin (`execution.interpreter = "python3"`) also gets the host's Python runtime
+//! and the Sigil Python kit, found once per interpreter name by asking the host's interpreter.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use sigil_manifest::ValidatedManifest;
 use sigil_policy::{Capability, CapabilitySet};
@@ -55,6 +60,9 @@ pub(crate) struct Launch {
     pub(crate) args: Vec<String>,
     pub(crate) plugin_dir: PathBuf,
     pub(crate) binds: Vec<Bind>,
+    /// The interpreter's own directories, bound read-only. They are part of the runtime, not
+    /// grants, so they are never checked per call as `fs.read`.
+    pub(crate) runtime_binds: Vec<PathBuf>,
     pub(crate) env: Vec<(String, String)>,
     pub(crate) limits: Limits,
     pub(crate) egress: bool,
@@ -88,7 +96,17 @@ impl Launch {
             ));
         }
         let inside_entry = Path::new(sigil_sandbox::PLUGIN_DIR).join(entry);
+        let mut runtime = Runtime::default();
         let (program, args) = match &execution.interpreter {
+            Some(interpreter)
+                if interpreter.starts_with("python") && !interpreter.contains('/') =>
+            {
+                runtime = python_runtime(interpreter)?;
+                (
+                    runtime.executable.clone(),
+                    vec![inside_entry.display().to_string()],
+                )
+            }
             Some(interpreter) => (
                 interpreter_path(interpreter)?,
                 vec![inside_entry.display().to_string()],
@@ -117,6 +135,11 @@ impl Launch {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
+        for (key, value) in runtime.env {
+            if !env.iter().any(|(k, _)| *k == key) {
+                env.push((key, value));
+            }
+        }
         env.push(("SIGIL_PLUGIN_SOCKET".into(), PLUGIN_SOCKET.into()));
         env.push(("SIGIL_PLUGIN_ID".into(), manifest.id().to_string()));
         let limits = &execution.limits;
@@ -126,6 +149,7 @@ impl Launch {
             args,
             plugin_dir,
             binds,
+            runtime_binds: runtime.ro_binds,
             env,
             limits: Limits {
                 memory_bytes: Some(
@@ -157,10 +181,15 @@ impl Launch {
             plugin_dir: self.plugin_dir.clone(),
             socket_dir: socket_dir.to_path_buf(),
             read_only: self
-                .binds
+                .runtime_binds
                 .iter()
-                .filter(|b| !b.write)
-                .map(|b| b.dir.clone())
+                .cloned()
+                .chain(
+                    self.binds
+                        .iter()
+                        .filter(|b| !b.write)
+                        .map(|b| b.dir.clone()),
+                )
                 .collect(),
             read_write: self
                 .binds
@@ -194,6 +223,138 @@ fn interpreter_path(interpreter: &str) -> Result<PathBuf, String> {
                 sigil_sandbox::SANDBOX_PATH
             )
         })
+}
+
+/// How long the host's interpreter may take to describe itself.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
+/// The environment variable naming the host's Python interpreter to probe.
+pub(crate) const PYTHON_OVERRIDE: &str = "SIGIL_PYTHON";
+
+/// An interpreter's runtime on the host: the program, its directories and its environment.
+#[derive(Debug, Clone, Default)]
+struct Runtime {
+    executable: PathBuf,
+    ro_binds: Vec<PathBuf>,
+    env: Vec<(String, String)>,
+}
+
+/// The Python runtime for the interpreter named `name`, from the host's
+/// `<name> -m sigil_plugin sandbox-paths` (or `$SIGIL_PYTHON -m …`), probed once per name.
+///
+/// # Errors
+/// When the probe fails, times out, or describes paths or variables the sandbox must not get.
+fn python_runtime(name: &str) -> Result<Runtime, String> {
+    static PROBED: OnceLock<Mutex<HashMap<String, Runtime>>> = OnceLock::new();
+    let host = std::env::var(PYTHON_OVERRIDE).unwrap_or_else(|_| name.to_string());
+    let key = format!("{name}\0{host}");
+    let cache = PROBED.get_or_init(Mutex::default);
+    if let Some(found) = cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
+        return Ok(found);
+    }
+    let runtime = probe_python(&host).map_err(|reason| {
+        format!(
+            "execution.interpreter `{name}`: the Sigil Python kit is not importable by {host} on this host (`{host} -m sigil_plugin sandbox-paths` failed: {reason}); install it with `pip install 'sigil-plugin[process]'` or scripts/install-python-kit"
+        )
+    })?;
+    if let Ok(mut cache) = cache.lock() {
+        cache.insert(key, runtime.clone());
+    }
+    Ok(runtime)
+}
+
+fn probe_python(host: &str) -> Result<Runtime, String> {
+    let mut child = Command::new(host)
+        .args(["-m", "sigil_plugin", "sandbox-paths"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run it: {e}"))?;
+    let drain = |stream: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(stream) = stream {
+                let _ = stream.take(1 << 20).read_to_string(&mut text);
+            }
+            text
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let started = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if started.elapsed() < PROBE_TIMEOUT => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("no answer within {} s", PROBE_TIMEOUT.as_secs()));
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    };
+    let stdout = stdout.join().unwrap_or_default();
+    let stderr = stderr.join().unwrap_or_default();
+    if !status.success() {
+        let last = stderr.trim().lines().last().unwrap_or_default();
+        return Err(format!("{status}: {last}"));
+    }
+    parse_probe(&stdout)
+}
+
+/// Checks the probe's JSON: an absolute `executable`, `ro_binds` valid for the sandbox, and
+/// `env` holding `PYTHONPATH` only.
+fn parse_probe(text: &str) -> Result<Runtime, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("its output is not JSON: {e}"))?;
+    let executable = value["executable"]
+        .as_str()
+        .filter(|e| e.starts_with('/'))
+        .ok_or("its `executable` is not an absolute path")?;
+    let mut ro_binds = Vec::new();
+    for bind in value["ro_binds"]
+        .as_array()
+        .ok_or("its `ro_binds` is not a list")?
+    {
+        let bind = bind
+            .as_str()
+            .ok_or("an entry of its `ro_binds` is not a string")?;
+        let dir = sigil_sandbox::validate_path(Path::new(bind))
+            .map_err(|e| format!("its `ro_binds` entry cannot be bound: {e}"))?;
+        ro_binds.push(dir);
+    }
+    let mut env = Vec::new();
+    if let Some(vars) = value["env"].as_object() {
+        for (key, value) in vars {
+            let value = value
+                .as_str()
+                .ok_or_else(|| format!("its `env.{key}` is not a string"))?;
+            if key != "PYTHONPATH" {
+                return Err(format!(
+                    "its `env` sets `{key}`; only PYTHONPATH is accepted"
+                ));
+            }
+            env.push((key.clone(), value.to_string()));
+        }
+    }
+    Ok(Runtime {
+        executable: PathBuf::from(executable),
+        ro_binds,
+        env,
+    })
 }
 
 fn net_granted(set: &CapabilitySet) -> bool {

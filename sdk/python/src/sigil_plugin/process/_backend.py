@@ -43,7 +43,13 @@ _CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", MAX_HOST_MESSAGE),
     # HTTP_PROXY is set for plugins with network grants; the host socket is never proxied.
     ("grpc.enable_http_proxy", 0),
+    # Over a Unix socket gRPC would send the socket path as `:authority`, which is not a valid
+    # authority; the host's HTTP/2 server rejects such streams.
+    ("grpc.default_authority", "localhost"),
 ]
+
+#: Above this, a remaining time means "no deadline" (gRPC reports an unset deadline as ~2.9e11 years).
+_NO_DEADLINE = 365 * 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -58,7 +64,9 @@ class Current:
         if self.context is None:
             return None
         remaining = self.context.time_remaining()
-        return None if remaining is None else max(remaining, 0.0)
+        if remaining is None or remaining > _NO_DEADLINE:
+            return None
+        return max(remaining, 0.0)
 
 
 #: The call being served by this thread; `None` outside calls.
