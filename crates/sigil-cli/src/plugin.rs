@@ -30,8 +30,8 @@ pub enum PluginCommand {
         #[arg(long, default_value = "tool")]
         kind: String,
         /// How it is isolated.
-        #[arg(long, default_value = "wasm")]
-        tier: String,
+        #[arg(long, value_enum, default_value = "wasm")]
+        tier: crate::scaffold::Tier,
         /// Its source language.
         #[arg(long, value_enum, default_value = "python")]
         lang: crate::scaffold::Lang,
@@ -39,7 +39,7 @@ pub enum PluginCommand {
         #[arg(long, default_value = ".")]
         dir: PathBuf,
     },
-    /// Build a plugin directory into the component its manifest names.
+    /// Build a plugin directory into the component or executable its manifest names.
     Build {
         /// The plugin directory.
         #[arg(default_value = ".")]
@@ -77,10 +77,10 @@ pub fn run(home: Option<&Path>, command: PluginCommand, reserved: &[String]) -> 
             lang,
             dir,
         } => {
-            if kind != "tool" || tier != "wasm" {
-                bail!("only `--kind tool --tier wasm` plugins can be scaffolded in this version");
+            if kind != "tool" {
+                bail!("only `--kind tool` plugins can be scaffolded in this version, not `{kind}`");
             }
-            crate::scaffold::new(&dir, &name, lang)
+            crate::scaffold::new(&dir, &name, tier, lang)
         }
         PluginCommand::Build { dir } => crate::scaffold::build(&dir),
         PluginCommand::Install { dir, yes, force } => {

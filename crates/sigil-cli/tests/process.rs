@@ -55,7 +55,11 @@ fn a_process_plugin_installs_lists_and_answers_through_the_sigil_binary_alone() 
     std::fs::write(plugin.join("plugin.toml"), MANIFEST).unwrap();
     let home = dir.path().join("home");
 
-    run(&sigil, &home, &["plugin", "install", plugin.to_str().unwrap(), "--yes"]);
+    run(
+        &sigil,
+        &home,
+        &["plugin", "install", plugin.to_str().unwrap(), "--yes"],
+    );
     let listed = String::from_utf8(run(&sigil, &home, &["plugin", "list"]).stdout).unwrap();
     let line = listed
         .lines()
@@ -69,7 +73,13 @@ fn a_process_plugin_installs_lists_and_answers_through_the_sigil_binary_alone() 
     let out = run(
         &sigil,
         &home,
-        &["tool", "invoke", "echo/echo", "--input", r#"{"said": "hi"}"#],
+        &[
+            "tool",
+            "invoke",
+            "echo/echo",
+            "--input",
+            r#"{"said": "hi"}"#,
+        ],
     );
     let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(value, serde_json::json!({ "said": "hi" }));
@@ -80,7 +90,9 @@ fn a_process_plugin_installs_lists_and_answers_through_the_sigil_binary_alone() 
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert!(
-        records.iter().any(|r| r["capability"] == "tool.echo.echo" && r["decision"] == "allow"),
+        records
+            .iter()
+            .any(|r| r["capability"] == "tool.echo.echo" && r["decision"] == "allow"),
         "{audit}"
     );
     run(&sigil, &home, &["audit", "verify"]);
