@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{TestResult, sample, temp_db};
 use sigil_audit::{
-    Actor, AuditError, AuditLog, AuditSink, Durability, Filter, GENESIS_HASH, NewRecord, Record, RecordKind,
-    Verdict, parse_since,
+    Actor, AuditError, AuditLog, AuditSink, Durability, Filter, GENESIS_HASH, NewRecord, Record,
+    RecordKind, Verdict, parse_since,
 };
 
 fn seqs(records: &[Record]) -> Vec<u64> {
@@ -437,9 +437,7 @@ fn process_durability_commits_and_chains_like_disk_durability() -> TestResult {
     let (_dir, path) = temp_db()?;
     let log = AuditLog::open_with(&path, Durability::Process)?;
     assert_eq!(log.durability(), Durability::Process);
-    let pending: Vec<_> = (0..50)
-        .map(|i| log.submit(sample(i)))
-        .collect();
+    let pending: Vec<_> = (0..50).map(|i| log.submit(sample(i))).collect();
     let seqs: Vec<u64> = pending
         .into_iter()
         .map(sigil_audit::Pending::wait)

@@ -22,7 +22,11 @@ fn install(root: &Path, example: &str, wasm: &str) {
     let dir = root.join("plugins").join(example);
     std::fs::create_dir_all(&dir).unwrap();
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
-    std::fs::copy(repo.join(example).join("plugin.toml"), dir.join("plugin.toml")).unwrap();
+    std::fs::copy(
+        repo.join(example).join("plugin.toml"),
+        dir.join("plugin.toml"),
+    )
+    .unwrap();
     std::fs::copy(wasm, dir.join("plugin.wasm")).unwrap();
 }
 
@@ -144,8 +148,11 @@ value = "{TOKEN}"
     );
     let records = sigil.audit().query(&Filter::default()).unwrap();
     assert!(
-        records.iter().any(|r| r.record.decision == Some(Verdict::Allow)
-            && r.record.capability.as_deref() == Some(&format!("net.connect:127.0.0.1:{port}"))),
+        records
+            .iter()
+            .any(|r| r.record.decision == Some(Verdict::Allow)
+                && r.record.capability.as_deref()
+                    == Some(&format!("net.connect:127.0.0.1:{port}"))),
         "the connection was decided and recorded"
     );
     assert!(!serde_json::to_string(&records).unwrap().contains(TOKEN));
