@@ -26,6 +26,11 @@ fn sigil(home: &Path, args: &[&str]) -> Output {
         .args(args)
         .env("SIGIL_HOME", home)
         .env("CARGO_TARGET_DIR", scaffold_target())
+        // `plugin build` builds a native plugin in release; unoptimised, that build of the
+        // dependencies takes as long as the test's debug one instead of several times longer.
+        // What is checked (that it builds and lands at its entry) does not depend on it.
+        .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "0")
+        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "256")
         .env_remove("SIGIL_LOG")
         .output()
         .unwrap()
