@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full, Limited};
-use sigil_runtime::{Call, SecretValue, ToolError};
+use sigil_runtime::{Actor, Call, Check, Enforcer, SecretValue, Subject, ToolError};
 use tonic::{Request, Response, Status};
 
 use crate::proto;
@@ -33,9 +33,11 @@ struct InFlight {
 }
 
 /// The calls in flight for one plugin, by call id.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Calls {
     plugin: String,
+    /// Decides what the plugin attempts outside any call (and so for no actor).
+    enforcer: Arc<Enforcer>,
     inner: Mutex<HashMap<String, InFlight>>,
 }
 
@@ -60,9 +62,10 @@ impl Drop for Registered {
 }
 
 impl Calls {
-    pub(crate) fn new(plugin: &str) -> Arc<Calls> {
+    pub(crate) fn new(plugin: &str, enforcer: Arc<Enforcer>) -> Arc<Calls> {
         Arc::new(Calls {
             plugin: plugin.to_string(),
+            enforcer,
             inner: Mutex::new(HashMap::new()),
         })
     }
@@ -443,21 +446,39 @@ pub(crate) struct Egress {
 #[async_trait::async_trait]
 impl sigil_egress::EgressPolicy for Egress {
     async fn connect(&self, target: &sigil_egress::Target) -> Result<(), String> {
-        let flight = self.calls.for_egress(target.call.as_deref()).map_err(|reason| {
-            tracing::warn!(plugin = %self.calls.plugin, host = %target.host, port = target.port, %reason, "egress denied");
-            format!("denied: {reason}")
-        })?;
-        let host = if target.host.contains(':') {
-            format!("[{}]", target.host)
-        } else {
-            target.host.clone()
-        };
-        flight
-            .call
-            .authorize(&format!("net.connect:{host}:{}", target.port))
-            .await
-            .map(|_| ())
-            .map_err(error_text)
+        // `Target` prints as `host:port`, IPv6 hosts already in brackets.
+        let capability = format!("net.connect:{target}");
+        match self.calls.for_egress(target.call.as_deref()) {
+            Ok(flight) => flight
+                .call
+                .authorize(&capability)
+                .await
+                .map(|_| ())
+                .map_err(error_text),
+            Err(reason) => {
+                // Outside any call there is no actor to act for: the attempt is still an
+                // enforcer decision with its audit record (a deny, naming no workspace), and it
+                // is refused whatever that record says.
+                tracing::warn!(plugin = %self.calls.plugin, %target, %reason, "egress outside a call");
+                if let Ok(parsed) = sigil_policy::Capability::parse(&capability) {
+                    let actor = Actor {
+                        channel: Some("egress".into()),
+                        ..Actor::default()
+                    };
+                    let _ = self
+                        .calls
+                        .enforcer
+                        .check(&Check {
+                            subject: Subject::Plugin(&self.calls.plugin),
+                            capability: &parsed,
+                            actor: &actor,
+                            call_id: None,
+                        })
+                        .await;
+                }
+                Err(format!("denied: {reason}"))
+            }
+        }
     }
 
     async fn inject(

@@ -205,7 +205,7 @@ impl ProcessTier {
             .map_or(DEFAULT_TIMEOUT, Duration::from_millis);
         let output_cap = usize::try_from(limits.output_bytes.unwrap_or(DEFAULT_OUTPUT_BYTES))
             .unwrap_or(usize::MAX);
-        let calls = host::Calls::new(manifest.id().as_str());
+        let calls = host::Calls::new(manifest.id().as_str(), request.enforcer.clone());
         let binds = launch.binds.clone();
         let starter = instance::Starter {
             launch,

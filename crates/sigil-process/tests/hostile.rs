@@ -9,6 +9,7 @@ mod common;
 use std::path::PathBuf;
 
 use serde_json::json;
+use sigil_audit::{Filter, Verdict};
 use sigil_process::RestartPolicy;
 use sigil_runtime::State;
 
@@ -163,6 +164,51 @@ fn a_host_not_granted_is_denied_by_the_egress_proxy_and_audited() {
         "{:?}",
         w.denials()
     );
+    assert!(
+        listener.accept().is_err(),
+        "nothing reached the host's listener"
+    );
+    still_works(&w);
+}
+
+#[test]
+fn an_egress_attempt_outside_any_call_is_denied_and_audited() {
+    // Granted and consented: inside a call this destination would be allowed.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let w = hostile_with(
+        &[&format!("net.connect:127.0.0.1:{port}")],
+        &[],
+        r#"PLUGIN_MODE = "test""#,
+    );
+    let capability = format!("net.connect:127.0.0.1:{port}");
+    w.ok(
+        "proxy_get_later",
+        json!({ "url": format!("http://127.0.0.1:{port}/") }),
+    );
+    // The attempt comes after the call has ended: no call, no actor to act for.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let record = loop {
+        let found = w
+            .records(Filter {
+                decision: Some(Verdict::Deny),
+                ..Filter::default()
+            })
+            .into_iter()
+            .find(|r| r.record.capability.as_deref() == Some(capability.as_str()));
+        if let Some(record) = found {
+            break record;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no deny record for {capability}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(record.record.call_id, None, "{record:?}");
+    assert_eq!(record.record.plugin.as_deref(), Some(w.id.as_str()));
+    assert_eq!(record.record.actor.channel.as_deref(), Some("egress"));
     assert!(
         listener.accept().is_err(),
         "nothing reached the host's listener"

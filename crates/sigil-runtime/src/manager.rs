@@ -50,6 +50,9 @@ pub struct LoadRequest<'a> {
     pub grants: &'a CapabilitySet,
     /// The capabilities the operator consented to.
     pub consent: &'a CapabilitySet,
+    /// The enforcer, for host actions the plugin takes outside any call (a tier that can see
+    /// such actions still has to decide and record them).
+    pub enforcer: &'a Arc<Enforcer>,
 }
 
 /// Where a plugin came from.
@@ -392,6 +395,7 @@ impl Manager {
                     dir,
                     grants: &grants,
                     consent,
+                    enforcer: &self.enforcer,
                 })?
             }
             (tier, Source::Builtin, _) => {

@@ -235,7 +235,7 @@ impl Runtime {
     }
 
     /// The enforcer.
-    pub fn enforcer(&self) -> &Enforcer {
+    pub fn enforcer(&self) -> &Arc<Enforcer> {
         &self.enforcer
     }
 

@@ -280,6 +280,7 @@ fn loads(c: &mut Criterion, tier: &WasmTier, cache: &Path, w: &World) {
         dir: &dir,
         grants: &none,
         consent: &none,
+        enforcer: w.runtime.enforcer(),
     };
     let clear = || {
         if cache.exists() {

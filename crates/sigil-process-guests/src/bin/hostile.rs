@@ -14,6 +14,35 @@ fn failed(e: impl std::fmt::Display) -> ToolError {
     ToolError::Failed(e.to_string())
 }
 
+/// `GET url` through the proxy named by `HTTP_PROXY`; the raw reply.
+fn proxy_get(url: &str) -> Result<String, String> {
+    let proxy = std::env::var("HTTP_PROXY")
+        .or_else(|_| std::env::var("http_proxy"))
+        .map_err(|_| "no HTTP_PROXY in the environment".to_string())?;
+    let address = proxy
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let mut stream = std::net::TcpStream::connect(&address)
+        .map_err(|e| format!("connect proxy {address}: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    let host = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET {url} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut reply = String::new();
+    let _ = stream.read_to_string(&mut reply);
+    Ok(reply)
+}
+
 fn path_of(input: &Value) -> String {
     input["path"].as_str().unwrap_or_default().to_string()
 }
@@ -105,19 +134,21 @@ fn main() -> Result<(), sigil_process_kit::KitError> {
         })
         .function("proxy_get", "Fetches a URL through the HTTP_PROXY it was given.", object(), |_ctx, input| async move {
             let url = input["url"].as_str().unwrap_or_default().to_string();
-            let proxy = std::env::var("HTTP_PROXY")
-                .or_else(|_| std::env::var("http_proxy"))
-                .map_err(|_| failed("no HTTP_PROXY in the environment"))?;
-            let address = proxy.trim_start_matches("http://").trim_end_matches('/').to_string();
-            let mut stream = std::net::TcpStream::connect(&address)
-                .map_err(|e| failed(format!("connect proxy {address}: {e}")))?;
-            stream.set_read_timeout(Some(Duration::from_secs(5))).map_err(failed)?;
-            let host = url.trim_start_matches("http://").split('/').next().unwrap_or_default().to_string();
-            write!(stream, "GET {url} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").map_err(failed)?;
-            let mut reply = String::new();
-            let _ = stream.read_to_string(&mut reply);
-            Ok(json!({ "reply": reply }))
+            proxy_get(&url).map(|reply| json!({ "reply": reply })).map_err(failed)
         })
+        .function(
+            "proxy_get_later",
+            "Returns at once; a moment after the call has ended, fetches a URL through the proxy.",
+            object(),
+            |_ctx, input| async move {
+                let url = input["url"].as_str().unwrap_or_default().to_string();
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(500));
+                    let _ = proxy_get(&url);
+                });
+                Ok(json!({ "scheduled": true }))
+            },
+        )
         .function("env", "Returns its environment.", object(), |_ctx, _| async move {
             let vars: Vec<String> = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
             Ok(json!({ "env": vars }))
