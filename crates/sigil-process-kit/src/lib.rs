@@ -182,16 +182,37 @@ impl Tool for FunctionTool {
     }
 }
 
-/// A plugin: the tools it provides.
+/// What a plugin answers when the host checks its health.
+///
+/// The host checks every few seconds. A plugin that answers [`Health::NotServing`], fails the
+/// check, or does not answer within the host's control timeout is ended and restarted (and
+/// quarantined if that keeps happening), so report `NotServing` only when a fresh process
+/// would do better.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// Ready for calls.
+    Serving,
+    /// Cannot serve calls; the reason is logged by the host with the restart.
+    NotServing(String),
+}
+
+type HealthCheck = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Health> + Send>> + Send + Sync>;
+
+/// A plugin: the tools it provides, and how it reports its health.
 #[derive(Clone, Default)]
 pub struct Plugin {
     pub(crate) tools: Vec<Arc<dyn Tool>>,
+    /// `None`: always [`Health::Serving`] while the process answers.
+    health: Option<HealthCheck>,
 }
 
 impl std::fmt::Debug for Plugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let names: Vec<String> = self.tools.iter().map(|t| t.descriptor().name).collect();
-        f.debug_struct("Plugin").field("tools", &names).finish()
+        f.debug_struct("Plugin")
+            .field("tools", &names)
+            .field("health_check", &self.health.is_some())
+            .finish()
     }
 }
 
@@ -199,6 +220,47 @@ impl Plugin {
     /// A plugin with no tools yet.
     pub fn new() -> Plugin {
         Plugin::default()
+    }
+
+    /// Sets the plugin's own health check, run each time the host asks. Without one, a plugin
+    /// whose process answers is [`Health::Serving`].
+    ///
+    /// The check should be quick: the host ends a plugin whose check does not answer within
+    /// its control timeout (5 s), as it does one that answers [`Health::NotServing`].
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use sigil_process_kit::{Health, Plugin};
+    ///
+    /// let broken = Arc::new(AtomicBool::new(false));
+    /// let plugin = Plugin::new().health(move || {
+    ///     let broken = broken.load(Ordering::Relaxed);
+    ///     async move {
+    ///         if broken {
+    ///             Health::NotServing("lost its database connection".into())
+    ///         } else {
+    ///             Health::Serving
+    ///         }
+    ///     }
+    /// });
+    /// # let _ = plugin;
+    /// ```
+    pub fn health<F, Fut>(mut self, check: F) -> Plugin
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Health> + Send + 'static,
+    {
+        self.health = Some(Arc::new(move || Box::pin(check())));
+        self
+    }
+
+    /// Runs the health check.
+    pub(crate) async fn check_health(&self) -> Health {
+        match &self.health {
+            Some(check) => check().await,
+            None => Health::Serving,
+        }
     }
 
     /// Adds a tool implementing the whole pipeline.

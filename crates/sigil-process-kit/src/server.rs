@@ -3,10 +3,11 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use serde_json::Value;
 use tokio::net::UnixListener;
-use tokio::sync::Notify;
+use tokio::sync::watch;
 use tokio_stream::wrappers::UnixListenerStream;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
@@ -15,7 +16,7 @@ use crate::proto::host_client::HostClient;
 use crate::proto::lifecycle_server::{Lifecycle, LifecycleServer};
 use crate::proto::tool_server::{Tool as ToolService, ToolServer};
 use crate::proto::{self, tool_error};
-use crate::{Context, KitError, PROTOCOL_VERSION, Plugin, SOCKET_ENV, Tool, ToolError};
+use crate::{Context, Health, KitError, PROTOCOL_VERSION, Plugin, SOCKET_ENV, Tool, ToolError};
 
 /// Serves `plugin` on the socket named by `SIGIL_PLUGIN_SOCKET` until the host asks it to shut
 /// down or goes away. Starts its own async runtime.
@@ -42,7 +43,9 @@ pub async fn serve_at(plugin: Plugin, path: &Path) -> Result<(), KitError> {
         path: path.display().to_string(),
         source,
     })?;
-    let shutdown = Arc::new(Notify::new());
+    // `Some(drain timeout)` once the host has asked the plugin to stop.
+    let (shutdown, stopping) = watch::channel(None::<Duration>);
+    let shutdown = Arc::new(shutdown);
     let host = Arc::new(RwLock::new(None));
     let tools: HashMap<String, Arc<dyn Tool>> = plugin
         .tools
@@ -50,6 +53,7 @@ pub async fn serve_at(plugin: Plugin, path: &Path) -> Result<(), KitError> {
         .map(|t| (t.descriptor().name, t.clone()))
         .collect();
     let lifecycle = LifecycleService {
+        plugin: plugin.clone(),
         host: host.clone(),
         shutdown: shutdown.clone(),
     };
@@ -58,22 +62,40 @@ pub async fn serve_at(plugin: Plugin, path: &Path) -> Result<(), KitError> {
         tools,
         host,
     };
-    let stop = shutdown.clone();
-    tonic::transport::Server::builder()
+    let mut graceful = stopping.clone();
+    let server = tonic::transport::Server::builder()
         .add_service(LifecycleServer::new(lifecycle))
         .add_service(ToolServer::new(tool))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
-            stop.notified().await;
-        })
-        .await
-        .map_err(|e| KitError::Serve(e.to_string()))
+            let _ = graceful.wait_for(Option::is_some).await;
+        });
+    // A graceful stop also waits for the host to close its connections; the drain timeout
+    // bounds that, so the process ends within it whatever the host does.
+    let drained = async move {
+        let mut stopping = stopping;
+        let drain = stopping
+            .wait_for(Option::is_some)
+            .await
+            .map(|drain| drain.unwrap_or_default());
+        match drain {
+            Ok(drain) => tokio::time::sleep(drain).await,
+            // The service holding the sender is gone, so the server has already stopped.
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        served = server => served.map_err(|e| KitError::Serve(e.to_string())),
+        () = drained => Ok(()),
+    }
 }
 
 type HostSlot = Arc<RwLock<Option<HostClient<Channel>>>>;
 
 struct LifecycleService {
+    /// For its health check.
+    plugin: Plugin,
     host: HostSlot,
-    shutdown: Arc<Notify>,
+    shutdown: Arc<watch::Sender<Option<Duration>>>,
 }
 
 #[tonic::async_trait]
@@ -106,19 +128,24 @@ impl Lifecycle for LifecycleService {
         &self,
         _request: Request<proto::HealthRequest>,
     ) -> Result<Response<proto::HealthResponse>, Status> {
+        let (status, message) = match self.plugin.check_health().await {
+            Health::Serving => (proto::health_response::Status::Serving, String::new()),
+            Health::NotServing(why) => (proto::health_response::Status::NotServing, why),
+        };
         Ok(Response::new(proto::HealthResponse {
-            status: proto::health_response::Status::Serving as i32,
-            message: String::new(),
+            status: status as i32,
+            message,
         }))
     }
 
     async fn shutdown(
         &self,
-        _request: Request<proto::ShutdownRequest>,
+        request: Request<proto::ShutdownRequest>,
     ) -> Result<Response<proto::ShutdownResponse>, Status> {
-        // The server finishes calls in flight after this notification; the host enforces
-        // the drain timeout by ending the process.
-        self.shutdown.notify_one();
+        // The server stops accepting and finishes calls in flight; the process ends when they
+        // are done or the drain timeout has passed, whichever comes first.
+        let drain = Duration::from_millis(request.get_ref().drain_timeout_ms.into());
+        self.shutdown.send_replace(Some(drain));
         Ok(Response::new(proto::ShutdownResponse {}))
     }
 }

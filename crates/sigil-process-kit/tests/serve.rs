@@ -30,18 +30,31 @@ fn plugin() -> Plugin {
         .function("fail", "Always fails.", json!({}), |_ctx, _input: Value| async move {
             Err::<Value, _>(ToolError::Failed("as designed".into()))
         })
+        .function("slow", "Answers after 300 ms.", json!({}), |_ctx, _input: Value| async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            Ok::<_, ToolError>(json!("done"))
+        })
 }
 
 async fn connect(dir: &std::path::Path) -> Channel {
+    serve(dir).await.0
+}
+
+async fn serve(
+    dir: &std::path::Path,
+) -> (
+    Channel,
+    tokio::task::JoinHandle<Result<(), sigil_process_kit::KitError>>,
+) {
     let socket = dir.join("plugin.sock");
-    tokio::spawn({
+    let server = tokio::spawn({
         let socket = socket.clone();
         async move { sigil_process_kit::serve_at(plugin(), &socket).await }
     });
     while !socket.exists() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    Endpoint::from_static("http://kit.test")
+    let channel = Endpoint::from_static("http://kit.test")
         .connect_with_connector(tower::service_fn(move |_: http::Uri| {
             let socket = socket.clone();
             async move {
@@ -51,7 +64,8 @@ async fn connect(dir: &std::path::Path) -> Channel {
             }
         }))
         .await
-        .unwrap()
+        .unwrap();
+    (channel, server)
 }
 
 fn info(tool: &str) -> Option<proto::CallInfo> {
@@ -103,7 +117,7 @@ async fn the_kit_serves_lifecycle_and_tools() {
         .unwrap()
         .into_inner();
     let names: Vec<&str> = described.tools.iter().map(|t| t.name.as_str()).collect();
-    assert_eq!(names, ["add", "fail"]);
+    assert_eq!(names, ["add", "fail", "slow"]);
 
     let sum = tools
         .invoke(proto::InvokeRequest {
@@ -167,4 +181,40 @@ async fn the_kit_serves_lifecycle_and_tools() {
         .await
         .unwrap_err();
     assert_eq!(unknown.code(), tonic::Code::NotFound);
+}
+
+#[tokio::test]
+async fn shutdown_finishes_the_call_in_flight_and_ends_the_server_while_the_host_stays_connected() {
+    let dir = tempfile::tempdir().unwrap();
+    let (channel, server) = serve(dir.path()).await;
+    let mut tools = ToolClient::new(channel.clone());
+    let in_flight = tokio::spawn(async move {
+        tools
+            .invoke(proto::InvokeRequest {
+                call: info("slow"),
+                input: "{}".into(),
+            })
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    LifecycleClient::new(channel.clone())
+        .shutdown(proto::ShutdownRequest {
+            drain_timeout_ms: 1_000,
+        })
+        .await
+        .unwrap();
+
+    let reply = in_flight.await.unwrap().unwrap().into_inner();
+    assert_eq!(
+        reply.result,
+        Some(proto::invoke_response::Result::Output(r#""done""#.into()))
+    );
+    // `channel` is still held here: the server must end on its own, not wait for the host to
+    // hang up. The bound only guards against a hang; the drain timeout is 1 s.
+    let ended = tokio::time::timeout(Duration::from_secs(30), server).await;
+    assert!(
+        matches!(ended, Ok(Ok(Ok(())))),
+        "the server did not end after shutdown: {ended:?}"
+    );
+    drop(channel);
 }
