@@ -78,6 +78,9 @@ def test_a_call_the_policy_denies_comes_back_as_an_error_result(
     async def main() -> None:
         async with bearer(env["SIGIL_DENIED_TOKEN"]) as http:
             async with client(env["SIGIL_MCP_URL"], http, mode) as mcp:
+                # Not listed to this caller, and refused when called all the same.
+                listed = {tool.name for tool in (await mcp.list_tools()).tools}
+                assert listed == {"fs__list_dir", "fs__read_text"}, sorted(listed)
                 result = await mcp.call_tool("text__sha256", {"text": "hello"})
                 assert result.is_error
                 assert text_of(result).startswith("denied: "), text_of(result)

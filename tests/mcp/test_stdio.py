@@ -37,7 +37,8 @@ def test_lists_the_builtin_tools_with_their_schemas(home: Path, mode: str) -> No
             assert client.server_info.name == "sigil"
             assert "Sigil" in (client.instructions or "")
             tools = {tool.name: tool for tool in (await client.list_tools()).tools}
-            assert set(tools) == BUILTIN_TOOLS
+            # Only what the caller may call: the local user is denied `text/stats`.
+            assert set(tools) == BUILTIN_TOOLS - {"text__stats"}
             sha = tools["text__sha256"]
             assert sha.description == "The SHA-256 digest of a text's UTF-8 bytes, in hex."
             assert sha.input_schema["type"] == "object"
@@ -45,9 +46,10 @@ def test_lists_the_builtin_tools_with_their_schemas(home: Path, mode: str) -> No
             assert sha.output_schema is not None
             assert sha.output_schema["required"] == ["sha256"]
             assert tools["fs__read_text"].input_schema["required"] == ["path"]
-            assert tools["text__stats"].output_schema is None
 
     anyio.run(main)
+    # Listing is not an action: nothing was recorded.
+    assert audit_records(home) == []
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -91,6 +93,8 @@ def test_a_call_the_policy_denies_comes_back_as_an_error_result(home: Path, mode
 def test_the_user_flag_chooses_who_the_calls_run_as(home: Path) -> None:
     async def main() -> None:
         async with Client(server(home, "--user", "mallory")) as client:
+            listed = {tool.name for tool in (await client.list_tools()).tools}
+            assert listed == {"fs__list_dir", "fs__read_text"}
             result = await client.call_tool("text__sha256", {"text": "hello"})
             assert result.is_error
             assert "tool.text.*" in text_of(result)
@@ -168,7 +172,7 @@ def test_stdout_carries_only_the_protocol(home: Path) -> None:
     by_id = {reply["id"]: reply for reply in replies}
     assert sorted(by_id) == [1, 2, 3, 4], done.stdout
     assert by_id[1]["result"]["serverInfo"]["name"] == "sigil"
-    assert {t["name"] for t in by_id[2]["result"]["tools"]} == BUILTIN_TOOLS
+    assert {t["name"] for t in by_id[2]["result"]["tools"]} == BUILTIN_TOOLS - {"text__stats"}
     assert by_id[3]["result"]["structuredContent"] == {"sha256": HELLO_SHA256}
     assert by_id[4]["result"]["isError"] is True
     # The diagnostics did happen, on standard error.

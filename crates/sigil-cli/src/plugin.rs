@@ -22,6 +22,23 @@ pub enum PluginCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Stop serving a plugin's tools; it stays stopped across restarts until enabled.
+    Disable {
+        /// The plugin id.
+        name: String,
+    },
+    /// Serve a disabled plugin's tools again.
+    Enable {
+        /// The plugin id.
+        name: String,
+    },
+    /// Approve a plugin's tools as they are defined now, releasing tools held because a
+    /// bridged MCP server changed them since they were approved (`sigil plugin list` shows
+    /// what changed). The approval is recorded in the audit log.
+    Approve {
+        /// The plugin id.
+        name: String,
+    },
     /// Create a new plugin that builds and passes its own test out of the box.
     New {
         /// The plugin id (kebab-case); also the directory created.
@@ -86,11 +103,60 @@ pub fn run(home: Option<&Path>, command: PluginCommand, reserved: &[String]) -> 
         PluginCommand::Install { dir, yes, force } => {
             crate::install::install(home, &dir, yes, force, reserved)
         }
+        PluginCommand::Disable { name } => {
+            let sigil = sigil::open(home)?;
+            let summary = sigil.disable(&name)?;
+            println!(
+                "{name} is {}; it stays so across restarts until `sigil plugin enable {name}`",
+                summary.state
+            );
+            note_running_daemon(sigil.home().root(), &name, "disable");
+            Ok(ExitCode::SUCCESS)
+        }
+        PluginCommand::Enable { name } => {
+            let sigil = sigil::open(home)?;
+            let summary = sigil.enable(&name)?;
+            println!("{name} is {}", summary.state);
+            note_running_daemon(sigil.home().root(), &name, "enable");
+            Ok(ExitCode::SUCCESS)
+        }
+        PluginCommand::Approve { name } => {
+            let sigil = sigil::open(home)?;
+            let held = sigil
+                .manager()
+                .get(&name)
+                .map(|e| e.held())
+                .unwrap_or_default();
+            for h in &held {
+                println!("{name}/{}: {}", h.tool, h.reason);
+            }
+            let actor = sigil.local_actor(None, None);
+            let approval = sigil.approve_tools(&name, &actor)?;
+            if approval.approved.is_empty() {
+                println!("nothing of {name} was held; its approval is unchanged");
+            } else {
+                println!(
+                    "approved the current definitions of {name}: {}",
+                    approval.approved.join(", ")
+                );
+                note_running_daemon(sigil.home().root(), &name, "approve");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         PluginCommand::List { json } => {
             let sigil = sigil::open(home)?;
             let plugins = sigil.manager().list();
             let failures = sigil.manager().failures();
+            let disabled = sigil.disabled();
             if json {
+                let plugins = plugins
+                    .iter()
+                    .map(|p| {
+                        let mut value = serde_json::to_value(p)?;
+                        value["disabled"] = disabled.contains(&p.id).into();
+                        Ok(value)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
                 let value = serde_json::json!({ "plugins": plugins, "failed": failures });
                 println!("{}", serde_json::to_string_pretty(&value)?);
                 return Ok(ExitCode::SUCCESS);
@@ -113,6 +179,18 @@ pub fn run(home: Option<&Path>, command: PluginCommand, reserved: &[String]) -> 
                 );
                 if let Some(error) = &p.error {
                     println!("    error: {error}");
+                }
+                if disabled.contains(&p.id) {
+                    println!(
+                        "    disabled: `sigil plugin enable {}` serves it again",
+                        p.id
+                    );
+                }
+                for h in &p.held {
+                    println!(
+                        "    held: {} ({}); `sigil plugin approve {}` releases it",
+                        h.tool, h.reason, p.id
+                    );
                 }
             }
             for f in &failures {
@@ -137,9 +215,11 @@ pub fn run(home: Option<&Path>, command: PluginCommand, reserved: &[String]) -> 
                 bail!("no plugin `{name}`; installed: {}", known.join(", "));
             };
             let summary = entry.summary();
+            let disabled = sigil.disabled().contains(&name);
             let tools: Vec<_> = entry.tools().cloned().collect();
             let value = serde_json::json!({
                 "summary": summary,
+                "disabled": disabled,
                 "manifest": entry.manifest(),
                 "tools": tools,
             });
@@ -150,7 +230,12 @@ pub fn run(home: Option<&Path>, command: PluginCommand, reserved: &[String]) -> 
             let m = entry.manifest();
             println!("{} {} ({})", m.id(), m.version(), m.name());
             println!("  {}", m.description());
-            println!("  tier {}, state {}", m.execution().tier, summary.state);
+            println!(
+                "  tier {}, state {}{}",
+                m.execution().tier,
+                summary.state,
+                if disabled { " (disabled)" } else { "" }
+            );
             if let Some(error) = &summary.error {
                 println!("  error: {error}");
             }
@@ -166,10 +251,26 @@ pub fn run(home: Option<&Path>, command: PluginCommand, reserved: &[String]) -> 
             }
             println!("  tools:");
             for t in &tools {
+                let held = summary.held.iter().find(|h| h.tool == t.name);
+                if let Some(h) = held {
+                    println!("    {}  HELD ({})  {}", t.name, h.reason, t.description);
+                    continue;
+                }
                 println!("    {}  {}", t.name, t.description);
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// This command changed the data directory, not a daemon serving it: says so when one runs.
+fn note_running_daemon(root: &Path, name: &str, action: &str) {
+    if let Ok(crate::status::Daemon::Running(info)) = crate::status::find_daemon(root) {
+        eprintln!(
+            "note: the daemon at {} (pid {}) applies this when it restarts; \
+             `POST /v1/plugins/{name}/{action}` applies it now",
+            info.address, info.pid
+        );
     }
 }
 

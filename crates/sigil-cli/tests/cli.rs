@@ -407,3 +407,124 @@ fn install_refuses_invalid_plugins_and_links() {
         "{err}"
     );
 }
+
+#[test]
+fn a_plugin_disabled_from_the_command_line_stays_stopped_until_enabled() {
+    let sigil = Sigil::new();
+    let out = sigil.ok(&["plugin", "disable", "text"]);
+    assert!(out.starts_with("text is stopped"), "{out}");
+    assert!(sigil.home.path().join("state/disabled.json").exists());
+
+    // Every command below is a new process opening the data directory: a restart each time.
+    let listing = sigil.ok(&["plugin", "list"]);
+    let row = |id: &str| {
+        listing
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(id))
+            .unwrap_or_else(|| panic!("no {id} in {listing}"))
+            .to_string()
+    };
+    assert!(row("text").contains(" stopped "), "{listing}");
+    assert!(row("fs").contains(" running "), "{listing}");
+    assert!(
+        listing.contains("    disabled: `sigil plugin enable text` serves it again"),
+        "{listing}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&sigil.ok(&["plugin", "list", "--json"])).unwrap();
+    let plugin = |id: &str| {
+        json["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        (
+            plugin("text")["state"].as_str(),
+            plugin("text")["disabled"].as_bool()
+        ),
+        (Some("stopped"), Some(true))
+    );
+    assert_eq!(
+        (
+            plugin("fs")["state"].as_str(),
+            plugin("fs")["disabled"].as_bool()
+        ),
+        (Some("running"), Some(false))
+    );
+    let inspect = sigil.ok(&["plugin", "inspect", "text"]);
+    assert!(inspect.contains("state stopped (disabled)"), "{inspect}");
+
+    let (_, err) = sigil.fails(&[
+        "tool",
+        "invoke",
+        "text/sha256",
+        "--input",
+        r#"{"text":"hello"}"#,
+    ]);
+    assert!(err.contains("plugin `text` is stopped"), "{err}");
+    let tools = sigil.ok(&["tool", "list"]);
+    assert!(
+        !tools.contains("text/sha256") && tools.contains("fs/read_text"),
+        "{tools}"
+    );
+    let (_, err) = sigil.fails(&["plugin", "disable", "text"]);
+    assert!(
+        err.contains("plugin `text` is stopped: only a running plugin can be disabled"),
+        "{err}"
+    );
+    let (_, err) = sigil.fails(&["plugin", "disable", "nope"]);
+    assert!(err.contains("no plugin `nope`"), "{err}");
+
+    let out = sigil.ok(&["plugin", "enable", "text"]);
+    assert_eq!(out.trim(), "text is running");
+    let listing = sigil.ok(&["plugin", "list"]);
+    assert!(!listing.contains("disabled:"), "{listing}");
+    let out = sigil.ok(&[
+        "tool",
+        "invoke",
+        "text/sha256",
+        "--input",
+        r#"{"text":"hello"}"#,
+    ]);
+    assert!(
+        out.contains("2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"),
+        "{out}"
+    );
+    let (_, err) = sigil.fails(&["plugin", "enable", "text"]);
+    assert!(
+        err.contains("only a stopped plugin can be enabled"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_corrupt_disabled_state_file_is_named_in_a_warning_and_ignored() {
+    let sigil = Sigil::new();
+    let file = sigil.home.path().join("state").join("disabled.json");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, "{\"disabled\": [\"text\"").unwrap();
+
+    let out = sigil.run(&["plugin", "list"]);
+    assert!(out.status.success());
+    let listing = String::from_utf8(out.stdout).unwrap();
+    let warning = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        warning.contains(&file.display().to_string()) && warning.contains("corrupt"),
+        "{warning}"
+    );
+    let text = listing.lines().find(|l| l.starts_with("text ")).unwrap();
+    assert!(text.contains(" running "), "{listing}");
+
+    // The next change writes the file afresh.
+    sigil.ok(&["plugin", "disable", "text"]);
+    let out = sigil.run(&["plugin", "list"]);
+    let warning = String::from_utf8(out.stderr).unwrap();
+    assert!(!warning.contains("disabled.json"), "{warning}");
+    let rewritten: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(rewritten, serde_json::json!({ "disabled": ["text"] }));
+}

@@ -129,6 +129,24 @@ impl Daemon {
         Ok(read(response))
     }
 
+    fn post(&self, path: &str, token: &str) -> (u16, Value) {
+        let response = self
+            .agent
+            .post(self.url(path))
+            .header("Authorization", format!("Bearer {token}"))
+            .header("Content-Type", "application/json")
+            .send("{}")
+            .unwrap();
+        read(response)
+    }
+
+    /// Stops the daemon with SIGTERM and starts a new one on the same data directory.
+    fn restart(mut self) -> Daemon {
+        self.terminate();
+        let home = std::mem::replace(&mut self.home, tempfile::tempdir().unwrap());
+        Daemon::start_in(home)
+    }
+
     /// Sends SIGTERM and waits for the daemon to exit; returns the rest of its output.
     fn terminate(&mut self) -> String {
         let mut child = self.child.take().unwrap();
@@ -404,4 +422,71 @@ fn sigterm_during_calls_leaves_every_record_of_every_completed_call() {
             .count();
         assert_eq!(records, 2, "call {call_id} has {records} record(s)");
     }
+}
+
+fn plugin_state(daemon: &Daemon, token: &str, id: &str) -> String {
+    let (status, body) = daemon.get("/v1/plugins", Some(token));
+    assert_eq!(status, 200, "{body}");
+    body["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == id)
+        .unwrap_or_else(|| panic!("no plugin {id}: {body}"))["state"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn a_disable_survives_a_restart_of_the_daemon_until_enabled() {
+    let daemon = Daemon::start(CONFIG);
+    let local = token(daemon.home.path(), "local");
+    let hello = || json!({ "text": "hello" });
+
+    let (status, body) = daemon.post("/v1/plugins/text/disable", &local);
+    assert_eq!(
+        (status, body["state"].as_str()),
+        (200, Some("stopped")),
+        "{body}"
+    );
+    // Disabled from the command line while the daemon runs: recorded for the next start, and
+    // the operator is told the running daemon is unchanged.
+    let out = sigil(daemon.home.path(), &["plugin", "disable", "fs"]);
+    assert!(out.status.success(), "{out:?}");
+    let note = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        note.contains(&daemon.address.to_string()) && note.contains("/v1/plugins/fs/disable"),
+        "{note}"
+    );
+    assert_eq!(plugin_state(&daemon, &local, "fs"), "running");
+
+    let daemon = daemon.restart();
+    assert_eq!(plugin_state(&daemon, &local, "text"), "stopped");
+    assert_eq!(plugin_state(&daemon, &local, "fs"), "stopped");
+    let (status, body) = daemon.invoke("text/sha256", &local, hello()).unwrap();
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "plugin_not_running", "{body}");
+    let listing = ok(daemon.home.path(), &["plugin", "list"]);
+    assert!(
+        listing.contains("disabled: `sigil plugin enable text`"),
+        "{listing}"
+    );
+
+    let (status, body) = daemon.post("/v1/plugins/text/enable", &local);
+    assert_eq!(
+        (status, body["state"].as_str()),
+        (200, Some("running")),
+        "{body}"
+    );
+    let mut daemon = daemon.restart();
+    assert_eq!(plugin_state(&daemon, &local, "text"), "running");
+    assert_eq!(plugin_state(&daemon, &local, "fs"), "stopped");
+    let (status, body) = daemon.invoke("text/sha256", &local, hello()).unwrap();
+    assert_eq!(
+        (status, body["output"]["sha256"].as_str()),
+        (200, Some(HELLO_SHA256)),
+        "{body}"
+    );
+    daemon.terminate();
 }

@@ -285,6 +285,7 @@ fn api_routes() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi
         .routes(routes!(plugins::enable))
         .routes(routes!(plugins::disable))
         .routes(routes!(plugins::reload))
+        .routes(routes!(plugins::approve))
         .routes(routes!(tools::list))
         .routes(routes!(tools::invoke))
         .routes(routes!(audit::query))

@@ -51,6 +51,27 @@ pub struct PluginBody {
     pub source: SourceBody,
     /// Its tools' names.
     pub tools: Vec<String>,
+    /// Tools held for an operator's approval (a bridged MCP server changed them since they
+    /// were approved); calls to them are refused until `POST /v1/plugins/{id}/approve`.
+    pub held: Vec<HeldBody>,
+}
+
+/// A tool held for an operator's approval.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HeldBody {
+    /// The tool.
+    pub tool: String,
+    /// What changed since the last approval.
+    pub reason: String,
+}
+
+/// What an approval changed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApprovalBody {
+    /// The tools whose current definitions were approved; empty when nothing was held.
+    pub approved: Vec<String>,
+    /// The plugin afterwards.
+    pub plugin: PluginBody,
 }
 
 impl From<sigil_runtime::PluginSummary> for PluginBody {
@@ -65,6 +86,14 @@ impl From<sigil_runtime::PluginSummary> for PluginBody {
             error: s.error,
             source: source(&s.source),
             tools: s.tools,
+            held: s
+                .held
+                .into_iter()
+                .map(|h| HeldBody {
+                    tool: h.tool,
+                    reason: h.reason,
+                })
+                .collect(),
         }
     }
 }

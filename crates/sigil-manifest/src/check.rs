@@ -385,6 +385,14 @@ impl<'a> Checker<'a> {
                 );
             }
         }
+        if execution.get("protocol").and_then(Value::as_str) == Some("mcp")
+            && tier != Some("process")
+        {
+            self.error(
+                "/execution/protocol",
+                "`execution.protocol = \"mcp\"` applies only to the process tier".to_owned(),
+            );
+        }
         if tier.is_some_and(|tier| tier != "wasm")
             && self.root.pointer("/execution/limits/fuel").is_some()
         {

@@ -58,7 +58,9 @@ use std::path::Path;
 pub use diagnostic::{Diagnostic, ManifestErrors};
 pub use load::{MANIFEST_FILES, MAX_MANIFEST_BYTES};
 pub use schema::json_schema;
-pub use types::{Access, HookEvent, InvalidPluginId, Kind, MAX_ID_LEN, PluginId, Scope, Tier};
+pub use types::{
+    Access, HookEvent, InvalidPluginId, Kind, MAX_ID_LEN, PluginId, Protocol, Scope, Tier,
+};
 pub use validated::{
     BlastRadius, CapabilityRequest, CommandSpec, Egress, Execution, HookSubscription, Lifecycle,
     Limits, Mount, Sandbox, ValidatedManifest,

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::types::{Access, HookEvent, Kind, Scope, Tier};
+use crate::types::{Access, HookEvent, Kind, Protocol, Scope, Tier};
 
 /// Default for `lifecycle.drain_timeout_ms`.
 pub(crate) const DEFAULT_DRAIN_TIMEOUT_MS: u64 = 5_000;
@@ -116,6 +116,10 @@ pub(crate) struct RawExecution {
     /// sandbox's `PATH` (`python3`). Without it, `entry` itself must be executable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interpreter: Option<String>,
+    /// For the process tier, what the plugin speaks: `grpc` (the default, Sigil's plugin
+    /// protocol) or `mcp` (an existing stdio MCP server, bridged: its tools become Sigil tools).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<Protocol>,
     /// Resource limits; unset limits take the runtime's defaults.
     #[serde(default, skip_serializing_if = "RawLimits::is_empty")]
     pub limits: RawLimits,

@@ -142,6 +142,16 @@ named_enum! {
 }
 
 named_enum! {
+    /// What a process-tier plugin speaks: `grpc` (Sigil's own protocol, `proto/sigil/plugin/v1`,
+    /// on a socket) or `mcp` (an existing MCP server speaking JSON-RPC on its stdin and stdout,
+    /// bridged by Sigil).
+    pub enum Protocol {
+        Grpc => "grpc",
+        Mcp => "mcp",
+    }
+}
+
+named_enum! {
     /// How far the effects of an action reach: `vm` (only the plugin's own sandbox),
     /// `container`, `host` or `network`.
     pub enum Scope {

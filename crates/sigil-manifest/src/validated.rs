@@ -13,7 +13,7 @@ use crate::raw::{
     RawBlastRadius, RawCapabilities, RawCapability, RawCommand, RawConfig, RawExecution, RawHook,
     RawLifecycle, RawLimits, RawManifest, RawMount, RawSandbox,
 };
-use crate::types::{Access, HookEvent, Kind, PluginId, Scope, Tier};
+use crate::types::{Access, HookEvent, Kind, PluginId, Protocol, Scope, Tier};
 
 /// A capability the plugin asks for or renounces, with the reason shown to the operator.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -49,6 +49,8 @@ pub struct Execution {
     /// The program that runs `entry` (process and container tiers): an absolute path or a
     /// bare program name, never a relative path.
     pub interpreter: Option<String>,
+    /// What a process-tier plugin speaks; `grpc` unless the manifest says `mcp`.
+    pub protocol: Protocol,
     /// Resource limits.
     pub limits: Limits,
     /// What the sandbox exposes.
@@ -360,6 +362,7 @@ impl ValidatedManifest {
                     .as_ref()
                     .map(|p| p.to_string_lossy().into_owned()),
                 interpreter: execution.interpreter.clone(),
+                protocol: (execution.protocol != Protocol::Grpc).then_some(execution.protocol),
                 limits: RawLimits {
                     memory_mib: execution.limits.memory_mib,
                     fuel: execution.limits.fuel,
@@ -508,6 +511,7 @@ impl ValidatedManifest {
                 tier: raw.execution.tier,
                 entry: raw.execution.entry.map(PathBuf::from),
                 interpreter: raw.execution.interpreter,
+                protocol: raw.execution.protocol.unwrap_or(Protocol::Grpc),
                 limits: Limits {
                     memory_mib: limits.memory_mib,
                     fuel: limits.fuel,

@@ -435,6 +435,28 @@ const ROWS: &[Row] = &[
         ),
     ),
     toml(
+        "mcp protocol outside the process tier",
+        "entry = \"demo.wasm\"",
+        "entry = \"demo.wasm\"\nprotocol = \"mcp\"",
+        (
+            "`execution.protocol = \"mcp\"` applies only to the process tier",
+            11,
+            12,
+            Some("mcp"),
+        ),
+    ),
+    toml(
+        "unknown protocol",
+        "tier = \"wasm\"\nentry = \"demo.wasm\"",
+        "tier = \"process\"\nentry = \"bin/demo\"\nprotocol = \"http\"",
+        (
+            "`execution.protocol` must be one of `grpc`, `mcp`",
+            11,
+            12,
+            Some("http"),
+        ),
+    ),
+    toml(
         "sandbox path not absolute",
         "",
         "\n[execution.sandbox]\nfs = [{ path = \"data\", access = \"read\" }]\n",

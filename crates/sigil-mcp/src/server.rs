@@ -29,9 +29,10 @@ back as a tool result with isError set and the reason as text.";
 
 /// Sigil's MCP server: an rmcp [`ServerHandler`] over a shared [`Runtime`].
 ///
-/// `tools/list` lists every tool of every running plugin, named as [`crate::names`] describes;
-/// `tools/call` runs [`Runtime::invoke`] on the caller's behalf, so every call passes the
-/// enforcer and is audited.
+/// `tools/list` lists the tools of the running plugins that the caller may call (the
+/// enforcer's decision for `tool.<plugin>.<tool>`, asked without recording it), named as
+/// [`crate::names`] describes; `tools/call` runs [`Runtime::invoke`] on the caller's behalf, so
+/// every call passes the enforcer and is audited.
 ///
 /// Outcomes of `tools/call`:
 /// - a successful call: `isError: false`, the output as JSON text, and as `structuredContent`
@@ -123,8 +124,21 @@ impl ServerHandler for McpServer {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        self.actor(&context)?;
-        let tools = self.runtime.tools().iter().map(mcp_tool).collect();
+        let actor = self.actor(&context)?;
+        // Only what this caller may call, as the enforcer would decide it now. Listing is not
+        // an action, so nothing is recorded; a call is still checked, and audited, on its own.
+        let enforcer = self.runtime.enforcer();
+        let tools = self
+            .runtime
+            .tools()
+            .iter()
+            .filter(|t| {
+                enforcer
+                    .explain_call(&t.plugin, &t.tool.name, &actor)
+                    .is_allowed()
+            })
+            .map(mcp_tool)
+            .collect();
         Ok(ListToolsResult::with_all_items(tools))
     }
 
@@ -234,6 +248,7 @@ fn error_kind(error: &InvokeError) -> &'static str {
         InvokeError::Denied { .. } => "denied",
         InvokeError::NotRunning { .. } => "not_running",
         InvokeError::UnknownTool { .. } => "unknown_tool",
+        InvokeError::Held { .. } => "held",
         InvokeError::InvalidArguments { .. } => "invalid_arguments",
         InvokeError::Failed { .. } => "failed",
         InvokeError::Audit(_) => "audit",

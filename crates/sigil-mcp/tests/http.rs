@@ -22,8 +22,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const HELLO_SHA256: &str = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
 
-/// A data directory whose policy lets `alice` call everything and denies `mallory` the `text`
-/// tools and the files under `secret/`.
+/// A data directory whose policy lets `alice` call everything, denies `mallory` the `text`
+/// tools and the files under `secret/`, and lets `carol` call `text/sha256` only.
 fn runtime(dir: &Path) -> Arc<Runtime> {
     let secret = dir.join("secret");
     std::fs::create_dir_all(&secret).unwrap();
@@ -43,6 +43,9 @@ permissions = ["*"]
 [users.mallory]
 permissions = ["*"]
 deny = ["tool.text.*", "fs.read:{}/**"]
+
+[users.carol]
+permissions = ["tool.text.sha256"]
 "#,
         secret.display()
     );
@@ -66,6 +69,7 @@ async fn authenticate(mut request: Request, next: Next) -> Response {
     let user = match token.as_deref() {
         Some("alice-token") => Some("alice"),
         Some("mallory-token") => Some("mallory"),
+        Some("carol-token") => Some("carol"),
         _ => None,
     };
     if let Some(user) = user {
@@ -463,7 +467,13 @@ async fn a_local_server_acts_for_its_one_actor() {
         tokio::spawn(async move { server.serve(server_io).await.unwrap().waiting().await });
     let client = ().serve(client_io).await.unwrap();
 
-    assert_eq!(client.list_all_tools().await.unwrap().len(), 4);
+    let mut listed = names(&client.list_all_tools().await.unwrap());
+    listed.sort();
+    assert_eq!(
+        listed,
+        ["fs__list_dir", "fs__read_text"],
+        "mallory's own list"
+    );
     let denied = client
         .call_tool(call("text__sha256", json!({ "text": "hello" })))
         .await
@@ -487,4 +497,86 @@ async fn a_local_server_acts_for_its_one_actor() {
         })
         .unwrap();
     assert_eq!(denies.len(), 2, "{denies:?}");
+}
+
+async fn listed(client: &RunningService<RoleClient, ()>) -> Vec<String> {
+    let mut listed = names(&client.list_all_tools().await.unwrap());
+    listed.sort();
+    listed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_caller_lists_only_the_tools_it_may_call_and_listing_records_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime(dir.path());
+    let addr = serve(runtime.clone()).await;
+    let everything = [
+        "fs__list_dir",
+        "fs__read_text",
+        "text__sha256",
+        "text__stats",
+    ];
+
+    let alice = connect(addr, Some("alice-token")).await;
+    assert_eq!(listed(&alice).await, everything);
+    let carol = connect(addr, Some("carol-token")).await;
+    assert_eq!(listed(&carol).await, ["text__sha256"]);
+    let mallory = connect(addr, Some("mallory-token")).await;
+    assert_eq!(listed(&mallory).await, ["fs__list_dir", "fs__read_text"]);
+
+    // The local user of a stdio server (the configured default, alice) sees everything.
+    let local = runtime.local_actor(None, None);
+    assert_eq!(local.user.as_deref(), Some("alice"));
+    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+    let server = sigil_mcp::McpServer::local(runtime.clone(), local);
+    let served =
+        tokio::spawn(async move { server.serve(server_io).await.unwrap().waiting().await });
+    let stdio = ().serve(client_io).await.unwrap();
+    assert_eq!(listed(&stdio).await, everything);
+    stdio.cancel().await.unwrap();
+    served.await.unwrap().unwrap();
+
+    // Listing is not an action: no decision was recorded for any of it.
+    let records = runtime.audit().query(&Filter::default()).unwrap();
+    assert!(records.is_empty(), "{records:?}");
+
+    // A tool left out of carol's list is still only refused when she calls it, and recorded.
+    let denied = carol
+        .call_tool(call("text__stats", json!({ "text": "a b" })))
+        .await
+        .unwrap();
+    assert_eq!(meta(&denied, "sigil/error").as_deref(), Some("denied"));
+    let allowed = carol
+        .call_tool(call("text__sha256", json!({ "text": "hello" })))
+        .await
+        .unwrap();
+    assert_eq!(allowed.is_error, Some(false), "{}", text(&allowed));
+    let decisions = runtime
+        .audit()
+        .query(&Filter {
+            user: Some("carol".into()),
+            kind: Some(RecordKind::Decision),
+            ..Filter::default()
+        })
+        .unwrap();
+    let verdicts: Vec<_> = decisions
+        .iter()
+        .map(|r| (r.record.capability.as_deref(), r.record.decision))
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            (Some("tool.text.stats"), Some(Verdict::Deny)),
+            (Some("tool.text.sha256"), Some(Verdict::Allow)),
+        ]
+    );
+
+    // A disabled plugin's tools leave every list.
+    runtime.disable("text").unwrap();
+    assert_eq!(listed(&alice).await, ["fs__list_dir", "fs__read_text"]);
+    assert!(listed(&carol).await.is_empty());
+
+    alice.cancel().await.unwrap();
+    carol.cancel().await.unwrap();
+    mallory.cancel().await.unwrap();
 }

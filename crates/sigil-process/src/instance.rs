@@ -374,7 +374,8 @@ async fn watch_process(
     let _ = exit.send(Some(ended));
 }
 
-fn stderr_tail(tail: &Tail) -> String {
+/// The last lines of a process's stderr, to explain how it ended (empty when there were none).
+pub(crate) fn stderr_tail(tail: &Tail) -> String {
     let lines: Vec<String> = tail
         .lock()
         .map(|t| t.iter().cloned().collect())

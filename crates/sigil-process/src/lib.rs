@@ -55,6 +55,7 @@
 
 #![forbid(unsafe_code)]
 
+mod bridge;
 mod host;
 mod instance;
 mod plugin;
@@ -76,6 +77,7 @@ use sigil_runtime::{DEFAULT_OUTPUT_BYTES, DEFAULT_TIMEOUT, LoadRequest, TierLoad
 use sigil_sandbox::Sandbox;
 use tokio::runtime::Handle;
 
+pub use bridge::MCP_STARTUP_TIMEOUT;
 pub use instance::{HEALTH_INTERVAL, STARTUP_TIMEOUT};
 pub use spawn::{DEFAULT_MEMORY_MIB, DEFAULT_OPEN_FILES, DEFAULT_PROCESSES};
 pub use supervisor::RestartPolicy;
@@ -113,6 +115,9 @@ pub struct ProcessTier {
     /// Whether `run_dir` is a temporary directory of this tier's own, removed on drop.
     temporary: bool,
     policy: RestartPolicy,
+    /// Where bridged MCP servers' approved tool definitions are kept, one directory per
+    /// plugin; `None` keeps them in memory for the life of each load.
+    state_dir: Option<PathBuf>,
 }
 
 /// The longest socket root: the 108-byte `sun_path` less a plugin's directory and socket names.
@@ -181,6 +186,7 @@ impl ProcessTier {
             run_dir,
             temporary,
             policy: RestartPolicy::DEFAULT,
+            state_dir: None,
         })
     }
 
@@ -191,9 +197,45 @@ impl ProcessTier {
         self
     }
 
+    /// Keeps the approved tool definitions of bridged MCP servers (`execution.protocol =
+    /// "mcp"`) under `dir`, so that a definition changed while Sigil was down is still held.
+    /// A directory outside every sandbox: `<data dir>/state/mcp` for the daemon.
+    #[must_use]
+    pub fn state_dir(mut self, dir: PathBuf) -> ProcessTier {
+        self.state_dir = Some(dir);
+        self
+    }
+
     /// The tier's runtime (for benchmarks comparing against bare gRPC in the same conditions).
     pub fn handle(&self) -> &Handle {
         &self.handle
+    }
+
+    fn load_bridge(&self, request: &LoadRequest<'_>) -> Result<bridge::BridgePlugin, String> {
+        let manifest = request.manifest;
+        let launch = spawn::Launch::plan(manifest, request.dir, request.grants, request.consent)?;
+        let limits = &manifest.execution().limits;
+        let deadline = limits
+            .timeout_ms
+            .map_or(DEFAULT_TIMEOUT, Duration::from_millis);
+        let output_cap = usize::try_from(limits.output_bytes.unwrap_or(DEFAULT_OUTPUT_BYTES))
+            .unwrap_or(usize::MAX);
+        let binds = launch.binds.clone();
+        let starter = bridge::Starter {
+            launch,
+            sandbox: self.sandbox.clone(),
+            run_dir: self.run_dir.clone(),
+            calls: host::Calls::new(manifest.id().as_str(), request.enforcer.clone()),
+            output_cap,
+        };
+        bridge::BridgePlugin::load(
+            &self.handle,
+            starter,
+            binds,
+            self.state_dir.clone(),
+            self.policy,
+            deadline,
+        )
     }
 
     fn load_plugin(&self, request: &LoadRequest<'_>) -> Result<plugin::ProcessPlugin, String> {
@@ -257,6 +299,11 @@ impl ProcessTier {
 
 impl TierLoader for ProcessTier {
     fn load(&self, request: &LoadRequest<'_>) -> Result<Arc<dyn ToolPlugin>, String> {
+        if request.manifest.execution().protocol == sigil_manifest::Protocol::Mcp {
+            let plugin = self.load_bridge(request)?;
+            tracing::info!(plugin = %request.manifest.id(), tools = plugin.tools().len(), "MCP server bridged");
+            return Ok(Arc::new(plugin));
+        }
         let plugin = self.load_plugin(request)?;
         tracing::info!(plugin = %plugin.inner.id, tools = plugin.inner.tools.len(), "process plugin loaded");
         Ok(Arc::new(plugin))

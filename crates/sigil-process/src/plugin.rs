@@ -149,19 +149,7 @@ impl Inner {
     /// call's actor (an audited decision), and no deny may carve into it, or the call does not
     /// reach the plugin.
     async fn check_binds(&self, call: &Call) -> Result<(), ToolError> {
-        for bind in &self.binds {
-            let text = bind.capability();
-            let capability = call.authorize(&text).await?;
-            if let Some(deny) = call.deny_within(&capability) {
-                return Err(ToolError::Denied {
-                    capability: text,
-                    rule: format!(
-                        "`{deny}` reaches inside a directory bound into the plugin's sandbox, which cannot leave it out"
-                    ),
-                });
-            }
-        }
-        Ok(())
+        check_binds(&self.binds, call).await
     }
 
     /// Explains a failed step: an oversized reply, the process ending mid-call, or a bad reply.
@@ -204,6 +192,24 @@ impl Inner {
             _ => None,
         }
     }
+}
+
+/// Checks each of a sandbox's binds for `call`'s actor (an audited decision), and that no deny
+/// carves into one.
+pub(crate) async fn check_binds(binds: &[Bind], call: &Call) -> Result<(), ToolError> {
+    for bind in binds {
+        let text = bind.capability();
+        let capability = call.authorize(&text).await?;
+        if let Some(deny) = call.deny_within(&capability) {
+            return Err(ToolError::Denied {
+                capability: text,
+                rule: format!(
+                    "`{deny}` reaches inside a directory bound into the plugin's sandbox, which cannot leave it out"
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn tool_error(error: Option<proto::ToolError>) -> Result<(), ToolError> {

@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use sigil_manifest::ValidatedManifest;
+use sigil_manifest::{Protocol, ValidatedManifest};
 use sigil_policy::{Capability, CapabilitySet};
 use sigil_sandbox::{Limits, Sandbox, Sandboxed, Spec};
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -66,6 +66,9 @@ pub(crate) struct Launch {
     pub(crate) env: Vec<(String, String)>,
     pub(crate) limits: Limits,
     pub(crate) egress: bool,
+    /// Whether the plugin's stdin stays open for the host (an MCP server speaks on it);
+    /// otherwise it is closed at start.
+    pub(crate) stdin: bool,
 }
 
 impl Launch {
@@ -169,6 +172,7 @@ impl Launch {
                 cpu_seconds: None,
             },
             egress: net_granted(grants) && net_granted(consent),
+            stdin: execution.protocol == Protocol::Mcp,
         })
     }
 
@@ -201,9 +205,13 @@ impl Launch {
             limits: self.limits,
             egress_port: self.egress.then_some(EGRESS_PORT),
         };
-        sandbox
+        let mut sandboxed = sandbox
             .spawn(&spec)
-            .map_err(|e| format!("cannot start the sandbox: {e}"))
+            .map_err(|e| format!("cannot start the sandbox: {e}"))?;
+        if !self.stdin {
+            drop(sandboxed.child().stdin.take());
+        }
+        Ok(sandboxed)
     }
 }
 

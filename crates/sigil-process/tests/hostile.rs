@@ -8,7 +8,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use serde_json::json;
+use serde_json::{Value, json};
 use sigil_audit::{Filter, Verdict};
 use sigil_process::RestartPolicy;
 use sigil_runtime::State;
@@ -455,4 +455,166 @@ fn dropping_the_runtime_leaves_no_process_behind() {
         left = descendants();
     }
     assert!(left.is_empty(), "processes left behind: {left:?}");
+}
+
+/// Serves HTTP on loopback until the test ends, answering `pong` and sending each request's
+/// head back.
+fn pong_server() -> (u16, std::sync::mpsc::Receiver<String>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for socket in listener.incoming() {
+            let Ok(mut socket) = socket else { return };
+            let mut head = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match socket.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = tx.send(String::from_utf8_lossy(&head).to_string());
+            let _ = socket.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\npong",
+            );
+        }
+    });
+    (port, rx)
+}
+
+/// An audit record's verdict, call id, user and channel.
+type Decided = (Verdict, Option<String>, Option<String>, Option<String>);
+
+#[test]
+fn with_several_calls_in_flight_egress_is_decided_for_the_call_the_plugin_names() {
+    let (port, heads) = pong_server();
+    let capability = format!("net.connect:127.0.0.1:{port}");
+    let binaries = common::binaries();
+    let request = format!(r#"{{ capability = "{capability}", reason = "fetches" }}"#);
+    let requests = [request.as_str()];
+    let consent = [capability.as_str()];
+    // alice may reach the server; bob may call the plugin but not reach the server for it.
+    let bob = format!("[users.bob]\npermissions = [\"*\"]\ndeny = [\"{capability}\"]\n");
+    let mut setup = Setup::new("egress", &binaries.hostile);
+    setup.requests = &requests;
+    setup.consent = &consent;
+    setup.limits = "timeout_ms = 30000";
+    setup.config = &bob;
+    let w = common::open(&setup);
+    w.assert_running();
+    let url = format!("http://127.0.0.1:{port}/");
+    let finished = w.ok("call_id", json!({}))["call_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // alice's call stays in flight while bob's makes one request per token. One process
+    // serves both calls, so it may name either: the token says which call a connection is
+    // for, as a host request's call id does, and the decision is that call's.
+    let alice = w.sigil.local_actor(Some("alice"), None);
+    let bob = w.sigil.local_actor(Some("bob"), None);
+    let tokens = json!(["held", "self", "made-up-call", finished, null]);
+    let (held, calls) = w.rt.block_on(async {
+        tokio::join!(
+            w.sigil.invoke(&alice, "egress/hold", json!({})),
+            w.sigil.invoke(
+                &bob,
+                "egress/proxy_calls",
+                json!({ "url": url, "tokens": tokens })
+            ),
+        )
+    });
+    let held = held.unwrap().output["call_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let calls = calls.unwrap().output;
+    let own = calls["self"].as_str().unwrap().to_string();
+    assert_eq!(calls["held"], Value::from(held.clone()));
+    assert_ne!(held, own);
+    let replies: Vec<&str> = calls["replies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    let table: [(&str, &str, &str); 5] = [
+        ("alice's call, named", "HTTP/1.1 200", "pong"),
+        ("bob's call, named", "HTTP/1.1 403", "denied"),
+        (
+            "a made-up call",
+            "HTTP/1.1 403",
+            "no call `made-up-call` is in flight",
+        ),
+        ("a finished call", "HTTP/1.1 403", "is in flight"),
+        (
+            "no call named",
+            "HTTP/1.1 403",
+            "several calls are in flight",
+        ),
+    ];
+    assert_eq!(replies.len(), table.len(), "{replies:?}");
+    for ((case, status, says), reply) in table.iter().zip(&replies) {
+        assert!(
+            reply.starts_with(status) && reply.contains(says),
+            "{case}: {reply}"
+        );
+    }
+    assert!(
+        replies[3].contains(&format!("no call `{finished}`")),
+        "{}",
+        replies[3]
+    );
+
+    // Only the request named for alice's call reached the server, without the call token.
+    let reached: Vec<String> = heads.try_iter().collect();
+    assert_eq!(reached.len(), 1, "{reached:?}");
+    assert!(
+        !reached[0].to_lowercase().contains("proxy-authorization"),
+        "{}",
+        reached[0]
+    );
+
+    // Each attempt has its record: decided for the call named, or refused for no call.
+    let decisions: Vec<Decided> = w
+        .records(Filter::default())
+        .into_iter()
+        .filter(|r| r.record.capability.as_deref() == Some(capability.as_str()))
+        .map(|r| {
+            (
+                r.record.decision.unwrap(),
+                r.record.call_id,
+                r.record.actor.user,
+                r.record.actor.channel,
+            )
+        })
+        .collect();
+    let egress = Some("egress".to_string());
+    let cli = Some("cli".to_string());
+    assert_eq!(
+        decisions,
+        [
+            (
+                Verdict::Allow,
+                Some(held),
+                Some("alice".into()),
+                cli.clone()
+            ),
+            (Verdict::Deny, Some(own), Some("bob".into()), cli),
+            (Verdict::Deny, None, None, egress.clone()),
+            (Verdict::Deny, None, None, egress.clone()),
+            (Verdict::Deny, None, None, egress),
+        ]
+    );
+
+    // With one call in flight, a request naming none is that call's.
+    let reply = w.ok("proxy_get", json!({ "url": url }));
+    let reply = reply["reply"].as_str().unwrap();
+    assert!(
+        reply.starts_with("HTTP/1.1 200") && reply.ends_with("pong"),
+        "{reply}"
+    );
+    still_works(&w);
 }

@@ -94,6 +94,18 @@ impl Home {
     pub fn plugins_dir(&self) -> PathBuf {
         self.root.join("plugins")
     }
+
+    /// State Sigil keeps for itself between runs (never the operator's `sigil.toml`). Created
+    /// when first written.
+    pub fn state_dir(&self) -> PathBuf {
+        self.root.join("state")
+    }
+
+    /// The plugins the operator disabled, so they stay stopped across restarts
+    /// (`state/disabled.json`).
+    pub fn disabled_path(&self) -> PathBuf {
+        self.state_dir().join("disabled.json")
+    }
 }
 
 /// `sigil.toml`, validated.

@@ -146,6 +146,33 @@ impl Enforcer {
         self.decide(check).0
     }
 
+    /// Whether `actor` may invoke `plugin`'s tool `tool`: the decision the first step of
+    /// [`crate::Runtime::invoke`] would reach (`tool.<plugin>.<tool>`, the plugin registered,
+    /// the workspace and user deciding), without recording it. For listings, which show a
+    /// caller only what it may call and are not themselves an action.
+    ///
+    /// # Security
+    /// Answers a question; authorises nothing. A call must still pass [`Enforcer::check`]
+    /// (which [`crate::Runtime::invoke`] does), since the policy can change in between. A
+    /// plugin or tool name that is no capability segment is a deny.
+    pub fn explain_call(&self, plugin: &str, tool: &str, actor: &Actor) -> Decision {
+        let capability = match Capability::parse(&format!("tool.{plugin}.{tool}")) {
+            Ok(capability) => capability,
+            Err(error) => {
+                let rule = DenyRule::InvalidCapability {
+                    error: error.to_string(),
+                };
+                return Decision::Deny { rule };
+            }
+        };
+        self.explain(&Check {
+            subject: Subject::CallInto(plugin),
+            capability: &capability,
+            actor,
+            call_id: None,
+        })
+    }
+
     /// Decides a check and records it. Returns only once the audit record is durable; if it
     /// cannot be written, the result is a deny.
     pub async fn check(&self, check: &Check<'_>) -> Decision {

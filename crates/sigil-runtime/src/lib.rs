@@ -24,10 +24,10 @@ pub use manager::{
     Builtin, Failure, LoadRequest, Manager, PluginEntry, PluginSummary, Source, TierLoader,
 };
 pub use runtime::{
-    ControlError, DEFAULT_OUTPUT_BYTES, DEFAULT_TIMEOUT, Invocation, InvokeError, OpenError,
-    Runtime, Step, ToolListing,
+    Approval, ControlError, DEFAULT_OUTPUT_BYTES, DEFAULT_TIMEOUT, Invocation, InvokeError,
+    OpenError, Runtime, Step, ToolListing,
 };
-pub use tool::{Call, Steps, ToolDescriptor, ToolError, ToolPlugin};
+pub use tool::{Call, HeldTool, Steps, ToolDescriptor, ToolError, ToolPlugin};
 
 pub use async_trait::async_trait;
 pub use sigil_audit::Actor;

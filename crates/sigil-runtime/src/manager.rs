@@ -15,7 +15,7 @@ use sigil_policy::{CapabilitySet, PluginAuthority};
 use crate::config::Config;
 use crate::enforcer::{Enforcer, Registration};
 use crate::lifecycle::{Lifecycle, State};
-use crate::tool::{ToolDescriptor, ToolPlugin};
+use crate::tool::{HeldTool, ToolDescriptor, ToolPlugin};
 
 mod control;
 
@@ -129,7 +129,13 @@ impl PluginEntry {
             error,
             source: self.source.clone(),
             tools: self.tools().map(|t| t.name.clone()).collect(),
+            held: self.held(),
         }
+    }
+
+    /// Its tools held for an operator's approval (see [`ToolPlugin::held`]).
+    pub fn held(&self) -> Vec<HeldTool> {
+        self.plugin.as_ref().map(|p| p.held()).unwrap_or_default()
     }
 }
 
@@ -154,6 +160,9 @@ pub struct PluginSummary {
     pub source: Source,
     /// Its tools' names.
     pub tools: Vec<String>,
+    /// Its tools held for an operator's approval; calls to them are refused.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<HeldTool>,
 }
 
 /// A plugin directory whose manifest could not be validated.

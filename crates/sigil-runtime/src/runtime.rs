@@ -27,7 +27,9 @@ use crate::lifecycle::State;
 use crate::manager::{Builtin, Manager, PluginEntry, TierLoader, ToolEntry};
 use crate::tool::{Call, ToolDescriptor, ToolError};
 
+mod approve;
 mod control;
+pub use approve::Approval;
 pub use control::ControlError;
 
 /// The deadline of a tool call whose manifest sets none.
@@ -117,6 +119,19 @@ pub enum InvokeError {
         /// The tools it does have.
         available: Vec<String>,
     },
+    /// The tool is held for an operator's approval: its definition changed since it was
+    /// approved.
+    #[error(
+        "tool `{plugin}/{tool}` is held for approval ({reason}); an operator approves it with `sigil plugin approve {plugin}`"
+    )]
+    Held {
+        /// The plugin.
+        plugin: String,
+        /// The tool.
+        tool: String,
+        /// What changed.
+        reason: String,
+    },
     /// The arguments do not match the tool's input schema.
     #[error("invalid arguments for `{target}`:\n  {}", errors.join("\n  "))]
     InvalidArguments {
@@ -164,7 +179,8 @@ impl std::fmt::Display for Step {
 
 impl Runtime {
     /// Opens the data directory: reads `sigil.toml`, opens the audit log, adds the builtins,
-    /// and discovers plugin directories (`<home>/plugins` and `plugin_dirs`).
+    /// and discovers plugin directories (`<home>/plugins` and `plugin_dirs`). Plugins the
+    /// operator disabled ([`Runtime::disable`]) are loaded, then stopped.
     ///
     /// # Errors
     /// When `sigil.toml` is invalid or the database cannot be opened. Broken plugins are not
@@ -209,14 +225,16 @@ impl Runtime {
             manager.discover(&dir, &config);
         }
         manager.check_dependencies();
-        Ok(Runtime {
+        let runtime = Runtime {
             home,
             config,
             kv,
             audit,
             enforcer,
             manager,
-        })
+        };
+        runtime.stop_disabled();
+        Ok(runtime)
     }
 
     /// The data directory.
@@ -257,14 +275,20 @@ impl Runtime {
         }
     }
 
-    /// Every tool of every running plugin.
+    /// Every tool of every running plugin, but those held for an operator's approval.
     pub fn tools(&self) -> Vec<ToolListing> {
         let mut listings = Vec::new();
         for entry in self.manager.entries() {
             if entry.lifecycle().state() != State::Running {
                 continue;
             }
+            // A held tool's definition is what an operator has not approved: it is not shown
+            // to callers (its plugin's listing names it, with what changed).
+            let held = entry.held();
             for tool in entry.tools() {
+                if held.iter().any(|h| h.tool == tool.name) {
+                    continue;
+                }
                 listings.push(ToolListing {
                     plugin: entry.manifest().id().to_string(),
                     tool: tool.clone(),
@@ -358,6 +382,14 @@ impl Runtime {
             };
             return Err(record.failure(Some(&version), error).await);
         };
+        if let Some(held) = implementation.held().into_iter().find(|h| h.tool == tool) {
+            let error = InvokeError::Held {
+                plugin: plugin.into(),
+                tool: tool.into(),
+                reason: held.reason,
+            };
+            return Err(record.failure(Some(&version), error).await);
+        }
         let errors = schema_errors(&tool_entry.input, &input);
         if !errors.is_empty() {
             let error = InvokeError::InvalidArguments {

@@ -28,6 +28,16 @@ pub struct ToolDescriptor {
     pub steps: Steps,
 }
 
+/// A tool refused until an operator approves it: its definition is not the one approved (an
+/// MCP server that changed a tool after install). Calls to it are denied and audited.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HeldTool {
+    /// The tool's name.
+    pub tool: String,
+    /// What changed, for the operator deciding.
+    pub reason: String,
+}
+
 /// The optional steps of the execution pipeline a tool provides.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Steps {
@@ -223,6 +233,21 @@ pub trait ToolPlugin: Send + Sync + std::fmt::Debug {
     /// plugin quarantined after crashing too often). `None` while it serves.
     fn unavailable(&self) -> Option<String> {
         None
+    }
+
+    /// The tools held for an operator's approval; calls to them are refused. Empty for a
+    /// plugin whose tools are fixed by its installed files.
+    fn held(&self) -> Vec<HeldTool> {
+        Vec::new()
+    }
+
+    /// The operator approves the plugin's tools as they are defined now, which releases every
+    /// held tool. Returns the tools whose approval changed.
+    ///
+    /// # Errors
+    /// When the current definitions cannot be read or the approval cannot be recorded.
+    fn approve(&self) -> Result<Vec<String>, String> {
+        Ok(Vec::new())
     }
 
     /// Runs a tool. `input` has been validated against the tool's input schema.

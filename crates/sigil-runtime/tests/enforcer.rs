@@ -323,3 +323,58 @@ fn when_the_audit_record_cannot_be_written_the_decision_is_deny() {
     assert!(f.enforcer.check_blocking(&check).is_allowed());
     assert!(f.audit.verify().unwrap().problem.is_none());
 }
+
+#[test]
+fn explain_call_answers_as_the_call_would_be_decided_and_records_nothing() {
+    let f = fixture();
+    let cases = [
+        // (plugin, tool, user, workspace, allowed)
+        ("files", "read", "alice", "home", true),
+        ("files", "read", "bob", "home", false),
+        ("files", "read", "alice", "kids", false),
+        ("files", "read", "ghost", "home", false),
+        ("ghost", "read", "alice", "home", false),
+    ];
+    for (plugin, tool, user, workspace, allowed) in cases {
+        let who = actor(Some(user), Some(workspace));
+        let answer = f.enforcer.explain_call(plugin, tool, &who);
+        assert_eq!(
+            answer.is_allowed(),
+            allowed,
+            "{plugin}/{tool} for {user}: {answer:?}"
+        );
+    }
+    assert!(
+        f.audit.query(&Filter::default()).unwrap().is_empty(),
+        "explaining writes no record"
+    );
+
+    // The same answer the recorded check of a call gives.
+    for (plugin, tool, user, workspace, _) in cases {
+        let who = actor(Some(user), Some(workspace));
+        let capability = Capability::parse(&format!("tool.{plugin}.{tool}")).unwrap();
+        let check = Check {
+            subject: Subject::CallInto(plugin),
+            capability: &capability,
+            actor: &who,
+            call_id: None,
+        };
+        assert_eq!(
+            f.enforcer.explain_call(plugin, tool, &who),
+            f.enforcer.check_blocking(&check)
+        );
+    }
+
+    let odd = f
+        .enforcer
+        .explain_call("files", "no such tool", &actor(Some("alice"), Some("home")));
+    assert!(
+        matches!(
+            odd,
+            Decision::Deny {
+                rule: sigil_policy::DenyRule::InvalidCapability { .. }
+            }
+        ),
+        "{odd:?}"
+    );
+}

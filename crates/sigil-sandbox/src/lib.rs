@@ -284,7 +284,8 @@ impl Sandbox {
             })
     }
 
-    /// Starts `spec.program` inside a fresh sandbox: stdin null, stdout and stderr piped.
+    /// Starts `spec.program` inside a fresh sandbox with stdin, stdout and stderr piped (drop
+    /// the child's stdin to give the program an empty input).
     /// Must be called within a tokio runtime.
     ///
     /// # Errors
@@ -359,7 +360,7 @@ impl Sandbox {
         };
         command
             .env_clear()
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);

@@ -71,7 +71,10 @@ fn tiers(home: &Home) -> Vec<(manifest::Tier, std::sync::Arc<dyn TierLoader>)> {
     }
     #[cfg(feature = "process")]
     match sigil_process::ProcessTier::new(home.root().join("run").join("process")) {
-        Ok(tier) => tiers.push((manifest::Tier::Process, std::sync::Arc::new(tier))),
+        Ok(tier) => {
+            let tier = tier.state_dir(home.root().join("state").join("mcp"));
+            tiers.push((manifest::Tier::Process, std::sync::Arc::new(tier)));
+        }
         // Without the tier its plugins are listed as failed; say why once.
         Err(error) => eprintln!("warning: the process tier is unavailable: {error}"),
     }

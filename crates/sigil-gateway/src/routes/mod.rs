@@ -24,7 +24,14 @@ pub(crate) fn control_error(error: ControlError) -> ApiError {
             "load_failed",
             message,
         ),
+        ControlError::Approval { .. } => ApiError::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "approval_failed",
+            message,
+        ),
         ControlError::Config(e) => ApiError::internal(&e),
+        // The data directory's state file: a path and an I/O error, for the daemon's log.
+        ControlError::StateFile { .. } => ApiError::internal(&message),
     }
 }
 

@@ -15,7 +15,8 @@ use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Body, PathParams};
 use crate::install::{self, InstallError};
 use crate::schema::{
-    FailureBody, InstallRequest, PluginBody, PluginDetail, PluginList, Removed, ToolBody,
+    ApprovalBody, FailureBody, InstallRequest, PluginBody, PluginDetail, PluginList, Removed,
+    ToolBody,
 };
 use crate::state::{ADMIN_PLUGINS, AppState};
 
@@ -161,7 +162,8 @@ fn install_error(error: InstallError) -> ApiError {
     }
 }
 
-/// Serves calls to a stopped plugin again. Needs `admin.plugins`.
+/// Serves calls to a stopped plugin again, and clears the record of its disable. Needs
+/// `admin.plugins`.
 #[utoipa::path(
     post,
     path = "/v1/plugins/{id}/enable",
@@ -190,7 +192,8 @@ pub(crate) async fn enable(
 }
 
 /// Stops serving calls to a running plugin; calls already inside it finish. Lasts until it is
-/// enabled or the daemon restarts. Needs `admin.plugins`.
+/// enabled, across restarts of the daemon (recorded in the data directory's
+/// `state/disabled.json`). Needs `admin.plugins`.
 #[utoipa::path(
     post,
     path = "/v1/plugins/{id}/disable",
@@ -212,7 +215,9 @@ pub(crate) async fn disable(
     PathParams(id): PathParams<String>,
 ) -> Result<Json<PluginBody>, ApiError> {
     state.require(&actor, ADMIN_PLUGINS).await?;
-    let summary = state.runtime().disable(&id).map_err(control_error)?;
+    let shared = state.inner.clone();
+    // Off the async threads: the choice is written to disk and synced first.
+    let summary = blocking(move || shared.runtime.disable(&id).map_err(control_error)).await?;
     Ok(Json(summary.into()))
 }
 
@@ -244,6 +249,45 @@ pub(crate) async fn reload(
     let shared = state.inner.clone();
     let summary = blocking(move || shared.runtime.reload(&id).map_err(control_error)).await?;
     Ok(Json(summary.into()))
+}
+
+/// Approves a plugin's tools as they are defined now: tools held because a bridged MCP server
+/// changed them since they were approved serve calls again, with their new definitions. The
+/// approval is an audit record naming the tools and the approving user. Needs `admin.plugins`.
+#[utoipa::path(
+    post,
+    path = "/v1/plugins/{id}/approve",
+    tag = "plugins",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The plugin id.")),
+    responses(
+        (status = 200, description = "Approved; `approved` lists what changed.", body = ApprovalBody),
+        (status = 400, description = "Bad X-Sigil-Workspace.", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token.", body = ErrorBody),
+        (status = 403, description = "The user may not use `admin.plugins`.", body = ErrorBody),
+        (status = 404, description = "No such plugin.", body = ErrorBody),
+        (status = 409, description = "Not loaded, or changing state.", body = ErrorBody),
+        (status = 422, description = "The approval could not be recorded, or the approved generation did not load.", body = ErrorBody),
+    )
+)]
+pub(crate) async fn approve(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    PathParams(id): PathParams<String>,
+) -> Result<Json<ApprovalBody>, ApiError> {
+    state.require(&actor, ADMIN_PLUGINS).await?;
+    let shared = state.inner.clone();
+    let approval = blocking(move || {
+        shared
+            .runtime
+            .approve_tools(&id, &actor)
+            .map_err(control_error)
+    })
+    .await?;
+    Ok(Json(ApprovalBody {
+        approved: approval.approved,
+        plugin: approval.plugin.into(),
+    }))
 }
 
 /// Removes an installed plugin: it stops serving, its authority is withdrawn, its installed

@@ -62,7 +62,7 @@ pub(crate) async fn list(State(state): State<AppState>) -> Json<ToolList> {
         (status = 401, description = "Missing or invalid token.", body = ErrorBody),
         (status = 403, description = "The enforcer denied the call (recorded).", body = ErrorBody),
         (status = 404, description = "No such plugin or tool.", body = ErrorBody),
-        (status = 409, description = "The plugin is not running.", body = ErrorBody),
+        (status = 409, description = "The plugin is not running, or the tool is held for approval.", body = ErrorBody),
         (status = 413, description = "Body too large.", body = ErrorBody),
         (status = 415, description = "Body is not JSON.", body = ErrorBody),
         (status = 422, description = "The input does not match the tool's schema, or the tool failed.", body = ErrorBody),
@@ -103,6 +103,7 @@ fn invoke_error(error: InvokeError) -> ApiError {
         InvokeError::Denied { .. } => ApiError::forbidden(message),
         InvokeError::NotRunning { .. } => ApiError::conflict("plugin_not_running", message),
         InvokeError::UnknownTool { .. } => ApiError::not_found("unknown_tool", message),
+        InvokeError::Held { .. } => ApiError::conflict("tool_held", message),
         InvokeError::InvalidArguments { .. } => unprocessable("invalid_arguments"),
         InvokeError::Failed { .. } => unprocessable("tool_failed"),
         InvokeError::Audit(cause) => {

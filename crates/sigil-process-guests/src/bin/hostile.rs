@@ -1,10 +1,28 @@
 //! A hostile process plugin: one tool per attempt to escape its sandbox or take the host down.
 
 use std::io::{Read, Write};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sigil_process_kit::{Plugin, ToolError};
+use sigil_process_kit::{Health, Plugin, ToolError};
+
+/// What the health check answers: [`HEALTHY`], [`NOT_SERVING`] or [`HANGING`].
+static HEALTH: AtomicU8 = AtomicU8::new(HEALTHY);
+const HEALTHY: u8 = 0;
+const NOT_SERVING: u8 = 1;
+const HANGING: u8 = 2;
+
+/// Names this process: pids do not, since each sandbox has a pid namespace of its own.
+static INSTANCE: OnceLock<String> = OnceLock::new();
+
+/// The id of the call `hold` is holding open, and whether it may end.
+static HELD: Mutex<Option<String>> = Mutex::new(None);
+static RELEASED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// How long `hold` and `proxy_calls` wait for each other.
+const RENDEZVOUS: Duration = Duration::from_secs(20);
 
 fn object() -> Value {
     json!({ "type": "object" })
@@ -16,6 +34,33 @@ fn failed(e: impl std::fmt::Display) -> ToolError {
 
 /// `GET url` through the proxy named by `HTTP_PROXY`; the raw reply.
 fn proxy_get(url: &str) -> Result<String, String> {
+    proxy_get_as(url, None)
+}
+
+/// Standard base64 with padding, for `Proxy-Authorization`.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> shift) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// `GET url` through the proxy, naming call `token` in `Proxy-Authorization` when given.
+fn proxy_get_as(url: &str, token: Option<&str>) -> Result<String, String> {
     let proxy = std::env::var("HTTP_PROXY")
         .or_else(|_| std::env::var("http_proxy"))
         .map_err(|_| "no HTTP_PROXY in the environment".to_string())?;
@@ -33,9 +78,15 @@ fn proxy_get(url: &str) -> Result<String, String> {
         .split('/')
         .next()
         .unwrap_or_default();
+    let credentials = token.map_or_else(String::new, |token| {
+        format!(
+            "Proxy-Authorization: Basic {}\r\n",
+            base64(format!("{token}:").as_bytes())
+        )
+    });
     write!(
         stream,
-        "GET {url} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        "GET {url} HTTP/1.1\r\nHost: {host}\r\n{credentials}Connection: close\r\n\r\n"
     )
     .map_err(|e| e.to_string())?;
     let mut reply = String::new();
@@ -91,7 +142,98 @@ fn main() -> Result<(), sigil_process_kit::KitError> {
         eprintln!("crashing at start, as told");
         std::process::exit(7);
     }
+    // Random per process (std seeds each `RandomState` from the system's randomness).
+    let seed = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0);
+    let _ = INSTANCE.set(format!("{seed:016x}"));
     let plugin = Plugin::new()
+        .health(|| {
+            let health = HEALTH.load(Ordering::SeqCst);
+            async move {
+                match health {
+                    HEALTHY => Health::Serving,
+                    NOT_SERVING => Health::NotServing("told to be unhealthy".into()),
+                    _ => std::future::pending().await,
+                }
+            }
+        })
+        .function("instance", "Names this process and says how its health check answers.", object(), |_ctx, _| async move {
+            let health = match HEALTH.load(Ordering::SeqCst) {
+                HEALTHY => "serving",
+                NOT_SERVING => "not serving",
+                _ => "hanging",
+            };
+            Ok(json!({ "instance": INSTANCE.get(), "health": health }))
+        })
+        .function(
+            "become_unhealthy",
+            "From now on the health check answers not serving (`how`: `not_serving`) or never answers (`hang`).",
+            object(),
+            |_ctx, input| async move {
+                let how = match input["how"].as_str() {
+                    Some("not_serving") => NOT_SERVING,
+                    Some("hang") => HANGING,
+                    other => return Err(ToolError::InvalidInput(format!("`how` is {other:?}"))),
+                };
+                HEALTH.store(how, Ordering::SeqCst);
+                Ok(json!({ "instance": INSTANCE.get() }))
+            },
+        )
+        .function("call_id", "Returns the id of this call.", object(), |ctx, _| async move {
+            Ok(json!({ "call_id": ctx.call_id() }))
+        })
+        .function(
+            "hold",
+            "Stays in flight until `proxy_calls` has made its requests; returns this call's id.",
+            object(),
+            |ctx, _| async move {
+                if let Ok(mut held) = HELD.lock() {
+                    *held = Some(ctx.call_id().to_string());
+                }
+                let started = std::time::Instant::now();
+                while !RELEASED.load(Ordering::SeqCst) {
+                    if started.elapsed() > RENDEZVOUS {
+                        return Err(failed("never released"));
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Ok(json!({ "call_id": ctx.call_id() }))
+            },
+        )
+        .function(
+            "proxy_calls",
+            "While `hold` is in flight, fetches `url` through the proxy once per entry of `tokens`, naming in Proxy-Authorization: `held` the held call, `self` this call, null no call, anything else itself; then releases the held call.",
+            object(),
+            |ctx, input| async move {
+                let started = std::time::Instant::now();
+                let held = loop {
+                    if let Some(held) = HELD.lock().ok().and_then(|h| h.clone()) {
+                        break held;
+                    }
+                    if started.elapsed() > RENDEZVOUS {
+                        return Err(failed("no call is held"));
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                };
+                let url = input["url"].as_str().unwrap_or_default().to_string();
+                let mut replies = Vec::new();
+                for token in input["tokens"].as_array().cloned().unwrap_or_default() {
+                    let token = match token.as_str() {
+                        Some("held") => Some(held.clone()),
+                        Some("self") => Some(ctx.call_id().to_string()),
+                        Some(other) => Some(other.to_string()),
+                        None => None,
+                    };
+                    let url = url.clone();
+                    let reply = tokio::task::spawn_blocking(move || proxy_get_as(&url, token.as_deref()))
+                        .await
+                        .map_err(failed)?
+                        .map_err(failed)?;
+                    replies.push(reply);
+                }
+                RELEASED.store(true, Ordering::SeqCst);
+                Ok(json!({ "held": held, "self": ctx.call_id(), "replies": replies }))
+            },
+        )
         .function("echo", "Returns its input.", object(), |_ctx, input| async move { Ok(input) })
         .function("garbage", "Writes garbage to stdout and stderr.", object(), |_ctx, _| async move {
             let mut out = std::io::stdout();

@@ -31,6 +31,8 @@ pub struct Setup<'a> {
     /// `execution.interpreter`; with it, the entry is a script file `plugin` and the binary
     /// is installed as `runner`.
     pub interpreter: Option<&'a str>,
+    /// More of `sigil.toml` (other users, say), appended as written.
+    pub config: &'a str,
 }
 
 impl<'a> Setup<'a> {
@@ -45,6 +47,7 @@ impl<'a> Setup<'a> {
             user_deny: &[],
             policy: RestartPolicy::DEFAULT,
             interpreter: None,
+            config: "",
         }
     }
 }
@@ -174,10 +177,13 @@ value = "{SECRET}"
 
 [secrets.other]
 value = "other-secret"
+
+{config}
 "#,
             id = setup.id,
             deny = quoted(&deny),
             consent = quoted(&consent),
+            config = setup.config,
         ),
     )
     .unwrap();
@@ -285,3 +291,5 @@ impl World {
         )
     }
 }
+
+pub mod python;

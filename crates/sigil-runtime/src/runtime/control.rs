@@ -7,10 +7,18 @@
 //!
 //! These methods decide nothing about who may make a change: a front end asks the enforcer
 //! first (the HTTP gateway checks `admin.plugins`).
+//!
+//! The operator's disables outlive the process: each is recorded in
+//! [`Home::disabled_path`](crate::Home::disabled_path) before the plugin stops, and
+//! [`Runtime::open`] stops the plugins recorded there. [`Runtime::enable`], a
+//! [`Runtime::reload`] that serves the plugin again, and [`Runtime::remove`] clear the record.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use super::Runtime;
@@ -46,9 +54,26 @@ pub enum ControlError {
         /// Every problem found.
         problems: Vec<String>,
     },
+    /// The plugin could not record an operator's approval of its tools.
+    #[error("cannot approve the tools of plugin `{plugin}`: {reason}")]
+    Approval {
+        /// The plugin.
+        plugin: String,
+        /// Why.
+        reason: String,
+    },
     /// `sigil.toml` could not be read again (for the consent of a plugin being loaded).
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The operator's choice could not be recorded in the data directory; the plugin was left
+    /// as it was.
+    #[error("{}: {message}", path.display())]
+    StateFile {
+        /// The state file.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
 }
 
 impl Runtime {
@@ -63,43 +88,42 @@ impl Runtime {
     }
 
     /// Stops serving calls to a running plugin: running → draining → stopping → stopped.
-    /// Calls already inside it finish. Lasts until [`Runtime::enable`] or a restart of the
-    /// runtime.
+    /// Calls already inside it finish. Lasts until [`Runtime::enable`]: the choice is recorded
+    /// in the data directory first, so the plugin also stays stopped when the runtime is opened
+    /// again.
     ///
     /// # Errors
-    /// [`ControlError::UnknownPlugin`], or [`ControlError::WrongState`] unless it is running.
+    /// [`ControlError::UnknownPlugin`], [`ControlError::WrongState`] unless it is running, or
+    /// [`ControlError::StateFile`] when the choice cannot be recorded (the plugin keeps
+    /// running then).
     pub fn disable(&self, id: &str) -> Result<PluginSummary, ControlError> {
         let entry = self.entry(id)?;
-        let lifecycle = entry.lifecycle();
-        let wrong = |state| ControlError::WrongState {
-            plugin: id.to_string(),
-            state,
-            hint: "only a running plugin can be disabled",
-        };
-        lifecycle
-            .transition_from(State::Running, State::Draining)
-            .map_err(|e| wrong(e.from))?;
-        for (from, to) in [
-            (State::Draining, State::Stopping),
-            (State::Stopping, State::Stopped),
-        ] {
-            // Only the winner of the first step gets here; nobody else moves a draining plugin.
-            lifecycle
-                .transition_from(from, to)
-                .map_err(|e| wrong(e.from))?;
+        let marks = Marks::lock(self.home.disabled_path());
+        let state = entry.lifecycle().state();
+        if state != State::Running {
+            return Err(cannot_disable(id, state));
         }
-        self.publish_state(&entry, State::Running);
+        let marked = marks.insert(id)?;
+        if let Err(error) = self.stop(id, &entry) {
+            if marked {
+                marks.undo_insert(id);
+            }
+            return Err(error);
+        }
         Ok(entry.summary())
     }
 
     /// Serves calls to a stopped plugin again: stopped → loading → running. A compiled-in
-    /// plugin resumes in place; a directory plugin is loaded afresh from its directory.
+    /// plugin resumes in place; a directory plugin is loaded afresh from its directory. Clears
+    /// the record of an earlier [`Runtime::disable`].
     ///
     /// # Errors
-    /// [`ControlError::UnknownPlugin`], [`ControlError::WrongState`] unless it is stopped, or
-    /// [`ControlError::LoadFailed`].
+    /// [`ControlError::UnknownPlugin`], [`ControlError::WrongState`] unless it is stopped,
+    /// [`ControlError::LoadFailed`], or [`ControlError::StateFile`] when the record cannot be
+    /// cleared (the plugin stays stopped then).
     pub fn enable(&self, id: &str) -> Result<PluginSummary, ControlError> {
         let entry = self.entry(id)?;
+        let marks = Marks::lock(self.home.disabled_path());
         let state = entry.lifecycle().state();
         if state != State::Stopped {
             return Err(ControlError::WrongState {
@@ -111,26 +135,45 @@ impl Runtime {
                 },
             });
         }
-        self.restart(id, &entry)
+        let unmarked = marks.remove(id)?;
+        self.restart(id, &entry).inspect_err(|_| {
+            if unmarked {
+                marks.undo_remove(id);
+            }
+        })
     }
 
     /// Loads a plugin again. A directory plugin's manifest and artifact are read afresh and
     /// the new generation replaces the old in one step once it has loaded; if it fails to load
-    /// the old one stays as it was. A compiled-in plugin is stopped and started.
+    /// the old one stays as it was. A compiled-in plugin is stopped and started. A disabled
+    /// plugin serves calls again, as after [`Runtime::enable`].
     ///
     /// # Errors
     /// [`ControlError::UnknownPlugin`], [`ControlError::WrongState`] while it is between
-    /// states, or [`ControlError::LoadFailed`].
+    /// states, [`ControlError::LoadFailed`], or [`ControlError::StateFile`] when the record of
+    /// a disable cannot be cleared.
     pub fn reload(&self, id: &str) -> Result<PluginSummary, ControlError> {
         let entry = self.entry(id)?;
-        if entry.source() == &Source::Builtin && entry.lifecycle().state() == State::Running {
-            self.disable(id)?;
-        }
-        self.restart(id, &entry)
+        let marks = Marks::lock(self.home.disabled_path());
+        let unmarked = marks.remove(id)?;
+        let reloaded =
+            if entry.source() == &Source::Builtin && entry.lifecycle().state() == State::Running {
+                self.stop(id, &entry)
+                    .and_then(|()| self.restart(id, &entry))
+            } else {
+                self.restart(id, &entry)
+            };
+        reloaded.inspect_err(|_| {
+            if unmarked {
+                marks.undo_remove(id);
+            }
+        })
     }
 
     /// Loads the plugin in `dir` (just installed there) and starts serving it, replacing a
-    /// plugin with the same id. Consent is read from `sigil.toml` as it is now.
+    /// plugin with the same id. Consent is read from `sigil.toml` as it is now. A plugin the
+    /// operator disabled stays disabled: the new generation is loaded, then stopped, as
+    /// [`Runtime::open`] would.
     ///
     /// # Errors
     /// [`ControlError::Config`] when `sigil.toml` cannot be read, [`ControlError::Builtin`]
@@ -169,22 +212,32 @@ impl Runtime {
             self.manager.register_builtin(&existing);
             return Err(ControlError::Builtin(id));
         }
+        let marks = Marks::lock(self.home.disabled_path());
         let previous = self.manager.swap_in(fresh.clone());
         let from = previous.map_or(State::Discovered, |p| p.lifecycle().state());
         self.publish_state(&fresh, from);
+        if marks.read().contains(&id)
+            && let Err(error) = self.stop(&id, &fresh)
+        {
+            tracing::warn!(plugin = %id, %error, "a disabled plugin's new generation did not stop");
+        }
         Ok(fresh.summary())
     }
 
     /// Takes a plugin out of the runtime: its authority is unregistered, so every later call
-    /// to it is denied. Files are left alone; the returned source says where it came from.
+    /// to it is denied, and the record of an earlier [`Runtime::disable`] is cleared. Files are
+    /// left alone; the returned source says where it came from.
     ///
     /// # Errors
-    /// [`ControlError::UnknownPlugin`], or [`ControlError::Builtin`] for a compiled-in plugin.
+    /// [`ControlError::UnknownPlugin`], [`ControlError::Builtin`] for a compiled-in plugin, or
+    /// [`ControlError::StateFile`] when the record cannot be cleared (nothing is removed then).
     pub fn remove(&self, id: &str) -> Result<Source, ControlError> {
         let entry = self.entry(id)?;
         if entry.source() == &Source::Builtin {
             return Err(ControlError::Builtin(id.to_string()));
         }
+        let marks = Marks::lock(self.home.disabled_path());
+        marks.remove(id)?;
         let taken = self
             .manager
             .take_out(id)
@@ -225,10 +278,56 @@ impl Runtime {
         }
     }
 
+    /// The plugins the operator disabled, as recorded in
+    /// [`Home::disabled_path`](crate::Home::disabled_path) now (another process on the same
+    /// data directory, such as `sigil plugin disable`, may have changed it). An id may be
+    /// listed that is not installed at the moment; its record waits for it.
+    pub fn disabled(&self) -> BTreeSet<String> {
+        read_marks(&self.home.disabled_path())
+    }
+
+    /// Stops the running plugins the operator disabled: for [`Runtime::open`], once every
+    /// plugin is loaded. A state file that cannot be read is logged and treated as empty.
+    pub(super) fn stop_disabled(&self) {
+        for id in self.disabled() {
+            let Some(entry) = self.manager.get(&id) else {
+                continue;
+            };
+            if entry.lifecycle().state() != State::Running {
+                continue;
+            }
+            match self.stop(&id, &entry) {
+                Ok(()) => {
+                    tracing::info!(plugin = %id, "plugin disabled by the operator; not serving calls")
+                }
+                Err(error) => tracing::warn!(plugin = %id, %error, "disabled plugin did not stop"),
+            }
+        }
+    }
+
     fn entry(&self, id: &str) -> Result<Arc<PluginEntry>, ControlError> {
         self.manager
             .get(id)
             .ok_or_else(|| ControlError::UnknownPlugin(id.to_string()))
+    }
+
+    /// Running → draining → stopping → stopped, published as one change.
+    fn stop(&self, id: &str, entry: &PluginEntry) -> Result<(), ControlError> {
+        let lifecycle = entry.lifecycle();
+        lifecycle
+            .transition_from(State::Running, State::Draining)
+            .map_err(|e| cannot_disable(id, e.from))?;
+        for (from, to) in [
+            (State::Draining, State::Stopping),
+            (State::Stopping, State::Stopped),
+        ] {
+            // Only the winner of the first step gets here; nobody else moves a draining plugin.
+            lifecycle
+                .transition_from(from, to)
+                .map_err(|e| cannot_disable(id, e.from))?;
+        }
+        self.publish_state(entry, State::Running);
+        Ok(())
     }
 
     /// Brings a stopped or failed plugin back: a builtin in place, a directory plugin as a
@@ -282,4 +381,148 @@ impl Runtime {
             error: entry.lifecycle().error(),
         });
     }
+}
+
+fn cannot_disable(id: &str, state: State) -> ControlError {
+    ControlError::WrongState {
+        plugin: id.to_string(),
+        state,
+        hint: "only a running plugin can be disabled",
+    }
+}
+
+/// Serialises changes to the disable records of every runtime in this process, so two changes
+/// never read the same file and write over each other. Held across the lifecycle change it
+/// records, so the record and the state agree when the lock is released.
+static MARKS: Mutex<()> = Mutex::new(());
+
+/// The state file's contents, `{"disabled": ["plugin", ...]}`. Unknown fields are ignored, so
+/// a later version can add some.
+#[derive(Debug, Default, Deserialize, Serialize)]
+struct DisabledFile {
+    disabled: BTreeSet<String>,
+}
+
+/// The disable records, locked for a read-modify-write. Each change is read afresh from the
+/// file (another process may have written it) and written back atomically: a temporary file
+/// in the same directory, synced, then renamed over the old one.
+struct Marks {
+    path: PathBuf,
+    _lock: MutexGuard<'static, ()>,
+}
+
+impl Marks {
+    fn lock(path: PathBuf) -> Marks {
+        Marks {
+            path,
+            _lock: MARKS.lock().unwrap_or_else(PoisonError::into_inner),
+        }
+    }
+
+    fn read(&self) -> BTreeSet<String> {
+        read_marks(&self.path)
+    }
+
+    /// Reads the records for a change. Unlike [`read_marks`], a file that exists but cannot be
+    /// read is an error, so a change never writes over records it could not see; a corrupt
+    /// file holds none that could be used, and is replaced.
+    fn read_for_change(&self) -> Result<BTreeSet<String>, ControlError> {
+        load_marks(&self.path).map_err(|e| ControlError::StateFile {
+            path: self.path.clone(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Records `id` as disabled; whether it was not already.
+    fn insert(&self, id: &str) -> Result<bool, ControlError> {
+        self.change(|marks| marks.insert(id.to_string()))
+    }
+
+    /// Clears `id`'s record; whether there was one.
+    fn remove(&self, id: &str) -> Result<bool, ControlError> {
+        self.change(|marks| marks.remove(id))
+    }
+
+    /// Takes back an [`Marks::insert`] whose change then failed. The change is already being
+    /// reported as an error; a failure here only leaves a record the operator can clear with
+    /// `enable`, so it is logged.
+    fn undo_insert(&self, id: &str) {
+        if let Err(error) = self.remove(id) {
+            tracing::warn!(plugin = %id, %error, "could not take back a disable record");
+        }
+    }
+
+    /// Puts back a record cleared by [`Marks::remove`] whose change then failed.
+    fn undo_remove(&self, id: &str) {
+        if let Err(error) = self.insert(id) {
+            tracing::warn!(plugin = %id, %error, "could not restore a disable record");
+        }
+    }
+
+    fn change(
+        &self,
+        edit: impl FnOnce(&mut BTreeSet<String>) -> bool,
+    ) -> Result<bool, ControlError> {
+        let mut marks = self.read_for_change()?;
+        if !edit(&mut marks) {
+            return Ok(false);
+        }
+        write_marks(&self.path, marks).map_err(|e| ControlError::StateFile {
+            path: self.path.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(true)
+    }
+}
+
+/// Reads the disable records. A missing file records nothing; a file that cannot be read or
+/// parsed is logged, naming it, and treated as recording nothing, so a damaged file never
+/// stops the runtime from opening.
+fn read_marks(path: &Path) -> BTreeSet<String> {
+    load_marks(path).unwrap_or_else(|error| {
+        tracing::warn!(file = %path.display(), %error, "cannot read the disabled-plugins state file; treating it as empty");
+        BTreeSet::new()
+    })
+}
+
+/// Reads the disable records: none for a missing file, none with a warning for a corrupt one,
+/// an error when the file cannot be read.
+fn load_marks(path: &Path) -> std::io::Result<BTreeSet<String>> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeSet::new()),
+        Err(error) => return Err(error),
+    };
+    match serde_json::from_slice::<DisabledFile>(&bytes) {
+        Ok(file) => Ok(file.disabled),
+        Err(error) => {
+            tracing::warn!(file = %path.display(), %error, "the disabled-plugins state file is corrupt; treating it as empty");
+            Ok(BTreeSet::new())
+        }
+    }
+}
+
+fn write_marks(path: &Path, disabled: BTreeSet<String>) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| std::io::Error::other("the state file has no parent directory"))?;
+    std::fs::create_dir_all(dir)?;
+    let mut text = serde_json::to_vec_pretty(&DisabledFile { disabled })?;
+    text.push(b'\n');
+    // Unique per process: within one, `MARKS` serialises writers.
+    let temporary = dir.join(format!(".disabled.json.{}.tmp", std::process::id()));
+    let written = std::fs::File::create(&temporary).and_then(|mut file| {
+        file.write_all(&text)?;
+        file.sync_all()
+    });
+    if let Err(error) = written.and_then(|()| std::fs::rename(&temporary, path)) {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(error);
+    }
+    // The rename is durable once the directory is synced; a failure here loses at most the
+    // latest change in a power cut, so it is not worth failing the change for.
+    if let Ok(directory) = std::fs::File::open(dir) {
+        let _ = directory.sync_all();
+    }
+    Ok(())
 }
