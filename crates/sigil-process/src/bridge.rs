@@ -83,6 +83,8 @@ struct Inner {
     ends: Mutex<VecDeque<Instant>>,
     quarantined: Mutex<Option<String>>,
     deadline: Duration,
+    /// Set when the runtime stops this generation: calls in flight end, no new one starts.
+    stopped: watch::Sender<bool>,
 }
 
 impl BridgePlugin {
@@ -143,6 +145,7 @@ impl BridgePlugin {
             ends: Mutex::default(),
             quarantined: Mutex::default(),
             deadline,
+            stopped: watch::Sender::new(false),
         };
         Ok(BridgePlugin {
             inner: Arc::new(inner),
@@ -169,6 +172,14 @@ impl ToolPlugin for BridgePlugin {
     fn approve(&self) -> Result<Vec<String>, String> {
         let live = lock(&self.inner.live).clone();
         self.inner.pins.approve(&live)
+    }
+
+    fn stop(&self) {
+        self.inner.stopped.send_replace(true);
+        // Idle: end the server now. Busy: the call in flight sees the stop and ends it.
+        if let Ok(mut slot) = self.inner.server.try_lock() {
+            slot.take();
+        }
     }
 
     async fn invoke(&self, call: &Call, input: Value) -> Result<Value, ToolError> {
@@ -204,6 +215,12 @@ impl Inner {
         if let Some(reason) = lock(&self.quarantined).clone() {
             return Err(ToolError::Failed(reason));
         }
+        let mut stopped = self.stopped.subscribe();
+        if *stopped.borrow() {
+            return Err(ToolError::Failed(
+                "this generation of the plugin was stopped".into(),
+            ));
+        }
         if slot.as_ref().is_some_and(|server| server.ended().is_some()) {
             self.ended(slot.take());
         }
@@ -234,8 +251,17 @@ impl Inner {
             Value::Object(arguments) => CallToolRequestParams::new(name).with_arguments(arguments),
             _ => CallToolRequestParams::new(name),
         };
-        let reply =
-            tokio::time::timeout_at(deadline, server.service.peer().call_tool(params)).await;
+        let call = tokio::time::timeout_at(deadline, server.service.peer().call_tool(params));
+        let reply = tokio::select! {
+            reply = call => reply,
+            _ = stopped.wait_for(|stopped| *stopped) => {
+                // Stopped by the host, not a crash: not counted towards quarantine.
+                drop(slot.take());
+                return Err(ToolError::Failed(
+                    "the plugin was replaced and its drain timeout passed before this call finished (lifecycle.drain_timeout_ms)".into(),
+                ));
+            }
+        };
         match reply {
             Ok(Ok(result)) => output(result),
             Ok(Err(error)) => {

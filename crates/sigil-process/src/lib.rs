@@ -291,6 +291,7 @@ impl ProcessTier {
                 binds,
                 deadline,
                 output_cap,
+                stopped: std::sync::atomic::AtomicBool::new(false),
             }),
             handle: self.handle.clone(),
         })

@@ -35,6 +35,8 @@ pub(crate) struct Inner {
     pub(crate) binds: Vec<Bind>,
     pub(crate) deadline: Duration,
     pub(crate) output_cap: usize,
+    /// Set when the runtime stops this generation (replaced, drain timeout passed).
+    pub(crate) stopped: std::sync::atomic::AtomicBool,
 }
 
 impl Drop for ProcessPlugin {
@@ -161,6 +163,11 @@ impl Inner {
             ));
         }
         if let Some(ended) = instance.ended_within(Duration::from_secs(2)).await {
+            if self.stopped.load(std::sync::atomic::Ordering::SeqCst) {
+                return ToolError::Failed(format!(
+                    "the plugin was replaced and its drain timeout passed before this call finished (lifecycle.drain_timeout_ms); its process {ended}"
+                ));
+            }
             return ToolError::Failed(format!(
                 "the plugin process {ended} during the call; it is being restarted"
             ));
@@ -264,6 +271,13 @@ impl ToolPlugin for ProcessPlugin {
 
     fn unavailable(&self) -> Option<String> {
         self.inner.quarantine()
+    }
+
+    fn stop(&self) {
+        self.inner
+            .stopped
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.inner.supervisor.stop();
     }
 
     async fn invoke(&self, call: &Call, input: Value) -> Result<Value, ToolError> {

@@ -236,7 +236,11 @@ fn hostile_cannot_write_outside_its_grant() {
         json!({ "path": inside.display().to_string() }),
     );
     assert_eq!(out["ok"], true, "the granted directory is writable: {out}");
-    let outside = w.root.join("outside.txt");
+    // A host directory that is not granted. (Its parent may exist inside the sandbox as the
+    // mount point of a grant, on the sandbox's private /tmp when the tests run under /tmp: a
+    // file written there stays in the sandbox. This one does not exist inside at all.)
+    std::fs::create_dir_all(w.root.join("outside")).unwrap();
+    let outside = w.root.join("outside/new.txt");
     failed(
         &w,
         "write_file",

@@ -81,6 +81,48 @@ pub struct PluginEntry {
     lifecycle: Lifecycle,
     pub(crate) tools: Vec<ToolEntry>,
     pub(crate) plugin: Option<Arc<dyn ToolPlugin>>,
+    /// Calls of this generation in flight, so that a replaced generation drains them.
+    pub(crate) in_flight: Arc<InFlight>,
+}
+
+/// Counts the calls of one plugin generation in flight.
+#[derive(Debug, Default)]
+pub(crate) struct InFlight {
+    count: std::sync::Mutex<usize>,
+    idle: std::sync::Condvar,
+}
+
+/// One call in flight; counted until dropped.
+#[derive(Debug)]
+pub(crate) struct CallGuard(Arc<InFlight>);
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        let mut count = self
+            .0
+            .count
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *count = count.saturating_sub(1);
+        if *count == 0 {
+            self.0.idle.notify_all();
+        }
+    }
+}
+
+impl InFlight {
+    /// Waits until no call is in flight, at most `limit`. Returns how many are still in flight.
+    pub(crate) fn wait_idle(&self, limit: std::time::Duration) -> usize {
+        let count = self
+            .count
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (count, _) = self
+            .idle
+            .wait_timeout_while(count, limit, |count| *count > 0)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *count
+    }
 }
 
 impl PluginEntry {
@@ -102,6 +144,16 @@ impl PluginEntry {
     /// Its tools' descriptors.
     pub fn tools(&self) -> impl Iterator<Item = &ToolDescriptor> {
         self.tools.iter().map(|t| &t.descriptor)
+    }
+
+    /// Counts a call of this generation as in flight until the guard drops.
+    pub(crate) fn begin_call(&self) -> CallGuard {
+        *self
+            .in_flight
+            .count
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) += 1;
+        CallGuard(self.in_flight.clone())
     }
 
     /// A summary for listings.
@@ -318,6 +370,7 @@ impl Manager {
             lifecycle: Lifecycle::new(),
             tools: Vec::new(),
             plugin: None,
+            in_flight: Arc::default(),
         };
         // Discovered → validating: the manifest has already passed validation to get here.
         let advance = |entry: &PluginEntry, to| {

@@ -355,7 +355,7 @@ impl Runtime {
             call_id: &call_id,
             started,
         };
-        let Some(entry) = self.manager.get(plugin) else {
+        let Some(mut entry) = self.manager.get(plugin) else {
             // Registered with the enforcer but gone from the manager: removed in between.
             let error = InvokeError::NotRunning {
                 plugin: plugin.into(),
@@ -364,6 +364,18 @@ impl Runtime {
             };
             return Err(record.failure(None, error).await);
         };
+        // Counted in flight before the state is read: a generation being replaced either sees
+        // this call and waits for it, or this call sees it draining and takes its successor.
+        let mut in_flight = entry.begin_call();
+        if entry.lifecycle().state() == State::Draining
+            && let Some(successor) = self.manager.get(plugin)
+            && !Arc::ptr_eq(&successor, &entry)
+        {
+            drop(in_flight);
+            entry = successor;
+            in_flight = entry.begin_call();
+        }
+        let _in_flight = in_flight;
         let version = entry.manifest().version().to_string();
         let state = entry.lifecycle().state();
         let (Some(implementation), State::Running) = (entry.plugin.clone(), state) else {

@@ -235,6 +235,11 @@ pub trait ToolPlugin: Send + Sync + std::fmt::Debug {
         None
     }
 
+    /// Stops the plugin's work now: a replaced generation whose drain timeout has passed.
+    /// Calls still inside it end with an error. Nothing further is sent to it; the plugin's
+    /// resources go when it is dropped. The default does nothing (calls end at their deadline).
+    fn stop(&self) {}
+
     /// The tools held for an operator's approval; calls to them are refused. Empty for a
     /// plugin whose tools are fixed by its installed files.
     fn held(&self) -> Vec<HeldTool> {

@@ -157,3 +157,76 @@ value = "{TOKEN}"
     );
     assert!(!serde_json::to_string(&records).unwrap().contains(TOKEN));
 }
+
+#[test]
+fn ten_reloads_of_hello_c_under_load_fail_no_call() {
+    let dir = tempfile::tempdir().unwrap();
+    install(dir.path(), "hello-c", sigil_guests::EXAMPLE_HELLO_C);
+    let sigil = Arc::new(open(dir.path(), ""));
+    running(&sigil, "hello-c");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let caller = {
+        let (sigil, stop) = (sigil.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            let actor = sigil.local_actor(None, None);
+            let (mut calls, mut failures) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                calls += 1;
+                let name = format!("caller {calls}");
+                match rt.block_on(sigil.invoke(&actor, "hello-c/greet", json!({ "name": name }))) {
+                    Ok(out) if out.output == json!({ "greeting": format!("hello, {name}") }) => {}
+                    Ok(out) => failures.push(format!("{calls}: {}", out.output)),
+                    Err(error) => failures.push(format!("{calls}: {error}")),
+                }
+            }
+            (calls, failures)
+        })
+    };
+    for round in 0..10 {
+        let summary = sigil.reload("hello-c").unwrap();
+        assert_eq!(summary.state, State::Running, "round {round}");
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (calls, failures) = caller.join().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} of {calls} failed: {failures:?}",
+        failures.len()
+    );
+    assert!(calls > 10, "the caller hardly ran: {calls}");
+}
+
+#[test]
+fn a_new_generation_that_does_not_load_leaves_the_old_one_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    install(dir.path(), "hello-c", sigil_guests::EXAMPLE_HELLO_C);
+    let sigil = open(dir.path(), "");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let actor = sigil.local_actor(None, None);
+    let greet = || {
+        rt.block_on(sigil.invoke(&actor, "hello-c/greet", json!({ "name": "Ada" })))
+            .map(|i| i.output)
+    };
+    let plugin = dir.path().join("plugins/hello-c");
+
+    // A component that does not compile.
+    std::fs::write(plugin.join("plugin.wasm"), b"\0asm this is not a component").unwrap();
+    let error = sigil.reload("hello-c").unwrap_err().to_string();
+    assert!(error.contains("did not load"), "{error}");
+    assert_eq!(greet().unwrap(), json!({ "greeting": "hello, Ada" }));
+
+    // A manifest that does not validate.
+    std::fs::copy(sigil_guests::EXAMPLE_HELLO_C, plugin.join("plugin.wasm")).unwrap();
+    let manifest = std::fs::read_to_string(plugin.join("plugin.toml")).unwrap();
+    std::fs::write(
+        plugin.join("plugin.toml"),
+        manifest.replace("tier = \"wasm\"", "tier = \"vm\""),
+    )
+    .unwrap();
+    let error = sigil.reload("hello-c").unwrap_err().to_string();
+    assert!(error.contains("execution.tier"), "{error}");
+    assert_eq!(greet().unwrap(), json!({ "greeting": "hello, Ada" }));
+    running(&sigil, "hello-c");
+}

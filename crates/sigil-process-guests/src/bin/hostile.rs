@@ -164,6 +164,11 @@ fn main() -> Result<(), sigil_process_kit::KitError> {
             };
             Ok(json!({ "instance": INSTANCE.get(), "health": health }))
         })
+        .function("slow_instance", "Names this process after sleeping `ms` milliseconds.", object(), |_ctx, input| async move {
+            let ms = input["ms"].as_u64().unwrap_or(0);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok(json!({ "instance": INSTANCE.get() }))
+        })
         .function(
             "become_unhealthy",
             "From now on the health check answers not serving (`how`: `not_serving`) or never answers (`hang`).",

@@ -33,6 +33,8 @@ pub struct Setup<'a> {
     pub interpreter: Option<&'a str>,
     /// More of `sigil.toml` (other users, say), appended as written.
     pub config: &'a str,
+    /// More of `plugin.toml` (a `[lifecycle]` table, say), appended as written.
+    pub manifest: &'a str,
 }
 
 impl<'a> Setup<'a> {
@@ -48,6 +50,7 @@ impl<'a> Setup<'a> {
             policy: RestartPolicy::DEFAULT,
             interpreter: None,
             config: "",
+            manifest: "",
         }
     }
 }
@@ -140,8 +143,11 @@ env = {{ {env} }}
 
 [execution.limits]
 {limits}
+
+{manifest}
 "#,
             id = setup.id,
+            manifest = setup.manifest,
             requests = requests.join(",\n  "),
             env = setup.env,
             limits = setup.limits,

@@ -214,7 +214,10 @@ impl Runtime {
         }
         let marks = Marks::lock(self.home.disabled_path());
         let previous = self.manager.swap_in(fresh.clone());
-        let from = previous.map_or(State::Discovered, |p| p.lifecycle().state());
+        let from = previous
+            .as_ref()
+            .map_or(State::Discovered, |p| p.lifecycle().state());
+        retire(previous);
         self.publish_state(&fresh, from);
         if marks.read().contains(&id)
             && let Err(error) = self.stop(&id, &fresh)
@@ -366,7 +369,7 @@ impl Runtime {
                         )],
                     });
                 }
-                self.manager.swap_in(fresh.clone());
+                retire(self.manager.swap_in(fresh.clone()));
                 self.publish_state(&fresh, from);
                 Ok(fresh.summary())
             }
@@ -525,4 +528,41 @@ fn write_marks(path: &Path, disabled: BTreeSet<String>) -> std::io::Result<()> {
         let _ = directory.sync_all();
     }
     Ok(())
+}
+
+/// A generation replaced by a new one: it finishes the calls it has in flight, for at most its
+/// manifest's drain timeout, then stops (calls still running then end with an error). New calls
+/// already go to its successor. A generation that was not running has nothing to drain.
+fn retire(previous: Option<Arc<PluginEntry>>) {
+    let Some(old) = previous else { return };
+    if old
+        .lifecycle()
+        .transition_from(State::Running, State::Draining)
+        .is_err()
+    {
+        return;
+    }
+    let drain = std::time::Duration::from_millis(old.manifest().lifecycle().drain_timeout_ms);
+    let spawned = std::thread::Builder::new()
+        .name("sigil-drain".into())
+        .spawn(move || {
+            let left = old.in_flight.wait_idle(drain);
+            let id = old.manifest().id().to_string();
+            if left > 0 {
+                tracing::warn!(plugin = %id, calls = left, drain_ms = drain.as_millis() as u64, "drain timeout passed with calls of the replaced generation in flight; stopping it");
+            }
+            let _ = old
+                .lifecycle()
+                .transition_from(State::Draining, State::Stopping);
+            if let Some(plugin) = &old.plugin {
+                plugin.stop();
+            }
+            let _ = old
+                .lifecycle()
+                .transition_from(State::Stopping, State::Stopped);
+            tracing::info!(plugin = %id, "replaced generation drained and stopped");
+        });
+    if let Err(error) = spawned {
+        tracing::warn!(%error, "cannot start draining a replaced generation; it stops when its last call ends");
+    }
 }
