@@ -40,6 +40,10 @@ pub fn run(home: Option<&Path>, args: ServeArgs, reserved: Vec<String>) -> Resul
     let no_tokens = tokens.list()?.iter().all(|t| t.revoked_ms.is_some());
     let default_user = sigil.config().default_user().unwrap_or("NAME").to_string();
     let runtime = Arc::new(sigil);
+    // Plugins whose manifest says `lifecycle.hot_reload` reload when their files change.
+    let _hot_reload = sigil::Runtime::watch_hot_reload(&runtime)
+        .map_err(|error| eprintln!("warning: hot reload is off: {error}"))
+        .ok();
     let hosts = if args.listen.ip().is_loopback() {
         sigil_mcp::AllowedHosts::Loopback
     } else {

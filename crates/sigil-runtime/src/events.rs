@@ -35,6 +35,14 @@ pub enum Event {
         /// The plugin.
         plugin: String,
     },
+    /// A hot reload (the plugin's files changed) did not load; the running generation keeps
+    /// serving.
+    ReloadFailed {
+        /// The plugin.
+        plugin: String,
+        /// Why the new generation did not load.
+        error: String,
+    },
     /// The enforcer decided, and the decision's audit record is committed.
     Decision {
         /// The audit record's sequence number.
@@ -55,11 +63,13 @@ pub enum Event {
 }
 
 impl Event {
-    /// A short name for the kind of event (`plugin_state`, `plugin_removed`, `decision`).
+    /// A short name for the kind of event (`plugin_state`, `plugin_removed`, `reload_failed`,
+    /// `decision`).
     pub fn name(&self) -> &'static str {
         match self {
             Event::PluginState { .. } => "plugin_state",
             Event::PluginRemoved { .. } => "plugin_removed",
+            Event::ReloadFailed { .. } => "reload_failed",
             Event::Decision { .. } => "decision",
         }
     }

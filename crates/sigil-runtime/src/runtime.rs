@@ -29,8 +29,10 @@ use crate::tool::{Call, ToolDescriptor, ToolError};
 
 mod approve;
 mod control;
+mod watch;
 pub use approve::Approval;
 pub use control::ControlError;
+pub use watch::{HOT_RELOAD_QUIET, HotReload};
 
 /// The deadline of a tool call whose manifest sets none.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);

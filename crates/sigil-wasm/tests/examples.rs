@@ -230,3 +230,66 @@ fn a_new_generation_that_does_not_load_leaves_the_old_one_serving() {
     assert_eq!(greet().unwrap(), json!({ "greeting": "hello, Ada" }));
     running(&sigil, "hello-c");
 }
+
+#[test]
+fn a_hot_reload_plugin_reloads_when_its_files_change_and_a_broken_change_keeps_the_old_one() {
+    let dir = tempfile::tempdir().unwrap();
+    install(dir.path(), "hello-c", sigil_guests::EXAMPLE_HELLO_C);
+    let plugin = dir.path().join("plugins/hello-c");
+    let manifest = std::fs::read_to_string(plugin.join("plugin.toml")).unwrap();
+    let hot = format!("{manifest}\n[lifecycle]\nhot_reload = true\n");
+    std::fs::write(plugin.join("plugin.toml"), &hot).unwrap();
+    let sigil = Arc::new(open(dir.path(), ""));
+    let mut events = sigil.subscribe();
+    let _watch = Runtime::watch_hot_reload(&sigil).unwrap();
+    let version = || {
+        sigil
+            .manager()
+            .get("hello-c")
+            .unwrap()
+            .manifest()
+            .version()
+            .to_string()
+    };
+    let wait_for_version = |wanted: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while version() != wanted {
+            assert!(std::time::Instant::now() < deadline, "still {}", version());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let old = version();
+    std::fs::write(plugin.join("plugin.toml"), hot.replace(&old, "9.9.9")).unwrap();
+    wait_for_version("9.9.9");
+    running(&sigil, "hello-c");
+
+    // A broken component: the reload fails and 9.9.9 keeps serving; then a fixed one with a
+    // new version is picked up.
+    std::fs::write(plugin.join("plugin.wasm"), b"\0asm broken").unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let failed = rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                if let Ok(sigil_runtime::Event::ReloadFailed { plugin, error }) =
+                    events.recv().await
+                {
+                    break (plugin, error);
+                }
+            }
+        })
+        .await
+    });
+    let (failed_plugin, error) = failed.expect("no reload_failed event");
+    assert_eq!(failed_plugin, "hello-c");
+    assert!(error.contains("did not load"), "{error}");
+    let actor = sigil.local_actor(None, None);
+    let out = rt
+        .block_on(sigil.invoke(&actor, "hello-c/greet", json!({ "name": "Ada" })))
+        .unwrap();
+    assert_eq!(out.output, json!({ "greeting": "hello, Ada" }));
+    assert_eq!(version(), "9.9.9");
+    std::fs::copy(sigil_guests::EXAMPLE_HELLO_C, plugin.join("plugin.wasm")).unwrap();
+    std::fs::write(plugin.join("plugin.toml"), hot.replace(&old, "9.9.10")).unwrap();
+    wait_for_version("9.9.10");
+    running(&sigil, "hello-c");
+}

@@ -20,8 +20,8 @@ use crate::error::ErrorBody;
 use crate::state::{ADMIN_AUDIT, AppState};
 
 /// Plugin state changes and audit decisions as server-sent events: `ready` first, then
-/// `plugin_state`, `plugin_removed` and `decision` events whose data is JSON (see the
-/// gateway documentation), and `lagged` when events were dropped for a slow client.
+/// `plugin_state`, `plugin_removed`, `reload_failed` and `decision` events whose data is JSON
+/// (see the gateway documentation), and `lagged` when events were dropped for a slow client.
 #[utoipa::path(
     get,
     path = "/v1/events",
