@@ -32,6 +32,16 @@ pub enum PluginCommand {
         /// The plugin id.
         name: String,
     },
+    /// Load a plugin again from its directory. With a daemon running, the daemon reloads it
+    /// (its calls in flight finish on the old generation); without one, this checks that the
+    /// plugin's files load as they are now.
+    Reload {
+        /// The plugin id.
+        name: String,
+        /// An API token with `admin.plugins`, for a running daemon (default: $SIGIL_TOKEN).
+        #[arg(long, env = "SIGIL_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+    },
     /// Approve a plugin's tools as they are defined now, releasing tools held because a
     /// bridged MCP server changed them since they were approved (`sigil plugin list` shows
     /// what changed). The approval is recorded in the audit log.
@@ -120,6 +130,7 @@ pub fn run(home: Option<&Path>, command: PluginCommand, reserved: &[String]) -> 
             note_running_daemon(sigil.home().root(), &name, "enable");
             Ok(ExitCode::SUCCESS)
         }
+        PluginCommand::Reload { name, token } => reload(home, &name, token.as_deref()),
         PluginCommand::Approve { name } => {
             let sigil = sigil::open(home)?;
             let held = sigil
@@ -264,6 +275,40 @@ pub fn run(home: Option<&Path>, command: PluginCommand, reserved: &[String]) -> 
 }
 
 /// This command changed the data directory, not a daemon serving it: says so when one runs.
+fn reload(home: Option<&Path>, name: &str, token: Option<&str>) -> Result<ExitCode> {
+    let root = sigil::Home::resolve(home)?;
+    if let crate::status::Daemon::Running(info) = crate::status::find_daemon(root.root())? {
+        let Some(token) = token else {
+            bail!(
+                "a daemon serves {} at http://{}: pass --token (or set SIGIL_TOKEN) with a token of a user allowed `admin.plugins` so it reloads `{name}`",
+                root.root().display(),
+                info.address
+            );
+        };
+        let (status, body) =
+            crate::status::post(&info, &format!("/v1/plugins/{name}/reload"), token)?;
+        if status == 200 {
+            println!(
+                "the daemon reloaded {name} {}: it is {}",
+                body["version"].as_str().unwrap_or("?"),
+                body["state"].as_str().unwrap_or("?")
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        bail!(
+            "the daemon did not reload {name} (HTTP {status}): {}",
+            body["message"].as_str().unwrap_or("no message")
+        );
+    }
+    let sigil = sigil::open(home)?;
+    let summary = sigil.reload(name)?;
+    println!(
+        "{name} {} loads from its files and is {}; no daemon runs, so the next start serves it",
+        summary.version, summary.state
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 fn note_running_daemon(root: &Path, name: &str, action: &str) {
     if let Ok(crate::status::Daemon::Running(info)) = crate::status::find_daemon(root) {
         eprintln!(

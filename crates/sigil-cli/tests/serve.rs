@@ -490,3 +490,35 @@ fn a_disable_survives_a_restart_of_the_daemon_until_enabled() {
     );
     daemon.terminate();
 }
+
+#[test]
+fn sigil_plugin_reload_asks_the_running_daemon_with_a_token() {
+    let daemon = Daemon::start(CONFIG);
+    let local = token(daemon.home.path(), "local");
+    let home = daemon.home.path();
+
+    let refused = sigil(home, &["plugin", "reload", "text"]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("--token") && stderr.contains(&daemon.address.to_string()),
+        "{stderr}"
+    );
+
+    let reloaded = ok(home, &["plugin", "reload", "text", "--token", &local]);
+    assert!(
+        reloaded.contains("the daemon reloaded text") && reloaded.contains("it is running"),
+        "{reloaded}"
+    );
+    let unknown = sigil(home, &["plugin", "reload", "nope", "--token", &local]);
+    assert!(!unknown.status.success());
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        stderr.contains("HTTP 404") && stderr.contains("nope"),
+        "{stderr}"
+    );
+    let (status, body) = daemon
+        .invoke("text/sha256", &local, json!({ "text": "hello" }))
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+}
