@@ -299,6 +299,25 @@ impl Manager {
             }
         };
         let consent = config.consent(manifest.id().as_str());
+        let plugin_config = config.plugin_config(manifest.id().as_str());
+        if let Err(problem) = check_config(&manifest, &plugin_config) {
+            // Loaded no further: a plugin never starts on a configuration it does not accept.
+            let entry = PluginEntry {
+                manifest,
+                source: Source::Directory(dir.to_path_buf()),
+                lifecycle: Lifecycle::new(),
+                tools: Vec::new(),
+                plugin: None,
+                in_flight: Arc::default(),
+            };
+            let _ = entry.lifecycle.transition(State::Validating);
+            let _ = entry.lifecycle.fail(problem.clone());
+            tracing::warn!(plugin = %entry.manifest.id(), %problem, "plugin failed to load");
+            if let Ok(mut plugins) = self.plugins.write() {
+                plugins.insert(entry.manifest.id().to_string(), Arc::new(entry));
+            }
+            return;
+        }
         self.load(
             manifest,
             Source::Directory(dir.to_path_buf()),
@@ -534,4 +553,34 @@ fn describe(source: &Source) -> String {
         Source::Builtin => "a compiled-in plugin".into(),
         Source::Directory(dir) => format!("{}", dir.display()),
     }
+}
+
+/// Checks a plugin's configuration from `sigil.toml` against its manifest's `config.schema`.
+/// The error names where each problem is and which schema rule it breaks, never the value,
+/// which may be a secret.
+pub(crate) fn check_config(
+    manifest: &ValidatedManifest,
+    config: &serde_json::Value,
+) -> Result<(), String> {
+    let Some(schema) = manifest.config_schema() else {
+        return Ok(());
+    };
+    let validator = jsonschema::validator_for(schema)
+        .map_err(|e| format!("its config schema does not compile: {e}"))?;
+    let problems: Vec<String> = validator
+        .iter_errors(config)
+        .map(|error| {
+            let at = error.instance_path().to_string();
+            let at = if at.is_empty() { "/".to_string() } else { at };
+            format!("at `{at}`: breaks the schema's `{}`", error.schema_path())
+        })
+        .collect();
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "its configuration `[plugins.{}.config]` in sigil.toml does not match its config schema: {}",
+        manifest.id(),
+        problems.join("; ")
+    ))
 }
