@@ -246,6 +246,20 @@ impl Inner {
         let Some(server) = slot.as_ref() else {
             return Err(ToolError::Failed("the MCP server is not running".into()));
         };
+        // Checked again here, with the server settled: a restart or a change notification
+        // since the runtime's check may have changed the tool this call is about to reach.
+        let live = lock(&self.live).clone();
+        if let Some(held) = self
+            .pins
+            .held(&live)
+            .into_iter()
+            .find(|h| h.tool == call.tool())
+        {
+            return Err(ToolError::Failed(format!(
+                "tool `{}` is held for approval ({}); an operator approves it with `sigil plugin approve {}`",
+                held.tool, held.reason, self.id
+            )));
+        }
         let _registered = self.starter.calls.register(call);
         let params = match input {
             Value::Object(arguments) => CallToolRequestParams::new(name).with_arguments(arguments),
@@ -264,6 +278,11 @@ impl Inner {
         };
         match reply {
             Ok(Ok(result)) => output(result),
+            // An error reply is an answer: the server is fine.
+            Ok(Err(rmcp::ServiceError::McpError(error))) => Err(ToolError::Failed(format!(
+                "the MCP server refused the call: {}",
+                error.message.chars().take(4096).collect::<String>()
+            ))),
             Ok(Err(error)) => {
                 let how = server
                     .ended_within(Duration::from_secs(2))

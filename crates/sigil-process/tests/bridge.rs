@@ -264,8 +264,13 @@ fn a_tool_changed_across_a_restart_is_still_held() {
     let error = w.error_of("add", json!({ "a": 1, "b": 2 }));
     assert!(error.contains("held for approval"), "{error}");
 
+    // Approving a disabled plugin's tools leaves it disabled; enabling it serves them.
+    w.sigil.disable(ID).unwrap();
     let approval = w.sigil.approve_tools(ID, &operator()).unwrap();
     assert_eq!(approval.approved, ["add"]);
+    assert_eq!(approval.plugin.state, sigil_runtime::State::Stopped);
+    assert!(w.sigil.disabled().contains(ID));
+    w.sigil.enable(ID).unwrap();
     let add = w.sigil.manager().get(ID).unwrap();
     let add = add.tools().find(|t| t.name == "add").unwrap().clone();
     assert_eq!(

@@ -369,17 +369,25 @@ impl Runtime {
         // Counted in flight before the state is read: a generation being replaced either sees
         // this call and waits for it, or this call sees it draining and takes its successor.
         let mut in_flight = entry.begin_call();
-        if entry.lifecycle().state() == State::Draining
-            && let Some(successor) = self.manager.get(plugin)
-            && !Arc::ptr_eq(&successor, &entry)
-        {
-            drop(in_flight);
-            entry = successor;
-            in_flight = entry.begin_call();
+        let mut state = entry.lifecycle().state();
+        // A generation replaced meanwhile (draining, or already stopped) hands the call to its
+        // successor; a few rounds cover reloads in quick succession.
+        for _ in 0..4 {
+            if state == State::Running {
+                break;
+            }
+            match self.manager.get(plugin) {
+                Some(successor) if !Arc::ptr_eq(&successor, &entry) => {
+                    drop(in_flight);
+                    entry = successor;
+                    in_flight = entry.begin_call();
+                    state = entry.lifecycle().state();
+                }
+                _ => break,
+            }
         }
         let _in_flight = in_flight;
         let version = entry.manifest().version().to_string();
-        let state = entry.lifecycle().state();
         let (Some(implementation), State::Running) = (entry.plugin.clone(), state) else {
             let error = InvokeError::NotRunning {
                 plugin: plugin.into(),

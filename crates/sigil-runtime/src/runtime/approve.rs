@@ -44,16 +44,14 @@ impl Runtime {
                 hint: "only a loaded plugin's tools can be approved",
             });
         };
-        let approved = plugin.approve().map_err(|reason| ControlError::Approval {
-            plugin: id.to_string(),
-            reason,
-        })?;
-        let rule = if approved.is_empty() {
+        // Recorded before it takes effect: an approval the log does not hold never happens.
+        let held: Vec<String> = plugin.held().into_iter().map(|h| h.tool).collect();
+        let rule = if held.is_empty() {
             "operator approval: nothing was held".to_string()
         } else {
             format!(
                 "operator approved the current definitions of: {}",
-                approved.join(", ")
+                held.join(", ")
             )
         };
         let record = NewRecord::decision(Verdict::Allow, rule)
@@ -66,7 +64,12 @@ impl Runtime {
                 plugin: id.to_string(),
                 reason: format!("the approval could not be recorded in the audit log: {e}"),
             })?;
-        let plugin = if approved.is_empty() {
+        let approved = plugin.approve().map_err(|reason| ControlError::Approval {
+            plugin: id.to_string(),
+            reason,
+        })?;
+        // A disabled plugin stays disabled: its next generation loads with the new approval.
+        let plugin = if approved.is_empty() || self.disabled().contains(id) {
             entry.summary()
         } else {
             self.reload(id)?

@@ -314,8 +314,10 @@ impl Runtime {
             .ok_or_else(|| ControlError::UnknownPlugin(id.to_string()))
     }
 
-    /// Running → draining → stopping → stopped, published as one change.
-    fn stop(&self, id: &str, entry: &PluginEntry) -> Result<(), ControlError> {
+    /// Running → draining → stopping → stopped, published as one change. A directory plugin's
+    /// own work (a process, a bridged server) then ends once its calls in flight have finished,
+    /// within its drain timeout; enabling it again loads a new generation.
+    fn stop(&self, id: &str, entry: &Arc<PluginEntry>) -> Result<(), ControlError> {
         let lifecycle = entry.lifecycle();
         lifecycle
             .transition_from(State::Running, State::Draining)
@@ -330,6 +332,9 @@ impl Runtime {
                 .map_err(|e| cannot_disable(id, e.from))?;
         }
         self.publish_state(entry, State::Running);
+        if entry.source() != &Source::Builtin {
+            end_when_drained(entry.clone());
+        }
         Ok(())
     }
 
@@ -564,5 +569,23 @@ fn retire(previous: Option<Arc<PluginEntry>>) {
         });
     if let Err(error) = spawned {
         tracing::warn!(%error, "cannot start draining a replaced generation; it stops when its last call ends");
+    }
+}
+
+/// Ends a stopped generation's own work once its calls in flight are done (at most its drain
+/// timeout), off the caller's thread.
+fn end_when_drained(entry: Arc<PluginEntry>) {
+    let Some(plugin) = entry.plugin.clone() else {
+        return;
+    };
+    let drain = std::time::Duration::from_millis(entry.manifest().lifecycle().drain_timeout_ms);
+    let spawned = std::thread::Builder::new()
+        .name("sigil-drain".into())
+        .spawn(move || {
+            entry.in_flight.wait_idle(drain);
+            plugin.stop();
+        });
+    if let Err(error) = spawned {
+        tracing::warn!(%error, "cannot start ending a stopped plugin's work; it ends when dropped");
     }
 }
