@@ -31,7 +31,7 @@ use tokio::runtime::Handle;
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
-use crate::host::{Calls, Egress};
+use crate::host::{Calls, start_egress};
 use crate::instance::{CONTROL_TIMEOUT, describe_exit, stderr_tail};
 use crate::plugin::check_binds;
 use crate::spawn::{self, Bind, Launch, Tail};
@@ -369,19 +369,7 @@ impl Server {
     /// Starts the server in a fresh sandbox, completes MCP's `initialize`, and lists its tools
     /// into `live`. Must run on a task of the tier's runtime.
     async fn start(starter: &Starter, live: Definitions) -> Result<(Server, Vec<Tool>), String> {
-        let socket_dir = starter
-            .run_dir
-            .join(&uuid::Uuid::new_v4().simple().to_string()[..12]);
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .recursive(true)
-            .create(&socket_dir)
-            .map_err(|e| {
-                format!(
-                    "cannot create the socket directory {}: {e}",
-                    socket_dir.display()
-                )
-            })?;
+        let socket_dir = spawn::socket_dir(&starter.run_dir)?;
         let started = Server::start_in(starter, &socket_dir, live).await;
         if started.is_err() {
             let _ = std::fs::remove_dir_all(&socket_dir);
@@ -396,13 +384,7 @@ impl Server {
     ) -> Result<(Server, Vec<Tool>), String> {
         let plugin = starter.launch.plugin.clone();
         let proxy = if starter.launch.egress {
-            let policy = Arc::new(Egress {
-                calls: starter.calls.clone(),
-            });
-            Some(
-                sigil_egress::Proxy::serve_unix(&socket_dir.join("egress.sock"), policy)
-                    .map_err(|e| format!("cannot start the egress proxy: {e}"))?,
-            )
+            Some(start_egress(&starter.calls, socket_dir)?)
         } else {
             None
         };

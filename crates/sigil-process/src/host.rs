@@ -431,6 +431,19 @@ where
     })
 }
 
+/// Starts the egress proxy of one plugin process on `socket_dir/egress.sock`, deciding each
+/// connection for the call in flight in `calls`.
+pub(crate) fn start_egress(
+    calls: &Arc<Calls>,
+    socket_dir: &std::path::Path,
+) -> Result<sigil_egress::ProxyHandle, String> {
+    let policy = Arc::new(Egress {
+        calls: calls.clone(),
+    });
+    sigil_egress::Proxy::serve_unix(&socket_dir.join("egress.sock"), policy)
+        .map_err(|e| format!("cannot start the egress proxy: {e}"))
+}
+
 /// The egress policy of one plugin's proxy.
 ///
 /// # Security

@@ -6,7 +6,6 @@
 //! for the plugin to listen, checks with `SO_PEERCRED` that the process at the other end is
 //! inside the sandbox, and then calls `Init` (same protocol major version, or no deal).
 
-use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
@@ -22,7 +21,7 @@ use tokio_stream::wrappers::UnixListenerStream;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::PROTOCOL_VERSION;
-use crate::host::{Calls, Egress, HostService};
+use crate::host::{Calls, HostService, start_egress};
 use crate::proto;
 use crate::proto::host_server::HostServer;
 use crate::proto::lifecycle_client::LifecycleClient;
@@ -79,19 +78,7 @@ impl Instance {
     /// # Errors
     /// Why the plugin could not start, in a sentence naming what happened.
     pub(crate) async fn start(starter: &Starter) -> Result<Instance, String> {
-        let socket_dir = starter
-            .run_dir
-            .join(&uuid::Uuid::new_v4().simple().to_string()[..12]);
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .recursive(true)
-            .create(&socket_dir)
-            .map_err(|e| {
-                format!(
-                    "cannot create the socket directory {}: {e}",
-                    socket_dir.display()
-                )
-            })?;
+        let socket_dir = spawn::socket_dir(&starter.run_dir)?;
         let result = Instance::start_in(starter, &socket_dir).await;
         if result.is_err() {
             let _ = std::fs::remove_dir_all(&socket_dir);
@@ -120,13 +107,7 @@ impl Instance {
             }
         });
         let proxy = if starter.launch.egress {
-            let policy = Arc::new(Egress {
-                calls: starter.calls.clone(),
-            });
-            Some(
-                sigil_egress::Proxy::serve_unix(&socket_dir.join("egress.sock"), policy)
-                    .map_err(|e| format!("cannot start the egress proxy: {e}"))?,
-            )
+            Some(start_egress(&starter.calls, socket_dir)?)
         } else {
             None
         };

@@ -215,6 +215,21 @@ impl Launch {
     }
 }
 
+/// A fresh private directory (0700) under `run_dir` for one plugin process's sockets.
+///
+/// # Errors
+/// When it cannot be created.
+pub(crate) fn socket_dir(run_dir: &Path) -> Result<PathBuf, String> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = run_dir.join(&uuid::Uuid::new_v4().simple().to_string()[..12]);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .recursive(true)
+        .create(&dir)
+        .map_err(|e| format!("cannot create the socket directory {}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
 /// The interpreter as a path inside the sandbox: absolute, or a name found on the sandbox's
 /// `PATH` (the system trees are bound read-only at the same paths).
 fn interpreter_path(interpreter: &str) -> Result<PathBuf, String> {

@@ -92,7 +92,6 @@ pub fn world_dir() -> tempfile::TempDir {
 
 /// [`open`] in a folder made by [`world_dir`].
 pub fn open_in(dir: tempfile::TempDir, setup: &Setup<'_>) -> World {
-    let binaries = binaries();
     let root = dir.path().canonicalize().unwrap();
     let plugin_dir = root.join("home/plugins").join(setup.id);
     std::fs::create_dir_all(&plugin_dir).unwrap();
@@ -193,6 +192,13 @@ value = "other-secret"
         ),
     )
     .unwrap();
+    open_home(dir, root, setup.id, setup.policy)
+}
+
+/// Opens the data directory `<root>/home` (in the world's temporary folder `dir`) with the
+/// process tier on the real sandbox, its MCP approvals kept in `<root>/home/state/mcp`.
+pub fn open_home(dir: tempfile::TempDir, root: PathBuf, id: &str, policy: RestartPolicy) -> World {
+    let binaries = binaries();
     let home = Home::resolve(Some(&root.join("home"))).unwrap();
     let sandbox = match sigil_sandbox::Sandbox::with_init(&binaries.sandbox_init) {
         Ok(sandbox) => sandbox,
@@ -202,7 +208,8 @@ value = "other-secret"
     };
     let tier = ProcessTier::with_sandbox(root.join("home/run/process"), sandbox)
         .unwrap()
-        .restart_policy(setup.policy);
+        .restart_policy(policy)
+        .state_dir(root.join("home/state/mcp"));
     let sigil = Runtime::open_with(
         home,
         Vec::new(),
@@ -219,7 +226,7 @@ value = "other-secret"
         root,
         sigil,
         rt,
-        id: setup.id.to_string(),
+        id: id.to_string(),
     }
 }
 

@@ -2,10 +2,8 @@
 //! directory, opened with the process tier running the host's Python in the real sandbox.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use sigil_process::ProcessTier;
-use sigil_runtime::{Home, Runtime};
+use sigil_process::RestartPolicy;
 
 use super::World;
 
@@ -76,7 +74,7 @@ config = {{ {config} }}
         ),
     )
     .unwrap();
-    let world = open_home(dir, root, id);
+    let world = super::open_home(dir, root, id, RestartPolicy::DEFAULT);
     let entry = world.sigil.manager().get(id).unwrap();
     let error = entry.lifecycle().error();
     assert_eq!(
@@ -85,40 +83,6 @@ config = {{ {config} }}
         "{error:?}\n(the process tier runs Python plugins with the host's Python and the Sigil Python kit: install it with scripts/install-python-kit)"
     );
     world
-}
-
-/// Opens the data directory `<root>/home` (in the world's temporary folder `dir`) with the
-/// process tier, its MCP approvals kept in `<root>/home/state/mcp`.
-pub fn open_home(dir: tempfile::TempDir, root: PathBuf, id: &str) -> World {
-    let binaries = super::binaries();
-    let home = Home::resolve(Some(&root.join("home"))).unwrap();
-    let sandbox = match sigil_sandbox::Sandbox::with_init(&binaries.sandbox_init) {
-        Ok(sandbox) => sandbox,
-        Err(error) => panic!(
-            "the process tier's tests need a working sandbox: {error}\n(install bubblewrap: apt-get install -y bubblewrap)"
-        ),
-    };
-    let tier = ProcessTier::with_sandbox(root.join("home/run/process"), sandbox)
-        .unwrap()
-        .state_dir(root.join("home/state/mcp"));
-    let sigil = Runtime::open_with(
-        home,
-        Vec::new(),
-        vec![(sigil_manifest::Tier::Process, Arc::new(tier))],
-    )
-    .unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    World {
-        dir,
-        root,
-        sigil,
-        rt,
-        id: id.to_string(),
-    }
 }
 
 /// Closes the world's runtime and opens the same data directory again, as a restart would.
@@ -132,5 +96,5 @@ pub fn reopen(world: World) -> World {
     } = world;
     drop(sigil);
     drop(rt);
-    open_home(dir, root, &id)
+    super::open_home(dir, root, &id, RestartPolicy::DEFAULT)
 }
