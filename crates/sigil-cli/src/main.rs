@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod audit;
+mod command;
 mod install;
 mod mcp;
 mod plugin;
@@ -11,6 +12,7 @@ mod serve;
 mod status;
 mod token;
 
+use std::ffi::OsString;
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -63,6 +65,10 @@ enum Command {
     /// Manage API tokens for `sigil serve`.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// A command a plugin contributes (`[[commands]]` in its manifest); see
+    /// `sigil plugin commands`.
+    #[command(external_subcommand)]
+    External(Vec<OsString>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -153,6 +159,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Status(args) => status::status(home, args),
         Command::Doctor => status::doctor(home),
         Command::Token(command) => token::run(home, command),
+        Command::External(words) => command::run(home, words),
         Command::Manifest(ManifestCommand::Schema) => {
             println!(
                 "{}",

@@ -22,6 +22,12 @@ pub enum PluginCommand {
         #[arg(long)]
         json: bool,
     },
+    /// List the commands plugins contribute (`sigil NAME ARGS...`).
+    Commands {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Stop serving a plugin's tools; it stays stopped across restarts until enabled.
     Disable {
         /// The plugin id.
@@ -130,6 +136,7 @@ pub fn run(home: Option<&Path>, command: PluginCommand, reserved: &[String]) -> 
             note_running_daemon(sigil.home().root(), &name, "enable");
             Ok(ExitCode::SUCCESS)
         }
+        PluginCommand::Commands { json } => commands(home, json),
         PluginCommand::Reload { name, token } => reload(home, &name, token.as_deref()),
         PluginCommand::Approve { name } => {
             let sigil = sigil::open(home)?;
@@ -360,4 +367,26 @@ fn lint(dir: &Path, json: bool, reserved: &[String]) -> Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+fn commands(home: Option<&Path>, json: bool) -> Result<ExitCode> {
+    let sigil = sigil::open(home)?;
+    let commands = sigil.commands();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&commands)?);
+    } else if commands.is_empty() {
+        println!("no plugin contributes a command");
+    } else {
+        for c in &commands {
+            let auth = match (&c.spec.require_auth, &c.spec.capability) {
+                (true, Some(capability)) => format!("  (authenticated, needs {capability})"),
+                _ => String::new(),
+            };
+            println!(
+                "sigil {:<16} {}  [{}/{}]{auth}",
+                c.spec.name, c.spec.description, c.plugin, c.spec.tool
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

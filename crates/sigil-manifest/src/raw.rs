@@ -286,4 +286,9 @@ pub(crate) struct RawCommand {
     /// Capability the caller must hold; required when `require_auth` is true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capability: Option<String>,
+    /// The plugin's tool that runs the command, called with `{"args": [...]}`; default: the
+    /// tool named like the command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub tool: Option<String>,
 }

@@ -167,6 +167,8 @@ pub struct CommandSpec {
     pub require_auth: bool,
     /// Capability the caller must hold.
     pub capability: Option<Pattern>,
+    /// The plugin's tool that runs the command, called with `{"args": [...]}`.
+    pub tool: String,
 }
 
 impl Serialize for CommandSpec {
@@ -182,6 +184,7 @@ impl CommandSpec {
             description: self.description.clone(),
             require_auth: self.require_auth,
             capability: self.capability.as_ref().map(|p| p.as_str().to_owned()),
+            tool: (self.tool != self.name).then(|| self.tool.clone()),
         }
     }
 }
@@ -479,6 +482,7 @@ impl ValidatedManifest {
             .map(|c| {
                 let capability = c.capability.as_deref().map(parse_capability).transpose()?;
                 Ok(CommandSpec {
+                    tool: c.tool.unwrap_or_else(|| c.name.clone()),
                     name: c.name,
                     description: c.description,
                     require_auth: c.require_auth,

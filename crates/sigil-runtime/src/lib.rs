@@ -24,8 +24,9 @@ pub use manager::{
     Builtin, Failure, LoadRequest, Manager, PluginEntry, PluginSummary, Source, TierLoader,
 };
 pub use runtime::{
-    Approval, ControlError, DEFAULT_OUTPUT_BYTES, DEFAULT_TIMEOUT, HOT_RELOAD_QUIET, HotReload,
-    Invocation, InvokeError, OpenError, Runtime, Step, ToolListing,
+    Approval, CommandCaller, CommandError, ControlError, DEFAULT_OUTPUT_BYTES, DEFAULT_TIMEOUT,
+    HOT_RELOAD_QUIET, HotReload, Invocation, InvokeError, MAX_COMMAND_ARGS_BYTES, OpenError,
+    PluginCommand, Runtime, Step, ToolListing, clean_command_args,
 };
 pub use tool::{Call, HeldTool, Steps, ToolDescriptor, ToolError, ToolPlugin};
 

@@ -28,9 +28,13 @@ use crate::manager::{Builtin, Manager, PluginEntry, TierLoader, ToolEntry};
 use crate::tool::{Call, ToolDescriptor, ToolError};
 
 mod approve;
+mod commands;
 mod control;
 mod watch;
 pub use approve::Approval;
+pub use commands::{
+    CommandCaller, CommandError, MAX_COMMAND_ARGS_BYTES, PluginCommand, clean_command_args,
+};
 pub use control::ControlError;
 pub use watch::{HOT_RELOAD_QUIET, HotReload};
 
