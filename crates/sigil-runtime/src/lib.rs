@@ -13,9 +13,10 @@ mod kv;
 mod lifecycle;
 mod manager;
 mod runtime;
+mod secrets;
 mod tool;
 
-pub use config::{Config, ConfigError, DEFAULT_CONFIG, Home, SecretValue};
+pub use config::{Config, ConfigError, DEFAULT_CONFIG, Home, SECRET_MARKER, SecretValue};
 pub use enforcer::{Check, Enforcer, Registration, Subject};
 pub use events::{CAPACITY as EVENT_CAPACITY, Event, Events};
 pub use kv::{KvStore, MAX_VALUE_BYTES};
@@ -24,7 +25,7 @@ pub use manager::{
     Builtin, Failure, LoadRequest, Manager, PluginEntry, PluginSummary, Source, TierLoader,
 };
 pub use runtime::{
-    Approval, ControlError, DEFAULT_OUTPUT_BYTES, DEFAULT_TIMEOUT, HOT_RELOAD_QUIET, HotReload,
+    ADMIN_CONFIG, Approval, ConfigChange, ConfigUpdateError, ConfigWatch, ControlError, DEFAULT_OUTPUT_BYTES, DEFAULT_TIMEOUT, HOT_RELOAD_QUIET, HotReload,
     Invocation, InvokeError, OpenError, Runtime, Step, ToolListing,
 };
 pub use tool::{Call, HeldTool, Steps, ToolDescriptor, ToolError, ToolPlugin};
