@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod audit;
+mod config;
 mod install;
 mod mcp;
 mod plugin;
