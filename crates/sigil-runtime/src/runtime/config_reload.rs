@@ -143,11 +143,23 @@ impl Runtime {
             Err(error) => return Err(self.reject(error, by)),
         };
         let old = self.config();
-        let changed: Vec<String> = old
+        let mentioned = old
             .configured_plugins()
             .union(&candidate.configured_plugins())
+            .cloned()
+            .collect::<Vec<_>>();
+        // What the plugin receives changed...
+        let changed: Vec<String> = mentioned
+            .iter()
             .filter(|id| old.plugin_config(id) != candidate.plugin_config(id))
             .cloned()
+            .collect();
+        // ...or only what the file says (a secret field written in clear beside a stored one).
+        let to_check: Vec<&String> = mentioned
+            .iter()
+            .filter(|id| {
+                changed.contains(id) || old.plugin_config_file(id) != candidate.plugin_config_file(id)
+            })
             .collect();
         let file_changed = !old.same_source(&candidate);
         if changed.is_empty() && !file_changed {
@@ -156,8 +168,8 @@ impl Runtime {
                 file_changed,
             });
         }
-        let problems: Vec<String> = changed
-            .iter()
+        let problems: Vec<String> = to_check
+            .into_iter()
             .filter_map(|id| {
                 let entry = self.manager.get(id)?;
                 check_config(entry.manifest(), &candidate)
@@ -478,16 +490,40 @@ fn edited_config(path: &Path, id: &str, config: &Value) -> Result<String, String
             return Err("the configuration must be a JSON object".into());
         };
         let table = inline_table(fields, "")?;
-        let inline = matches!(
-            plugin.get("config"),
-            Some(toml_edit::Item::Value(toml_edit::Value::InlineTable(_)))
-        );
-        let item = if inline {
-            toml_edit::Item::Value(toml_edit::Value::InlineTable(table))
-        } else {
-            toml_edit::Item::Table(table.into_table())
-        };
-        plugin.insert("config", item);
+        match plugin.get_mut("config") {
+            // Edited in place: the table's header, its comments and those of the values that
+            // stay are kept.
+            Some(toml_edit::Item::Table(existing)) => {
+                let gone: Vec<String> = existing
+                    .iter()
+                    .map(|(key, _)| key.to_string())
+                    .filter(|key| !fields.contains_key(key))
+                    .collect();
+                for key in gone {
+                    existing.remove(&key);
+                }
+                for (key, mut value) in table {
+                    match existing.get_mut(&key) {
+                        Some(toml_edit::Item::Value(old)) => {
+                            *value.decor_mut() = old.decor().clone();
+                            *old = value;
+                        }
+                        Some(other) => *other = toml_edit::Item::Value(value),
+                        None => {
+                            existing.insert(&key, toml_edit::Item::Value(value));
+                        }
+                    }
+                }
+            }
+            Some(toml_edit::Item::Value(toml_edit::Value::InlineTable(existing))) => {
+                let decor = existing.decor().clone();
+                *existing = table;
+                *existing.decor_mut() = decor;
+            }
+            _ => {
+                plugin.insert("config", toml_edit::Item::Table(table.into_table()));
+            }
+        }
     }
     let edited = document.to_string();
     Config::parse(&edited, path).map_err(|e| e.message)?;
