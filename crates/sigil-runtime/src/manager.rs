@@ -325,6 +325,19 @@ impl Manager {
         );
     }
 
+    /// Fails every compiled-in plugin whose configuration in `config` does not fit its config
+    /// schema (directory plugins are checked as they are discovered).
+    pub(crate) fn check_builtin_configs(&self, config: &Config) {
+        for entry in self.entries() {
+            if entry.source != Source::Builtin || entry.lifecycle.state() != State::Running {
+                continue;
+            }
+            if let Err(problem) = check_config(&entry.manifest, config) {
+                self.fail(&entry, problem);
+            }
+        }
+    }
+
     /// Fails every plugin whose dependencies are missing or of the wrong version.
     /// Call after all plugins are discovered.
     pub fn check_dependencies(&self) {

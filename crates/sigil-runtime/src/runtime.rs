@@ -229,6 +229,7 @@ impl Runtime {
             manager.add_builtin(builtin);
         }
         let loaded = config.get();
+        manager.check_builtin_configs(&loaded);
         manager.discover(&home.plugins_dir(), &loaded);
         for dir in loaded.plugin_dirs() {
             let dir = if dir.is_relative() {

@@ -183,6 +183,24 @@ fn a_valid_change_reaches_the_plugin_on_its_next_call() {
 }
 
 #[test]
+fn a_compiled_in_plugin_does_not_start_on_a_configuration_it_does_not_accept() {
+    let (_dir, sigil) = setup(&CONFIG.replace("greeting = \"hello\"", "greeting = 7"));
+    let entry = sigil.manager().get("configured").unwrap();
+    assert_eq!(entry.lifecycle().state(), sigil_runtime::State::Error);
+    let error = entry.lifecycle().error().unwrap_or_default();
+    assert!(error.contains("/properties/greeting/type"), "{error}");
+
+    // Once its configuration fits, it is loaded again and serves.
+    let change = sigil
+        .update_plugin_config("configured", json!({ "greeting": "fixed" }), &operator())
+        .unwrap();
+    assert_eq!(change.plugins, vec!["configured".to_string()]);
+    let entry = sigil.manager().get("configured").unwrap();
+    assert_eq!(entry.lifecycle().state(), sigil_runtime::State::Running);
+    assert_eq!(seen(&sigil), json!({ "greeting": "fixed" }));
+}
+
+#[test]
 fn a_policy_change_is_in_force_after_a_reload() {
     let (dir, sigil) = setup(CONFIG);
     let actor = sigil.local_actor(None, None);

@@ -208,10 +208,39 @@ impl Runtime {
         self.events().publish(Event::ConfigChanged {
             plugins: changed.clone(),
         });
+        self.retry_failed(&changed);
         Ok(ConfigChange {
             plugins: changed,
             file_changed,
         })
+    }
+
+    /// Loads again each plugin of `changed` that is in the error state (most likely because it
+    /// did not accept its previous configuration), unless the operator disabled it. A failure
+    /// is logged and published as a failed reload; the configuration change stands.
+    fn retry_failed(&self, changed: &[String]) {
+        let disabled = self.disabled();
+        for id in changed {
+            let failed = self
+                .manager
+                .get(id)
+                .is_some_and(|entry| entry.lifecycle().state() == crate::lifecycle::State::Error);
+            if !failed || disabled.contains(id) {
+                continue;
+            }
+            match self.reload(id) {
+                Ok(summary) => {
+                    tracing::info!(plugin = %id, state = %summary.state, "loaded again with its new configuration");
+                }
+                Err(error) => {
+                    tracing::warn!(plugin = %id, %error, "still does not load with its new configuration");
+                    self.events().publish(Event::ReloadFailed {
+                        plugin: id.clone(),
+                        error: error.to_string(),
+                    });
+                }
+            }
+        }
     }
 
     /// Logs, publishes and records a rejected change, and returns its error.
