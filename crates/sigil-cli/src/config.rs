@@ -14,7 +14,12 @@ use sigil_gateway::DaemonInfo;
 use crate::status::{Daemon, find_daemon, send};
 
 /// Shows plugin `name`'s configuration, or applies `sets` to it.
-pub fn config(home: Option<&Path>, name: &str, sets: &[String], token: Option<&str>) -> Result<ExitCode> {
+pub fn config(
+    home: Option<&Path>,
+    name: &str,
+    sets: &[String],
+    token: Option<&str>,
+) -> Result<ExitCode> {
     let root = sigil::Home::resolve(home)?;
     if let Daemon::Running(info) = find_daemon(root.root())? {
         let token = need_token(&info, root.root(), name, token)?;
@@ -33,7 +38,10 @@ pub fn config(home: Option<&Path>, name: &str, sets: &[String], token: Option<&s
             Some(&current),
         )?;
         if status != 200 {
-            bail!("the daemon refused the change (HTTP {status}): {}", message(&body));
+            bail!(
+                "the daemon refused the change (HTTP {status}): {}",
+                message(&body)
+            );
         }
         println!("the daemon put the new configuration of {name} in force");
         return Ok(ExitCode::SUCCESS);
@@ -60,18 +68,28 @@ pub fn config(home: Option<&Path>, name: &str, sets: &[String], token: Option<&s
 }
 
 /// Reads a secret value from standard input and stores it as plugin `name`'s field `field`.
-pub fn secret(home: Option<&Path>, name: &str, field: &str, token: Option<&str>) -> Result<ExitCode> {
+pub fn secret(
+    home: Option<&Path>,
+    name: &str,
+    field: &str,
+    token: Option<&str>,
+) -> Result<ExitCode> {
     let root = sigil::Home::resolve(home)?;
     let daemon = match find_daemon(root.root())? {
-        Daemon::Running(info) => {
-            Some((need_token(&info, root.root(), name, token)?.to_string(), info))
-        }
+        Daemon::Running(info) => Some((
+            need_token(&info, root.root(), name, token)?.to_string(),
+            info,
+        )),
         _ => None,
     };
     let value = read_secret(name, field)?;
     if let Some((token, info)) = daemon {
         let mut current = daemon_config(&info, name, &token)?;
-        set_path(&mut current, field, Value::String(value.expose().to_string()));
+        set_path(
+            &mut current,
+            field,
+            Value::String(value.expose().to_string()),
+        );
         let (status, body) = send(
             &info,
             "PUT",
@@ -80,7 +98,10 @@ pub fn secret(home: Option<&Path>, name: &str, field: &str, token: Option<&str>)
             Some(&current),
         )?;
         if status != 200 {
-            bail!("the daemon refused the secret (HTTP {status}): {}", message(&body));
+            bail!(
+                "the daemon refused the secret (HTTP {status}): {}",
+                message(&body)
+            );
         }
         println!("the daemon stored {name}'s secret field `{field}` encrypted; it is in force");
         return Ok(ExitCode::SUCCESS);
@@ -88,11 +109,18 @@ pub fn secret(home: Option<&Path>, name: &str, field: &str, token: Option<&str>)
     let sigil = sigil::open(home)?;
     let actor = sigil.local_actor(None, None);
     sigil.set_plugin_secret(name, field, value, &actor)?;
-    println!("stored {name}'s secret field `{field}` encrypted; no daemon runs, so its next start uses it");
+    println!(
+        "stored {name}'s secret field `{field}` encrypted; no daemon runs, so its next start uses it"
+    );
     Ok(ExitCode::SUCCESS)
 }
 
-fn need_token<'a>(info: &DaemonInfo, root: &Path, name: &str, token: Option<&'a str>) -> Result<&'a str> {
+fn need_token<'a>(
+    info: &DaemonInfo,
+    root: &Path,
+    name: &str,
+    token: Option<&'a str>,
+) -> Result<&'a str> {
     token.ok_or_else(|| {
         anyhow::anyhow!(
             "a daemon serves {} at http://{}: pass --token (or set SIGIL_TOKEN) with a token of a user allowed `admin.config` so it changes `{name}`'s configuration",
@@ -110,9 +138,18 @@ fn message(body: &Value) -> &str {
 }
 
 fn daemon_config(info: &DaemonInfo, name: &str, token: &str) -> Result<Value> {
-    let (status, body) = send(info, "GET", &format!("/v1/plugins/{name}/config"), token, None)?;
+    let (status, body) = send(
+        info,
+        "GET",
+        &format!("/v1/plugins/{name}/config"),
+        token,
+        None,
+    )?;
     if status != 200 {
-        bail!("the daemon did not show {name}'s configuration (HTTP {status}): {}", message(&body));
+        bail!(
+            "the daemon did not show {name}'s configuration (HTTP {status}): {}",
+            message(&body)
+        );
     }
     Ok(body["config"].clone())
 }
@@ -121,7 +158,10 @@ fn daemon_config(info: &DaemonInfo, name: &str, token: &str) -> Result<Value> {
 fn daemon_secret_fields(info: &DaemonInfo, name: &str, token: &str) -> Result<Vec<String>> {
     let (status, body) = send(info, "GET", &format!("/v1/plugins/{name}"), token, None)?;
     if status != 200 {
-        bail!("the daemon did not show plugin {name} (HTTP {status}): {}", message(&body));
+        bail!(
+            "the daemon did not show plugin {name} (HTTP {status}): {}",
+            message(&body)
+        );
     }
     let mut fields = Vec::new();
     collect_secret_fields(&body["manifest"]["config"]["schema"], "", &mut fields);

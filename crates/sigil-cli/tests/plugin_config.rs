@@ -128,7 +128,10 @@ fn assert_nowhere(home: &Path, outputs: &[String]) {
         assert!(!contains(&bytes, SECRET), "{file} holds the secret");
     }
     for output in outputs {
-        assert!(!output.contains(SECRET), "output holds the secret: {output}");
+        assert!(
+            !output.contains(SECRET),
+            "output holds the secret: {output}"
+        );
     }
 }
 
@@ -138,34 +141,85 @@ fn without_a_daemon_the_files_are_changed_after_validation() {
     let root = home.path();
     assert_eq!(shown(root, None), json!({ "greeting": "hello" }));
 
-    let refused = failed(root, &["plugin", "config", "configured", "--set", "greeting="], None);
-    assert!(refused.contains("/properties/greeting/minLength"), "{refused}");
     let refused = failed(
         root,
-        &["plugin", "config", "configured", "--set", &format!("api_key={SECRET}")],
+        &["plugin", "config", "configured", "--set", "greeting="],
         None,
     );
-    assert!(refused.contains("sigil plugin secret configured api_key"), "{refused}");
-    assert_eq!(std::fs::read_to_string(root.join("sigil.toml")).unwrap(), CONFIG);
+    assert!(
+        refused.contains("/properties/greeting/minLength"),
+        "{refused}"
+    );
+    let refused = failed(
+        root,
+        &[
+            "plugin",
+            "config",
+            "configured",
+            "--set",
+            &format!("api_key={SECRET}"),
+        ],
+        None,
+    );
+    assert!(
+        refused.contains("sigil plugin secret configured api_key"),
+        "{refused}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("sigil.toml")).unwrap(),
+        CONFIG
+    );
 
     let mut outputs = vec![ok(
         root,
-        &["plugin", "config", "configured", "--set", "greeting=ahoy", "--set", "retries=3"],
+        &[
+            "plugin",
+            "config",
+            "configured",
+            "--set",
+            "greeting=ahoy",
+            "--set",
+            "retries=3",
+        ],
         None,
     )];
     let text = std::fs::read_to_string(root.join("sigil.toml")).unwrap();
-    assert!(text.contains("# Settings of the configured plugin."), "{text}");
-    assert!(text.contains("greeting = \"ahoy\"") && text.contains("retries = 3"), "{text}");
+    assert!(
+        text.contains("# Settings of the configured plugin."),
+        "{text}"
+    );
+    assert!(
+        text.contains("greeting = \"ahoy\"") && text.contains("retries = 3"),
+        "{text}"
+    );
 
-    let refused = failed(root, &["plugin", "secret", "configured", "api_key"], Some("pk-wrong\n"));
-    assert!(refused.contains("/properties/api_key/pattern") && !refused.contains("pk-wrong"), "{refused}");
-    let refused = failed(root, &["plugin", "secret", "configured", "greeting"], Some("x\n"));
+    let refused = failed(
+        root,
+        &["plugin", "secret", "configured", "api_key"],
+        Some("pk-wrong\n"),
+    );
+    assert!(
+        refused.contains("/properties/api_key/pattern") && !refused.contains("pk-wrong"),
+        "{refused}"
+    );
+    let refused = failed(
+        root,
+        &["plugin", "secret", "configured", "greeting"],
+        Some("x\n"),
+    );
     assert!(refused.contains("no secret field `greeting`"), "{refused}");
 
-    outputs.push(ok(root, &["plugin", "secret", "configured", "api_key"], Some(&format!("{SECRET}\n"))));
+    outputs.push(ok(
+        root,
+        &["plugin", "secret", "configured", "api_key"],
+        Some(&format!("{SECRET}\n")),
+    ));
     let config = shown(root, None);
     outputs.push(config.to_string());
-    assert_eq!(config, json!({ "greeting": "ahoy", "retries": 3, "api_key": "<secret>" }));
+    assert_eq!(
+        config,
+        json!({ "greeting": "ahoy", "retries": 3, "api_key": "<secret>" })
+    );
     assert_nowhere(root, &outputs);
 }
 
@@ -202,31 +256,68 @@ fn serve(home: &Path) -> Daemon {
 fn with_a_daemon_changes_are_live_and_an_edited_file_is_put_in_force() {
     let home = home();
     let root = home.path();
-    let token = ok(root, &["token", "create", "--user", "local"], None).trim().to_string();
-    let bob = ok(root, &["token", "create", "--user", "bob"], None).trim().to_string();
+    let token = ok(root, &["token", "create", "--user", "local"], None)
+        .trim()
+        .to_string();
+    let bob = ok(root, &["token", "create", "--user", "bob"], None)
+        .trim()
+        .to_string();
     let _daemon = serve(root);
 
     let refused = failed(root, &["plugin", "config", "configured"], None);
     assert!(refused.contains("--token"), "{refused}");
-    let refused = failed(root, &["plugin", "config", "configured", "--token", &bob], None);
-    assert!(refused.contains("HTTP 403") && refused.contains("admin.config"), "{refused}");
+    let refused = failed(
+        root,
+        &["plugin", "config", "configured", "--token", &bob],
+        None,
+    );
+    assert!(
+        refused.contains("HTTP 403") && refused.contains("admin.config"),
+        "{refused}"
+    );
 
     let mut outputs = vec![ok(
         root,
-        &["plugin", "config", "configured", "--set", "greeting=ahoy", "--token", &token],
+        &[
+            "plugin",
+            "config",
+            "configured",
+            "--set",
+            "greeting=ahoy",
+            "--token",
+            &token,
+        ],
         None,
     )];
     assert_eq!(shown(root, Some(&token)), json!({ "greeting": "ahoy" }));
     let refused = failed(
         root,
-        &["plugin", "config", "configured", "--set", "retries=\"x\"", "--token", &token],
+        &[
+            "plugin",
+            "config",
+            "configured",
+            "--set",
+            "retries=\"x\"",
+            "--token",
+            &token,
+        ],
         None,
     );
-    assert!(refused.contains("HTTP 422") && refused.contains("/properties/retries/type"), "{refused}");
+    assert!(
+        refused.contains("HTTP 422") && refused.contains("/properties/retries/type"),
+        "{refused}"
+    );
 
     outputs.push(ok(
         root,
-        &["plugin", "secret", "configured", "api_key", "--token", &token],
+        &[
+            "plugin",
+            "secret",
+            "configured",
+            "api_key",
+            "--token",
+            &token,
+        ],
         Some(SECRET),
     ));
     let config = shown(root, Some(&token));
@@ -235,10 +326,17 @@ fn with_a_daemon_changes_are_live_and_an_edited_file_is_put_in_force() {
 
     // An edit on disk reaches the daemon without a restart; a broken one does not.
     let text = std::fs::read_to_string(root.join("sigil.toml")).unwrap();
-    std::fs::write(root.join("sigil.toml"), text.replace("\"ahoy\"", "\"edited\"")).unwrap();
+    std::fs::write(
+        root.join("sigil.toml"),
+        text.replace("\"ahoy\"", "\"edited\""),
+    )
+    .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while shown(root, Some(&token))["greeting"] != "edited" {
-        assert!(Instant::now() < deadline, "the edit never reached the daemon");
+        assert!(
+            Instant::now() < deadline,
+            "the edit never reached the daemon"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     std::fs::write(root.join("sigil.toml"), text.replace("\"ahoy\"", "\"\"")).unwrap();
@@ -248,6 +346,11 @@ fn with_a_daemon_changes_are_live_and_an_edited_file_is_put_in_force() {
         json!({ "greeting": "edited", "api_key": "<secret>" })
     );
     outputs.push(ok(root, &["audit", "export"], None));
-    assert!(outputs.last().unwrap().contains("configuration change rejected"));
+    assert!(
+        outputs
+            .last()
+            .unwrap()
+            .contains("configuration change rejected")
+    );
     assert_nowhere(root, &outputs);
 }

@@ -67,7 +67,9 @@ impl ToolPlugin for Report {
 }
 
 async fn start() -> Server {
-    let config = format!("{CONFIG}\n# Configured's settings.\n[plugins.configured.config]\ngreeting = \"hello\"\n");
+    let config = format!(
+        "{CONFIG}\n# Configured's settings.\n[plugins.configured.config]\ngreeting = \"hello\"\n"
+    );
     Server::start_with_builtins(
         &config,
         vec![Builtin {
@@ -99,9 +101,8 @@ fn put(server: &Server, path: &str, user: &str, body: &Value) -> reqwest::Reques
 }
 
 async fn report(server: &Server, bodies: &mut Bodies) -> Value {
-    let (status, body) = bodies.keep(
-        send(server.post("/v1/tools/configured/report/invoke", "admin", json!({}))).await,
-    );
+    let (status, body) = bodies
+        .keep(send(server.post("/v1/tools/configured/report/invoke", "admin", json!({}))).await);
     assert_eq!(status, 200, "{body}");
     body["output"].clone()
 }
@@ -113,7 +114,13 @@ async fn configuration_changes_over_http_are_validated_live_and_keep_secrets_sec
     let path = "/v1/plugins/configured/config";
 
     let shown = bodies.keep(send(server.get(path, Some("admin"))).await);
-    assert_eq!(shown, (200, json!({ "plugin": "configured", "config": { "greeting": "hello" } })));
+    assert_eq!(
+        shown,
+        (
+            200,
+            json!({ "plugin": "configured", "config": { "greeting": "hello" } })
+        )
+    );
     assert_eq!(
         report(&server, &mut bodies).await,
         json!({ "greeting": "hello", "has_key": false })
@@ -139,21 +146,43 @@ async fn configuration_changes_over_http_are_validated_live_and_keep_secrets_sec
 
     // Invalid: refused with the schema's error; nothing changes.
     let refused = bodies.keep(
-        send(put(&server, path, "admin", &json!({ "greeting": "", "api_key": SECRET }))).await,
+        send(put(
+            &server,
+            path,
+            "admin",
+            &json!({ "greeting": "", "api_key": SECRET }),
+        ))
+        .await,
     );
     assert_error(&refused, 422, "invalid_config");
     let message = refused.1["error"]["message"].as_str().unwrap();
-    assert!(message.contains("/properties/greeting/minLength"), "{message}");
+    assert!(
+        message.contains("/properties/greeting/minLength"),
+        "{message}"
+    );
     let refused = bodies.keep(
-        send(put(&server, path, "admin", &json!({ "greeting": "hi", "api_key": "pk-wrong" }))).await,
+        send(put(
+            &server,
+            path,
+            "admin",
+            &json!({ "greeting": "hi", "api_key": "pk-wrong" }),
+        ))
+        .await,
     );
     assert_error(&refused, 422, "invalid_config");
     assert!(
-        refused.1["error"]["message"].as_str().unwrap().contains("/properties/api_key/pattern"),
+        refused.1["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("/properties/api_key/pattern"),
         "{}",
         refused.1
     );
-    assert_error(&send(put(&server, path, "admin", &json!([1]))).await, 422, "invalid_config");
+    assert_error(
+        &send(put(&server, path, "admin", &json!([1]))).await,
+        422,
+        "invalid_config",
+    );
     let shown = bodies.keep(send(server.get(path, Some("admin"))).await);
     assert_eq!(shown.1["config"], json!({ "greeting": "hello" }));
     assert_eq!(
@@ -165,15 +194,30 @@ async fn configuration_changes_over_http_are_validated_live_and_keep_secrets_sec
 
     // Valid: the next call sees it, the secret is stored encrypted, shown redacted.
     let changed = bodies.keep(
-        send(put(&server, path, "admin", &json!({ "greeting": "ahoy", "api_key": SECRET }))).await,
+        send(put(
+            &server,
+            path,
+            "admin",
+            &json!({ "greeting": "ahoy", "api_key": SECRET }),
+        ))
+        .await,
     );
-    assert_eq!(changed, (200, json!({ "plugins": ["configured"], "file_changed": true })));
+    assert_eq!(
+        changed,
+        (
+            200,
+            json!({ "plugins": ["configured"], "file_changed": true })
+        )
+    );
     assert_eq!(
         report(&server, &mut bodies).await,
         json!({ "greeting": "ahoy", "has_key": true })
     );
     let shown = bodies.keep(send(server.get(path, Some("admin"))).await);
-    assert_eq!(shown.1["config"], json!({ "greeting": "ahoy", "api_key": "<secret>" }));
+    assert_eq!(
+        shown.1["config"],
+        json!({ "greeting": "ahoy", "api_key": "<secret>" })
+    );
     let toml = std::fs::read_to_string(server.home.path().join("sigil.toml")).unwrap();
     assert!(toml.contains("# Configured's settings."), "{toml}");
     assert!(toml.contains("greeting = \"ahoy\""), "{toml}");
@@ -181,7 +225,10 @@ async fn configuration_changes_over_http_are_validated_live_and_keep_secrets_sec
 
     // A reload of an unchanged file changes nothing; a broken file is refused, the old stays.
     let unchanged = bodies.keep(send(server.post("/v1/config/reload", "admin", json!({}))).await);
-    assert_eq!(unchanged, (200, json!({ "plugins": [], "file_changed": false })));
+    assert_eq!(
+        unchanged,
+        (200, json!({ "plugins": [], "file_changed": false }))
+    );
     std::fs::write(
         server.home.path().join("sigil.toml"),
         toml.replace("greeting = \"ahoy\"", "greeting = \"unterminated"),
@@ -190,7 +237,10 @@ async fn configuration_changes_over_http_are_validated_live_and_keep_secrets_sec
     let rejected = bodies.keep(send(server.post("/v1/config/reload", "admin", json!({}))).await);
     assert_error(&rejected, 422, "config_rejected");
     assert!(
-        rejected.1["error"]["message"].as_str().unwrap().contains("sigil.toml: line"),
+        rejected.1["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("sigil.toml: line"),
         "{}",
         rejected.1
     );
@@ -217,7 +267,10 @@ async fn configuration_changes_over_http_are_validated_live_and_keep_secrets_sec
     assert!(export.contains("configuration change rejected"), "{export}");
     assert!(!export.contains(SECRET), "the audit log holds the secret");
     for body in &bodies.0 {
-        assert!(!body.contains(SECRET), "a response holds the secret: {body}");
+        assert!(
+            !body.contains(SECRET),
+            "a response holds the secret: {body}"
+        );
     }
     server.shutdown().await;
 }
@@ -234,7 +287,11 @@ async fn the_configuration_routes_are_documented() {
         ("/v1/config/reload", "post"),
     ] {
         let operation = &paths[path][method];
-        assert_eq!(operation["security"], json!([{ "bearer": [] }]), "{path} {method}");
+        assert_eq!(
+            operation["security"],
+            json!([{ "bearer": [] }]),
+            "{path} {method}"
+        );
         assert!(operation["responses"]["403"].is_object(), "{path} {method}");
     }
     assert!(paths["/v1/plugins/{id}/config"]["put"]["responses"]["422"].is_object());

@@ -293,7 +293,11 @@ impl Config {
                 let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
                 format!("line {line}, column {column}: ")
             });
-            error(format!("{}{}", at.unwrap_or_default(), e.message().trim_end()))
+            error(format!(
+                "{}{}",
+                at.unwrap_or_default(),
+                e.message().trim_end()
+            ))
         })?;
         let compile = |table: String, patterns: &[String]| -> Result<CapabilitySet, ConfigError> {
             let parsed = patterns
@@ -399,7 +403,11 @@ impl Config {
     pub fn plugin_config(&self, plugin: &str) -> serde_json::Value {
         let mut config = self.plugin_config_file(plugin);
         for (field, value) in self.plugin_secrets.get(plugin).into_iter().flatten() {
-            set_field(&mut config, field, serde_json::Value::String(value.expose().to_string()));
+            set_field(
+                &mut config,
+                field,
+                serde_json::Value::String(value.expose().to_string()),
+            );
         }
         config
     }
@@ -408,8 +416,18 @@ impl Config {
     /// secret field's value replaced by [`SECRET_MARKER`].
     pub fn plugin_config_redacted(&self, plugin: &str) -> serde_json::Value {
         let mut config = self.plugin_config_file(plugin);
-        for field in self.plugin_secrets.get(plugin).into_iter().flatten().map(|(f, _)| f) {
-            set_field(&mut config, field, serde_json::Value::String(SECRET_MARKER.to_string()));
+        for field in self
+            .plugin_secrets
+            .get(plugin)
+            .into_iter()
+            .flatten()
+            .map(|(f, _)| f)
+        {
+            set_field(
+                &mut config,
+                field,
+                serde_json::Value::String(SECRET_MARKER.to_string()),
+            );
         }
         config
     }
@@ -545,10 +563,7 @@ pub(crate) fn get_field<'a>(
 }
 
 /// Removes `field` (a dotted path) from `config`, returning its value.
-pub(crate) fn take_field(
-    config: &mut serde_json::Value,
-    field: &str,
-) -> Option<serde_json::Value> {
+pub(crate) fn take_field(config: &mut serde_json::Value, field: &str) -> Option<serde_json::Value> {
     let (parent, last) = match field.rsplit_once('.') {
         Some((parent, last)) => (Some(parent), last),
         None => (None, field),

@@ -25,8 +25,9 @@ pub use manager::{
     Builtin, Failure, LoadRequest, Manager, PluginEntry, PluginSummary, Source, TierLoader,
 };
 pub use runtime::{
-    ADMIN_CONFIG, Approval, ConfigChange, ConfigUpdateError, ConfigWatch, ControlError, DEFAULT_OUTPUT_BYTES, DEFAULT_TIMEOUT, HOT_RELOAD_QUIET, HotReload,
-    Invocation, InvokeError, OpenError, Runtime, Step, ToolListing,
+    ADMIN_CONFIG, Approval, ConfigChange, ConfigUpdateError, ConfigWatch, ControlError,
+    DEFAULT_OUTPUT_BYTES, DEFAULT_TIMEOUT, HOT_RELOAD_QUIET, HotReload, Invocation, InvokeError,
+    OpenError, Runtime, Step, ToolListing,
 };
 pub use tool::{Call, HeldTool, Steps, ToolDescriptor, ToolError, ToolPlugin};
 

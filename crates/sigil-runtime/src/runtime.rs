@@ -213,14 +213,12 @@ impl Runtime {
                 message,
             })?,
         );
-        let secrets = crate::secrets::SecretStore::open(
-            &home.database_path(),
-            home.secret_key_path(),
-        )
-        .map_err(|message| ConfigError {
-            path: home.database_path(),
-            message,
-        })?;
+        let secrets =
+            crate::secrets::SecretStore::open(&home.database_path(), home.secret_key_path())
+                .map_err(|message| ConfigError {
+                    path: home.database_path(),
+                    message,
+                })?;
         let config = config_reload::LiveConfig::new(config, secrets);
         let sink: Arc<dyn AuditSink> = audit.clone();
         let enforcer = Arc::new(Enforcer::new(&config.get(), sink));
@@ -284,9 +282,7 @@ impl Runtime {
         let config = self.config();
         Actor {
             user: user.or(config.default_user()).map(str::to_string),
-            workspace: workspace
-                .or(config.default_workspace())
-                .map(str::to_string),
+            workspace: workspace.or(config.default_workspace()).map(str::to_string),
             session: None,
             channel: Some("cli".to_string()),
         }

@@ -123,7 +123,9 @@ impl SecretStore {
                     aad: &associated(plugin, field),
                 },
             )
-            .map_err(|_| format!("secret field `{field}` of plugin `{plugin}` could not be encrypted"))?;
+            .map_err(|_| {
+                format!("secret field `{field}` of plugin `{plugin}` could not be encrypted")
+            })?;
         self.with(|c| {
             c.execute(
                 "INSERT INTO plugin_secrets (plugin, field, nonce, ciphertext) VALUES (?1, ?2, ?3, ?4)
@@ -149,7 +151,10 @@ impl SecretStore {
         let path = &self.key_path;
         let key = match std::fs::read(path) {
             Ok(key) => key,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && key_use == KeyUse::CreateIfMissing => {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    && key_use == KeyUse::CreateIfMissing =>
+            {
                 create_key(path)?
             }
             Err(e) => return Err(format!("secret key {}: {e}", path.display())),
@@ -210,7 +215,9 @@ fn create_key(path: &Path) -> Result<Vec<u8>, String> {
             file.sync_all().map_err(fail)?;
             Ok(key)
         }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::read(path).map_err(fail),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::read(path).map_err(fail)
+        }
         Err(e) => Err(fail(e)),
     }
 }

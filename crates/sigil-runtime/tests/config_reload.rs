@@ -171,7 +171,9 @@ fn a_valid_change_reaches_the_plugin_on_its_next_call() {
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(records[0].0, Verdict::Allow);
     assert!(
-        records[0].1.contains("changed the configuration of: configured"),
+        records[0]
+            .1
+            .contains("changed the configuration of: configured"),
         "{records:?}"
     );
 
@@ -238,10 +240,7 @@ fn an_invalid_change_is_rejected_and_the_old_configuration_stays() {
         ),
         ("greeting = 3", &["/properties/greeting/type"]),
         ("greeting = \"unterminated", &["line 14, column"]),
-        (
-            "[broken",
-            &["sigil.toml: line"],
-        ),
+        ("[broken", &["sigil.toml: line"]),
     ];
     let (dir, sigil) = setup(CONFIG);
     let mut events = sigil.events().subscribe();
@@ -254,18 +253,26 @@ fn an_invalid_change_is_rejected_and_the_old_configuration_stays() {
         let error = sigil.reload_config(&operator()).unwrap_err().to_string();
         assert!(error.contains("sigil.toml"), "{error}");
         for fragment in *expected {
-            assert!(error.contains(fragment), "case {i}: `{fragment}` missing from: {error}");
+            assert!(
+                error.contains(fragment),
+                "case {i}: `{fragment}` missing from: {error}"
+            );
         }
         assert_eq!(seen(&sigil), json!({ "greeting": "hello" }), "case {i}");
         assert_eq!(
             drain(&mut events),
-            vec![Event::ConfigRejected { error: error.clone() }],
+            vec![Event::ConfigRejected {
+                error: error.clone()
+            }],
             "case {i}"
         );
         let records = config_records(&sigil);
         assert_eq!(records.len(), i + 1);
         assert_eq!(records[i].0, Verdict::Deny);
-        assert!(records[i].1.contains("configuration change rejected"), "{records:?}");
+        assert!(
+            records[i].1.contains("configuration change rejected"),
+            "{records:?}"
+        );
     }
 }
 
@@ -275,8 +282,14 @@ fn an_update_is_validated_first_then_written_keeping_comments() {
     let error = sigil
         .update_plugin_config("configured", json!({ "greeting": "" }), &operator())
         .unwrap_err();
-    assert!(matches!(error, ConfigUpdateError::Invalid { .. }), "{error}");
-    assert!(error.to_string().contains("/properties/greeting/minLength"), "{error}");
+    assert!(
+        matches!(error, ConfigUpdateError::Invalid { .. }),
+        "{error}"
+    );
+    assert!(
+        error.to_string().contains("/properties/greeting/minLength"),
+        "{error}"
+    );
     let text = std::fs::read_to_string(dir.path().join("sigil.toml")).unwrap();
     assert_eq!(text, CONFIG, "a refused update wrote the file");
     assert_eq!(seen(&sigil), json!({ "greeting": "hello" }));
@@ -287,7 +300,10 @@ fn an_update_is_validated_first_then_written_keeping_comments() {
     assert_eq!(change.plugins, vec!["configured".to_string()]);
     assert_eq!(seen(&sigil), json!({ "greeting": "salut" }));
     let text = std::fs::read_to_string(dir.path().join("sigil.toml")).unwrap();
-    assert!(text.contains("# The plugin under test; this comment must survive edits."), "{text}");
+    assert!(
+        text.contains("# The plugin under test; this comment must survive edits."),
+        "{text}"
+    );
     assert!(text.contains("greeting = \"salut\""), "{text}");
     assert!(text.contains("[users.admin]"), "{text}");
     // What was written is what a fresh start reads.
@@ -297,7 +313,10 @@ fn an_update_is_validated_first_then_written_keeping_comments() {
     let unknown = open(dir.path())
         .update_plugin_config("nope", json!({}), &operator())
         .unwrap_err();
-    assert!(matches!(unknown, ConfigUpdateError::UnknownPlugin(_)), "{unknown}");
+    assert!(
+        matches!(unknown, ConfigUpdateError::UnknownPlugin(_)),
+        "{unknown}"
+    );
 }
 
 /// Collects every tracing event of the process.
@@ -339,25 +358,52 @@ fn a_secret_field_reaches_the_plugin_and_appears_nowhere_else() {
 
     // Not a secret field: refused, naming the ones there are.
     let error = sigil
-        .set_plugin_secret("configured", "greeting", SecretValue::new(SECRET.into()), &operator())
+        .set_plugin_secret(
+            "configured",
+            "greeting",
+            SecretValue::new(SECRET.into()),
+            &operator(),
+        )
         .unwrap_err();
-    assert!(matches!(error, ConfigUpdateError::NotSecret { .. }), "{error}");
+    assert!(
+        matches!(error, ConfigUpdateError::NotSecret { .. }),
+        "{error}"
+    );
     assert!(error.to_string().contains("api_key"), "{error}");
 
     // A value the schema refuses is not stored; the error names the rule, not the value.
     let bad = "nope-Zq8vTopSecretBad";
     let error = sigil
-        .set_plugin_secret("configured", "api_key", SecretValue::new(bad.into()), &operator())
+        .set_plugin_secret(
+            "configured",
+            "api_key",
+            SecretValue::new(bad.into()),
+            &operator(),
+        )
         .unwrap_err();
-    assert!(error.to_string().contains("/properties/api_key/pattern"), "{error}");
+    assert!(
+        error.to_string().contains("/properties/api_key/pattern"),
+        "{error}"
+    );
     assert!(!error.to_string().contains(bad), "{error}");
-    assert!(!root.join("state/secret.key").exists(), "nothing was stored, so no key is needed");
+    assert!(
+        !root.join("state/secret.key").exists(),
+        "nothing was stored, so no key is needed"
+    );
 
     let change = sigil
-        .set_plugin_secret("configured", "api_key", SecretValue::new(SECRET.into()), &operator())
+        .set_plugin_secret(
+            "configured",
+            "api_key",
+            SecretValue::new(SECRET.into()),
+            &operator(),
+        )
         .unwrap();
     assert_eq!(change.plugins, vec!["configured".to_string()]);
-    assert_eq!(seen(&sigil), json!({ "greeting": "hello", "api_key": SECRET }));
+    assert_eq!(
+        seen(&sigil),
+        json!({ "greeting": "hello", "api_key": SECRET })
+    );
     assert_eq!(
         sigil.plugin_config_redacted("configured").unwrap(),
         json!({ "greeting": "hello", "api_key": "<secret>" })
@@ -380,24 +426,37 @@ fn a_secret_field_reaches_the_plugin_and_appears_nowhere_else() {
             &operator(),
         )
         .unwrap();
-    assert_eq!(seen(&sigil), json!({ "greeting": "hey", "api_key": SECRET }));
+    assert_eq!(
+        seen(&sigil),
+        json!({ "greeting": "hey", "api_key": SECRET })
+    );
 
     // A secret written in clear into sigil.toml is refused, without echoing it.
     let clear = "sk-ClearTextInTheFile9";
     let text = std::fs::read_to_string(root.join("sigil.toml")).unwrap();
     std::fs::write(
         root.join("sigil.toml"),
-        text.replace("greeting = \"hey\"", &format!("greeting = \"hey\"\napi_key = \"{clear}\"")),
+        text.replace(
+            "greeting = \"hey\"",
+            &format!("greeting = \"hey\"\napi_key = \"{clear}\""),
+        ),
     )
     .unwrap();
     let error = sigil.reload_config(&operator()).unwrap_err().to_string();
     assert!(error.contains("sigil plugin secret configured"), "{error}");
     assert!(!error.contains(clear) && !error.contains(SECRET), "{error}");
-    assert_eq!(seen(&sigil), json!({ "greeting": "hey", "api_key": SECRET }));
+    assert_eq!(
+        seen(&sigil),
+        json!({ "greeting": "hey", "api_key": SECRET })
+    );
     std::fs::write(root.join("sigil.toml"), &text).unwrap();
 
     // A change that breaks the schema while the secret is set: the error holds no value.
-    std::fs::write(root.join("sigil.toml"), text.replace("greeting = \"hey\"", "greeting = \"\"")).unwrap();
+    std::fs::write(
+        root.join("sigil.toml"),
+        text.replace("greeting = \"hey\"", "greeting = \"\""),
+    )
+    .unwrap();
     let error = sigil.reload_config(&operator()).unwrap_err().to_string();
     leaks.extend(contains(error.as_bytes(), SECRET).then(|| format!("reload error: {error}")));
     std::fs::write(root.join("sigil.toml"), &text).unwrap();
@@ -407,14 +466,26 @@ fn a_secret_field_reaches_the_plugin_and_appears_nowhere_else() {
     leaks.extend(contains(debug.as_bytes(), SECRET).then(|| "Debug output".to_string()));
     drop(sigil);
     let sigil = open(root);
-    assert_eq!(seen(&sigil), json!({ "greeting": "hey", "api_key": SECRET }));
+    assert_eq!(
+        seen(&sigil),
+        json!({ "greeting": "hey", "api_key": SECRET })
+    );
 
     let mut export = Vec::new();
-    sigil.audit().export(&Filter::default(), &mut export).unwrap();
-    assert!(contains(&export, "admin.config"), "the changes were not audited");
+    sigil
+        .audit()
+        .export(&Filter::default(), &mut export)
+        .unwrap();
+    assert!(
+        contains(&export, "admin.config"),
+        "the changes were not audited"
+    );
     for (what, bytes) in [
         ("audit export", export),
-        ("sigil.toml", std::fs::read(root.join("sigil.toml")).unwrap()),
+        (
+            "sigil.toml",
+            std::fs::read(root.join("sigil.toml")).unwrap(),
+        ),
         ("sigil.db", std::fs::read(root.join("sigil.db")).unwrap()),
         (
             "sigil.db-wal",
@@ -445,12 +516,19 @@ fn the_file_watch_puts_an_edit_in_force_without_a_restart() {
     std::fs::rename(&staged, dir.path().join("sigil.toml")).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while seen(&sigil) != json!({ "greeting": "from the editor" }) {
-        assert!(Instant::now() < deadline, "the edit never reached the plugin");
+        assert!(
+            Instant::now() < deadline,
+            "the edit never reached the plugin"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 
     // A broken edit is rejected by the watch too; the plugin keeps the last good one.
-    std::fs::write(dir.path().join("sigil.toml"), CONFIG.replace("\"hello\"", "\"\"")).unwrap();
+    std::fs::write(
+        dir.path().join("sigil.toml"),
+        CONFIG.replace("\"hello\"", "\"\""),
+    )
+    .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if drain(&mut events)
@@ -459,7 +537,10 @@ fn the_file_watch_puts_an_edit_in_force_without_a_restart() {
         {
             break;
         }
-        assert!(Instant::now() < deadline, "the broken edit was never rejected");
+        assert!(
+            Instant::now() < deadline,
+            "the broken edit was never rejected"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(seen(&sigil), json!({ "greeting": "from the editor" }));

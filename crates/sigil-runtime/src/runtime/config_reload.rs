@@ -158,7 +158,8 @@ impl Runtime {
         let to_check: Vec<&String> = mentioned
             .iter()
             .filter(|id| {
-                changed.contains(id) || old.plugin_config_file(id) != candidate.plugin_config_file(id)
+                changed.contains(id)
+                    || old.plugin_config_file(id) != candidate.plugin_config_file(id)
             })
             .collect();
         let file_changed = !old.same_source(&candidate);
@@ -263,7 +264,8 @@ impl Runtime {
 
     /// `sigil.toml` as it is on disk now, with the secret fields as stored now.
     pub(crate) fn config_from_disk(&self) -> Result<Config, ConfigError> {
-        Ok(Config::load(&self.home.config_path())?.with_plugin_secrets(stored(&self.config.secrets)))
+        Ok(Config::load(&self.home.config_path())?
+            .with_plugin_secrets(stored(&self.config.secrets)))
     }
 
     /// Plugin `id`'s configuration for showing: secret fields stored for it read
@@ -338,20 +340,21 @@ impl Runtime {
                     to_store.push((field.clone(), new));
                 }
                 Some(_) => {
-                    return Err(invalid(format!(
-                        "secret field `{field}` must be a string"
-                    )));
+                    return Err(invalid(format!("secret field `{field}` must be a string")));
                 }
             }
         }
         let mut merged = written.clone();
         for (field, secret) in &merged_secrets {
-            set_field(&mut merged, field, Value::String(secret.expose().to_string()));
+            set_field(
+                &mut merged,
+                field,
+                Value::String(secret.expose().to_string()),
+            );
         }
         check_config_value(entry.manifest(), &merged).map_err(invalid)?;
 
-        let text = edited_config(&self.home.config_path(), id, &written)
-            .map_err(invalid)?;
+        let text = edited_config(&self.home.config_path(), id, &written).map_err(invalid)?;
         for (field, secret) in &to_store {
             self.config
                 .secrets
@@ -397,7 +400,11 @@ impl Runtime {
         }
         let current = self.config_from_disk().map_err(|e| self.reject(e, by))?;
         let mut merged = current.plugin_config(id);
-        set_field(&mut merged, field, Value::String(value.expose().to_string()));
+        set_field(
+            &mut merged,
+            field,
+            Value::String(value.expose().to_string()),
+        );
         check_config_value(entry.manifest(), &merged).map_err(|problems| {
             ConfigUpdateError::Invalid {
                 plugin: id.to_string(),
