@@ -292,6 +292,13 @@ fn an_update_is_validated_first_then_written_keeping_comments() {
     );
     let text = std::fs::read_to_string(dir.path().join("sigil.toml")).unwrap();
     assert_eq!(text, CONFIG, "a refused update wrote the file");
+    let records = config_records(&sigil);
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].0, Verdict::Deny);
+    assert!(
+        records[0].1.contains("/properties/greeting/minLength"),
+        "{records:?}"
+    );
     assert_eq!(seen(&sigil), json!({ "greeting": "hello" }));
 
     let change = sigil

@@ -244,6 +244,29 @@ impl Runtime {
         }
     }
 
+    /// Publishes and records an update refused before anything was written. (A rejected
+    /// `sigil.toml` has been published and recorded where it was found.)
+    fn refused(&self, error: &ConfigUpdateError, by: &Actor) {
+        if !matches!(
+            error,
+            ConfigUpdateError::Invalid { .. } | ConfigUpdateError::NotSecret { .. }
+        ) {
+            return;
+        }
+        self.events().publish(Event::ConfigRejected {
+            error: error.to_string(),
+        });
+        let record = NewRecord::decision(
+            Verdict::Deny,
+            format!("configuration change rejected: {error}"),
+        )
+        .with_actor(by.clone())
+        .with_capability(ADMIN_CONFIG);
+        if let Err(audit) = self.audit.append(record) {
+            tracing::error!(error = %audit, "cannot record a rejected configuration change");
+        }
+    }
+
     /// Logs, publishes and records a rejected change, and returns its error.
     fn reject(&self, error: ConfigError, by: &Actor) -> ConfigError {
         tracing::warn!(%error, "configuration change rejected; the configuration in force stays");
@@ -301,6 +324,16 @@ impl Runtime {
         by: &Actor,
     ) -> Result<ConfigChange, ConfigUpdateError> {
         let _writer = self.config.lock();
+        self.update_locked(id, value, by)
+            .inspect_err(|error| self.refused(error, by))
+    }
+
+    fn update_locked(
+        &self,
+        id: &str,
+        value: Value,
+        by: &Actor,
+    ) -> Result<ConfigChange, ConfigUpdateError> {
         let entry = self
             .manager
             .get(id)
@@ -386,6 +419,17 @@ impl Runtime {
         by: &Actor,
     ) -> Result<ConfigChange, ConfigUpdateError> {
         let _writer = self.config.lock();
+        self.set_secret_locked(id, field, value, by)
+            .inspect_err(|error| self.refused(error, by))
+    }
+
+    fn set_secret_locked(
+        &self,
+        id: &str,
+        field: &str,
+        value: SecretValue,
+        by: &Actor,
+    ) -> Result<ConfigChange, ConfigUpdateError> {
         let entry = self
             .manager
             .get(id)
