@@ -4,6 +4,7 @@
 
 mod audit;
 mod command;
+mod config;
 mod install;
 mod mcp;
 mod plugin;

@@ -48,6 +48,34 @@ pub enum PluginCommand {
         #[arg(long, env = "SIGIL_TOKEN", hide_env_values = true)]
         token: Option<String>,
     },
+    /// Show a plugin's configuration (secret fields as `<secret>`), or change it with `--set`.
+    /// Every change is validated against the plugin's config schema first: an invalid one
+    /// changes nothing. With a daemon running, the daemon applies it and the plugin's next
+    /// call sees it; without one, sigil.toml is edited (comments kept).
+    Config {
+        /// The plugin id.
+        name: String,
+        /// Set a field: `key=value`, the value as JSON (`port=8080`, `tags=["a"]`) or else as a
+        /// string; `a.b=1` sets a nested field. Repeatable. Secret fields are refused here:
+        /// use `sigil plugin secret`.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// An API token with `admin.config`, for a running daemon (default: $SIGIL_TOKEN).
+        #[arg(long, env = "SIGIL_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+    },
+    /// Store a secret field of a plugin's configuration (one its config schema marks
+    /// `secret: true`), encrypted in the database. The value is read from standard input, never
+    /// from the command line.
+    Secret {
+        /// The plugin id.
+        name: String,
+        /// The field, as its config schema names it (`a.b` for a nested one).
+        field: String,
+        /// An API token with `admin.config`, for a running daemon (default: $SIGIL_TOKEN).
+        #[arg(long, env = "SIGIL_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+    },
     /// Approve a plugin's tools as they are defined now, releasing tools held because a
     /// bridged MCP server changed them since they were approved (`sigil plugin list` shows
     /// what changed). The approval is recorded in the audit log.
@@ -138,6 +166,12 @@ pub fn run(home: Option<&Path>, command: PluginCommand, reserved: &[String]) -> 
         }
         PluginCommand::Commands { json } => commands(home, json),
         PluginCommand::Reload { name, token } => reload(home, &name, token.as_deref()),
+        PluginCommand::Config { name, set, token } => {
+            crate::config::config(home, &name, &set, token.as_deref())
+        }
+        PluginCommand::Secret { name, field, token } => {
+            crate::config::secret(home, &name, &field, token.as_deref())
+        }
         PluginCommand::Approve { name } => {
             let sigil = sigil::open(home)?;
             let held = sigil

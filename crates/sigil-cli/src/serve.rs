@@ -44,6 +44,10 @@ pub fn run(home: Option<&Path>, args: ServeArgs, reserved: Vec<String>) -> Resul
     let _hot_reload = sigil::Runtime::watch_hot_reload(&runtime)
         .map_err(|error| eprintln!("warning: hot reload is off: {error}"))
         .ok();
+    // An edited sigil.toml is validated and put in force without a restart.
+    let _config_watch = sigil::Runtime::watch_config(&runtime)
+        .map_err(|error| eprintln!("warning: sigil.toml is not watched for changes: {error}"))
+        .ok();
     let hosts = if args.listen.ip().is_loopback() {
         sigil_mcp::AllowedHosts::Loopback
     } else {

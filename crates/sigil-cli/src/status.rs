@@ -58,6 +58,39 @@ pub(crate) fn post(info: &DaemonInfo, path: &str, token: &str) -> Result<(u16, V
     Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
 }
 
+/// Sends `method` to `path` of the daemon with a bearer token and an optional JSON body; the
+/// status and the JSON body of the response.
+pub(crate) fn send(
+    info: &DaemonInfo,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<&Value>,
+) -> Result<(u16, Value)> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(120)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let url = format!("http://{}{path}", info.address);
+    let authorization = format!("Bearer {token}");
+    let mut response = match (method, body) {
+        ("GET", _) => agent
+            .get(&url)
+            .header("Authorization", &authorization)
+            .call()?,
+        ("PUT", Some(body)) => agent
+            .put(&url)
+            .header("Authorization", &authorization)
+            .header("Content-Type", "application/json")
+            .send(body.to_string())?,
+        _ => return post(info, path, token),
+    };
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string()?;
+    Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+}
+
 /// GET `path` from the daemon; the status and the JSON body.
 fn get(info: &DaemonInfo, path: &str, token: Option<&str>) -> Result<(u16, Value)> {
     let agent: ureq::Agent = ureq::Agent::config_builder()

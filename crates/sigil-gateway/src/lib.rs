@@ -251,7 +251,7 @@ Every route but /health and /openapi.json needs `Authorization: Bearer <token>` 
         (name = "plugins", description = "Plugins and their lifecycle; changes need `admin.plugins`."),
         (name = "tools", description = "Tools; a call needs `tool.<plugin>.<tool>`."),
         (name = "audit", description = "The audit log; needs `admin.audit`."),
-        (name = "config", description = "Workspaces and users from sigil.toml."),
+        (name = "config", description = "Workspaces and users from sigil.toml; plugins' configuration and reloads need `admin.config`."),
         (name = "events", description = "Server-sent events."),
     )
 )]
@@ -292,6 +292,8 @@ fn api_routes() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi
         .routes(routes!(audit::verify))
         .routes(routes!(config::workspaces))
         .routes(routes!(config::users))
+        .routes(routes!(config::plugin_config, config::update_plugin_config))
+        .routes(routes!(config::reload))
         .routes(routes!(events::events))
         .split_for_parts();
     let (public, public_document) = OpenApiRouter::new()

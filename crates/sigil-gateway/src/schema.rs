@@ -65,6 +65,25 @@ pub struct HeldBody {
     pub reason: String,
 }
 
+/// A plugin's configuration as shown: secret fields read `"<secret>"`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PluginConfigBody {
+    /// The plugin.
+    pub plugin: String,
+    /// `[plugins.<id>.config]` with the stored secret fields, each as `"<secret>"`.
+    #[schema(value_type = Object)]
+    pub config: Value,
+}
+
+/// What a configuration change did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConfigChangeBody {
+    /// The plugins whose own configuration changed; their next calls see it.
+    pub plugins: Vec<String>,
+    /// Whether sigil.toml changed at all (workspaces, users and denies are in force at once too).
+    pub file_changed: bool,
+}
+
 /// What an approval changed.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ApprovalBody {

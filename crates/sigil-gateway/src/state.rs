@@ -12,6 +12,8 @@ use crate::tokens::TokenStore;
 
 /// Needed to install, enable, disable, reload and remove plugins.
 pub const ADMIN_PLUGINS: &str = "admin.plugins";
+/// Needed to read and change plugins' configuration and to reload sigil.toml.
+pub const ADMIN_CONFIG: &str = sigil_runtime::ADMIN_CONFIG;
 /// Needed to query and verify the audit log, and to watch every user's decisions.
 pub const ADMIN_AUDIT: &str = "admin.audit";
 

@@ -1,10 +1,18 @@
 //! The data directory and the operator's configuration, `sigil.toml`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sigil_policy::{CapabilitySet, Pattern, Scope};
+
+use crate::secrets::PluginSecrets;
+
+/// What a secret field of a plugin's configuration shows instead of its value wherever the
+/// configuration is listed (API, command line). Sent back unchanged in a configuration update,
+/// it keeps the stored value.
+pub const SECRET_MARKER: &str = "<secret>";
 
 /// The configuration written on first use, so the operator sees and can edit every default.
 pub const DEFAULT_CONFIG: &str = r#"# Sigil configuration. Every capability list uses the grammar of `sigil policy explain`.
@@ -106,16 +114,39 @@ impl Home {
     pub fn disabled_path(&self) -> PathBuf {
         self.state_dir().join("disabled.json")
     }
+
+    /// The key that encrypts plugins' secret configuration fields in the database
+    /// (`state/secret.key`, 32 random bytes, mode 0600, created when the first one is stored).
+    pub fn secret_key_path(&self) -> PathBuf {
+        self.state_dir().join("secret.key")
+    }
 }
 
-/// `sigil.toml`, validated.
-#[derive(Debug, Clone)]
+/// `sigil.toml`, validated, with the plugins' secret configuration fields once the runtime
+/// has added them from the database.
+///
+/// Its `Debug` shows names only: values of `[secrets]` and of secret fields never print.
+#[derive(Clone)]
 pub struct Config {
     raw: RawConfig,
+    /// The text it was parsed from, to tell whether a reload changes anything.
+    source: String,
     global_deny: CapabilitySet,
     workspaces: BTreeMap<String, Scope>,
     users: BTreeMap<String, Scope>,
     consent: BTreeMap<String, CapabilitySet>,
+    plugin_secrets: Arc<PluginSecrets>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("workspaces", &self.workspaces.keys().collect::<Vec<_>>())
+            .field("users", &self.users.keys().collect::<Vec<_>>())
+            .field("plugins", &self.raw.plugins.keys().collect::<Vec<_>>())
+            .field("secrets", &self.raw.secrets.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -199,7 +230,7 @@ struct RawPluginConfig {
 
 /// Where a secret's value comes from. Values never appear in a plugin's sandbox: they are
 /// injected by the host at the boundary (an HTTP header on an allowed request).
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "lowercase")]
 enum RawSecret {
     /// An environment variable of the Sigil process.
@@ -208,6 +239,16 @@ enum RawSecret {
     File(PathBuf),
     /// The value itself. Prefer `env` or `file`: this one sits in sigil.toml in clear text.
     Value(String),
+}
+
+impl std::fmt::Debug for RawSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RawSecret::Env(var) => f.debug_tuple("Env").field(var).finish(),
+            RawSecret::File(path) => f.debug_tuple("File").field(path).finish(),
+            RawSecret::Value(_) => f.write_str("Value(<secret>)"),
+        }
+    }
 }
 
 /// A configuration file that could not be read or is invalid.
@@ -243,8 +284,21 @@ impl Config {
             path: path.to_path_buf(),
             message,
         };
-        let raw: RawConfig =
-            toml::from_str(text).map_err(|e| error(e.to_string().trim_end().to_string()))?;
+        // The error's position and message only: its rendering quotes the offending line,
+        // which may hold a secret.
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let at = e.span().map(|span| {
+                let before = text.get(..span.start).unwrap_or(text);
+                let line = before.matches('\n').count() + 1;
+                let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                format!("line {line}, column {column}: ")
+            });
+            error(format!(
+                "{}{}",
+                at.unwrap_or_default(),
+                e.message().trim_end()
+            ))
+        })?;
         let compile = |table: String, patterns: &[String]| -> Result<CapabilitySet, ConfigError> {
             let parsed = patterns
                 .iter()
@@ -301,10 +355,12 @@ impl Config {
         }
         Ok(Config {
             raw,
+            source: text.to_string(),
             global_deny,
             workspaces,
             users,
             consent,
+            plugin_secrets: Arc::default(),
         })
     }
 
@@ -338,15 +394,81 @@ impl Config {
         self.consent.get(plugin).cloned().unwrap_or_default()
     }
 
-    /// A plugin's own configuration from `[plugins.<id>.config]`, as JSON (an empty object
-    /// when none is given).
+    /// A plugin's own configuration as the plugin receives it: `[plugins.<id>.config]` as JSON
+    /// (an empty object when none is given) with its stored secret fields merged in.
+    ///
+    /// # Security
+    /// Holds secret values: for the plugin and for schema validation only, never for a listing
+    /// or a log. [`Config::plugin_config_redacted`] is the one to show.
     pub fn plugin_config(&self, plugin: &str) -> serde_json::Value {
+        let mut config = self.plugin_config_file(plugin);
+        for (field, value) in self.plugin_secrets.get(plugin).into_iter().flatten() {
+            set_field(
+                &mut config,
+                field,
+                serde_json::Value::String(value.expose().to_string()),
+            );
+        }
+        config
+    }
+
+    /// A plugin's configuration for showing: as [`Config::plugin_config`], with every stored
+    /// secret field's value replaced by [`SECRET_MARKER`].
+    pub fn plugin_config_redacted(&self, plugin: &str) -> serde_json::Value {
+        let mut config = self.plugin_config_file(plugin);
+        for field in self
+            .plugin_secrets
+            .get(plugin)
+            .into_iter()
+            .flatten()
+            .map(|(f, _)| f)
+        {
+            set_field(
+                &mut config,
+                field,
+                serde_json::Value::String(SECRET_MARKER.to_string()),
+            );
+        }
+        config
+    }
+
+    /// `[plugins.<id>.config]` alone, as written in sigil.toml.
+    pub(crate) fn plugin_config_file(&self, plugin: &str) -> serde_json::Value {
         self.raw
             .plugins
             .get(plugin)
             .and_then(|p| p.config.as_ref())
             .and_then(|table| serde_json::to_value(table).ok())
             .unwrap_or_else(|| serde_json::Value::Object(Default::default()))
+    }
+
+    /// The secret fields stored for `plugin`.
+    pub(crate) fn stored_secret_fields(&self, plugin: &str) -> BTreeSet<String> {
+        self.plugin_secrets
+            .get(plugin)
+            .map(|fields| fields.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Every plugin with a configuration or a stored secret field.
+    pub(crate) fn configured_plugins(&self) -> BTreeSet<String> {
+        self.raw
+            .plugins
+            .keys()
+            .chain(self.plugin_secrets.keys())
+            .cloned()
+            .collect()
+    }
+
+    /// Whether `other` was parsed from the same text.
+    pub(crate) fn same_source(&self, other: &Config) -> bool {
+        self.source == other.source
+    }
+
+    /// This configuration with the plugins' secret fields, as stored.
+    pub(crate) fn with_plugin_secrets(mut self, secrets: PluginSecrets) -> Config {
+        self.plugin_secrets = Arc::new(secrets);
+        self
     }
 
     /// Reads the value of secret `name`.
@@ -391,6 +513,11 @@ impl Config {
 pub struct SecretValue(String);
 
 impl SecretValue {
+    /// Wraps a value so it prints as `<secret>`.
+    pub fn new(value: String) -> SecretValue {
+        SecretValue(value)
+    }
+
     /// The value itself. Only the host's injection points call this.
     pub fn expose(&self) -> &str {
         &self.0
@@ -401,4 +528,51 @@ impl std::fmt::Debug for SecretValue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("<secret>")
     }
+}
+
+/// Sets `field` (a dotted path for nested properties) in `config`, creating the objects on the
+/// way; a non-object in the way is replaced.
+pub(crate) fn set_field(config: &mut serde_json::Value, field: &str, value: serde_json::Value) {
+    let mut at = config;
+    let mut parts = field.split('.').peekable();
+    while let Some(part) = parts.next() {
+        if !at.is_object() {
+            *at = serde_json::Value::Object(Default::default());
+        }
+        let Some(object) = at.as_object_mut() else {
+            return;
+        };
+        if parts.peek().is_none() {
+            object.insert(part.to_string(), value);
+            return;
+        }
+        at = object
+            .entry(part.to_string())
+            .or_insert_with(|| serde_json::Value::Object(Default::default()));
+    }
+}
+
+/// The value at `field` (a dotted path) in `config`.
+pub(crate) fn get_field<'a>(
+    config: &'a serde_json::Value,
+    field: &str,
+) -> Option<&'a serde_json::Value> {
+    field
+        .split('.')
+        .try_fold(config, |at, part| at.as_object()?.get(part))
+}
+
+/// Removes `field` (a dotted path) from `config`, returning its value.
+pub(crate) fn take_field(config: &mut serde_json::Value, field: &str) -> Option<serde_json::Value> {
+    let (parent, last) = match field.rsplit_once('.') {
+        Some((parent, last)) => (Some(parent), last),
+        None => (None, field),
+    };
+    let holder = match parent {
+        Some(parent) => parent
+            .split('.')
+            .try_fold(&mut *config, |at, part| at.as_object_mut()?.get_mut(part))?,
+        None => config,
+    };
+    holder.as_object_mut()?.remove(last)
 }

@@ -43,6 +43,16 @@ pub enum Event {
         /// Why the new generation did not load.
         error: String,
     },
+    /// A new configuration (`sigil.toml` and the plugins' secret fields) is in force.
+    ConfigChanged {
+        /// The plugins whose own configuration changed; their next calls see it.
+        plugins: Vec<String>,
+    },
+    /// A configuration change was rejected; the configuration in force stays.
+    ConfigRejected {
+        /// Why, naming the file, plugin, place and rule, never a value.
+        error: String,
+    },
     /// The enforcer decided, and the decision's audit record is committed.
     Decision {
         /// The audit record's sequence number.
@@ -64,12 +74,14 @@ pub enum Event {
 
 impl Event {
     /// A short name for the kind of event (`plugin_state`, `plugin_removed`, `reload_failed`,
-    /// `decision`).
+    /// `config_changed`, `config_rejected`, `decision`).
     pub fn name(&self) -> &'static str {
         match self {
             Event::PluginState { .. } => "plugin_state",
             Event::PluginRemoved { .. } => "plugin_removed",
             Event::ReloadFailed { .. } => "reload_failed",
+            Event::ConfigChanged { .. } => "config_changed",
+            Event::ConfigRejected { .. } => "config_rejected",
             Event::Decision { .. } => "decision",
         }
     }

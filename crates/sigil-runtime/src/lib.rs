@@ -13,9 +13,10 @@ mod kv;
 mod lifecycle;
 mod manager;
 mod runtime;
+mod secrets;
 mod tool;
 
-pub use config::{Config, ConfigError, DEFAULT_CONFIG, Home, SecretValue};
+pub use config::{Config, ConfigError, DEFAULT_CONFIG, Home, SECRET_MARKER, SecretValue};
 pub use enforcer::{Check, Enforcer, Registration, Subject};
 pub use events::{CAPACITY as EVENT_CAPACITY, Event, Events};
 pub use kv::{KvStore, MAX_VALUE_BYTES};
@@ -24,9 +25,10 @@ pub use manager::{
     Builtin, Failure, LoadRequest, Manager, PluginEntry, PluginSummary, Source, TierLoader,
 };
 pub use runtime::{
-    Approval, CommandCaller, CommandError, ControlError, DEFAULT_OUTPUT_BYTES, DEFAULT_TIMEOUT,
-    HOT_RELOAD_QUIET, HotReload, Invocation, InvokeError, MAX_COMMAND_ARGS_BYTES, OpenError,
-    PluginCommand, Runtime, Step, ToolListing, clean_command_args,
+    ADMIN_CONFIG, Approval, CommandCaller, CommandError, ConfigChange, ConfigUpdateError,
+    ConfigWatch, ControlError, DEFAULT_OUTPUT_BYTES, DEFAULT_TIMEOUT, HOT_RELOAD_QUIET, HotReload,
+    Invocation, InvokeError, MAX_COMMAND_ARGS_BYTES, OpenError, PluginCommand, Runtime, Step,
+    ToolListing, clean_command_args,
 };
 pub use tool::{Call, HeldTool, Steps, ToolDescriptor, ToolError, ToolPlugin};
 

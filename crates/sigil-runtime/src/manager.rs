@@ -299,8 +299,7 @@ impl Manager {
             }
         };
         let consent = config.consent(manifest.id().as_str());
-        let plugin_config = config.plugin_config(manifest.id().as_str());
-        if let Err(problem) = check_config(&manifest, &plugin_config) {
+        if let Err(problem) = check_config(&manifest, config) {
             // Loaded no further: a plugin never starts on a configuration it does not accept.
             let entry = PluginEntry {
                 manifest,
@@ -324,6 +323,19 @@ impl Manager {
             None,
             consent,
         );
+    }
+
+    /// Fails every compiled-in plugin whose configuration in `config` does not fit its config
+    /// schema (directory plugins are checked as they are discovered).
+    pub(crate) fn check_builtin_configs(&self, config: &Config) {
+        for entry in self.entries() {
+            if entry.source != Source::Builtin || entry.lifecycle.state() != State::Running {
+                continue;
+            }
+            if let Err(problem) = check_config(&entry.manifest, config) {
+                self.fail(&entry, problem);
+            }
+        }
     }
 
     /// Fails every plugin whose dependencies are missing or of the wrong version.
@@ -558,9 +570,29 @@ fn describe(source: &Source) -> String {
 /// Checks a plugin's configuration from `sigil.toml` against its manifest's `config.schema`.
 /// The error names where each problem is and which schema rule it breaks, never the value,
 /// which may be a secret.
-pub(crate) fn check_config(
+pub(crate) fn check_config(manifest: &ValidatedManifest, config: &Config) -> Result<(), String> {
+    let id = manifest.id().as_str();
+    let written = config.plugin_config_file(id);
+    let clear: Vec<String> = manifest
+        .secret_fields()
+        .iter()
+        .filter(|field| crate::config::get_field(&written, field).is_some())
+        .map(|field| format!("`{field}`"))
+        .collect();
+    if !clear.is_empty() {
+        return Err(format!(
+            "its configuration `[plugins.{id}.config]` in sigil.toml holds the secret field {} in clear text: remove it there and store it encrypted with `sigil plugin secret {id} FIELD` (which reads the value from standard input)",
+            clear.join(", ")
+        ));
+    }
+    check_config_value(manifest, &config.plugin_config(id))
+}
+
+/// Checks `value` (the configuration as the plugin would receive it, secret fields included)
+/// against the manifest's config schema. Errors name places and rules, never values.
+pub(crate) fn check_config_value(
     manifest: &ValidatedManifest,
-    config: &serde_json::Value,
+    value: &serde_json::Value,
 ) -> Result<(), String> {
     let Some(schema) = manifest.config_schema() else {
         return Ok(());
@@ -568,7 +600,7 @@ pub(crate) fn check_config(
     let validator = jsonschema::validator_for(schema)
         .map_err(|e| format!("its config schema does not compile: {e}"))?;
     let problems: Vec<String> = validator
-        .iter_errors(config)
+        .iter_errors(value)
         .map(|error| {
             let at = error.instance_path().to_string();
             let at = if at.is_empty() { "/".to_string() } else { at };

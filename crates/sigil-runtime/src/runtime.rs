@@ -29,12 +29,14 @@ use crate::tool::{Call, ToolDescriptor, ToolError};
 
 mod approve;
 mod commands;
+mod config_reload;
 mod control;
 mod watch;
 pub use approve::Approval;
 pub use commands::{
     CommandCaller, CommandError, MAX_COMMAND_ARGS_BYTES, PluginCommand, clean_command_args,
 };
+pub use config_reload::{ADMIN_CONFIG, ConfigChange, ConfigUpdateError, ConfigWatch};
 pub use control::ControlError;
 pub use watch::{HOT_RELOAD_QUIET, HotReload};
 
@@ -47,7 +49,7 @@ pub const DEFAULT_OUTPUT_BYTES: u64 = 1024 * 1024;
 #[derive(Debug)]
 pub struct Runtime {
     home: Home,
-    config: Arc<Config>,
+    config: config_reload::LiveConfig,
     kv: Arc<KvStore>,
     audit: Arc<AuditLog>,
     enforcer: Arc<Enforcer>,
@@ -204,7 +206,7 @@ impl Runtime {
         builtins: Vec<Builtin>,
         tiers: Vec<(sigil_manifest::Tier, Arc<dyn TierLoader>)>,
     ) -> Result<Runtime, OpenError> {
-        let config = Arc::new(Config::load(&home.config_path())?);
+        let config = Config::load(&home.config_path())?;
         let audit = Arc::new(AuditLog::open_with(
             &home.database_path(),
             config.audit_durability(),
@@ -215,20 +217,29 @@ impl Runtime {
                 message,
             })?,
         );
+        let secrets =
+            crate::secrets::SecretStore::open(&home.database_path(), home.secret_key_path())
+                .map_err(|message| ConfigError {
+                    path: home.database_path(),
+                    message,
+                })?;
+        let config = config_reload::LiveConfig::new(config, secrets);
         let sink: Arc<dyn AuditSink> = audit.clone();
-        let enforcer = Arc::new(Enforcer::new(&config, sink));
+        let enforcer = Arc::new(Enforcer::new(&config.get(), sink));
         let manager = Manager::new(enforcer.clone(), tiers);
         for builtin in builtins {
             manager.add_builtin(builtin);
         }
-        manager.discover(&home.plugins_dir(), &config);
-        for dir in config.plugin_dirs() {
+        let loaded = config.get();
+        manager.check_builtin_configs(&loaded);
+        manager.discover(&home.plugins_dir(), &loaded);
+        for dir in loaded.plugin_dirs() {
             let dir = if dir.is_relative() {
                 home.root().join(dir)
             } else {
                 dir.clone()
             };
-            manager.discover(&dir, &config);
+            manager.discover(&dir, &loaded);
         }
         manager.check_dependencies();
         let runtime = Runtime {
@@ -248,9 +259,10 @@ impl Runtime {
         &self.home
     }
 
-    /// The configuration in force.
-    pub fn config(&self) -> &Config {
-        &self.config
+    /// The configuration in force now. A reload ([`Runtime::reload_config`]) swaps it whole;
+    /// the value returned stays as it was.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.get()
     }
 
     /// The audit log.
@@ -271,11 +283,10 @@ impl Runtime {
     /// An actor for the local command line: the named user and workspace, or the configured
     /// defaults.
     pub fn local_actor(&self, user: Option<&str>, workspace: Option<&str>) -> Actor {
+        let config = self.config();
         Actor {
-            user: user.or(self.config.default_user()).map(str::to_string),
-            workspace: workspace
-                .or(self.config.default_workspace())
-                .map(str::to_string),
+            user: user.or(config.default_user()).map(str::to_string),
+            workspace: workspace.or(config.default_workspace()).map(str::to_string),
             session: None,
             channel: Some("cli".to_string()),
         }
@@ -428,7 +439,7 @@ impl Runtime {
         let call = Call::new(
             self.enforcer.clone(),
             self.kv.clone(),
-            self.config.clone(),
+            self.config(),
             plugin,
             tool,
             &call_id,

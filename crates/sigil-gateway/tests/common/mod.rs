@@ -167,6 +167,11 @@ impl Server {
     }
 
     pub async fn start_with(config: &str) -> Server {
+        Server::start_with_builtins(config, Vec::new()).await
+    }
+
+    /// A server whose runtime also has `extra` compiled-in plugins.
+    pub async fn start_with_builtins(config: &str, extra: Vec<Builtin>) -> Server {
         let home_dir = tempfile::tempdir().unwrap();
         std::fs::write(home_dir.path().join("sigil.toml"), config).unwrap();
         let home = Home::resolve(Some(home_dir.path())).unwrap();
@@ -181,6 +186,7 @@ impl Server {
             manifest: SLOW_MANIFEST,
             plugin: slow.clone(),
         });
+        builtins.extend(extra);
         let tiers: Vec<(sigil_manifest::Tier, Arc<dyn TierLoader>)> =
             vec![(sigil_manifest::Tier::Wasm, Arc::new(EchoTier))];
         let runtime = Arc::new(Runtime::open_with(home, builtins, tiers).unwrap());

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use super::Runtime;
-use crate::config::{Config, ConfigError};
+use crate::config::ConfigError;
 use crate::events::{Event, Events};
 use crate::lifecycle::State;
 use crate::manager::{PluginEntry, PluginSummary, Source};
@@ -180,7 +180,7 @@ impl Runtime {
     /// when the id is that of a compiled-in plugin, [`ControlError::LoadFailed`] when the
     /// plugin does not validate or load (nothing changes then).
     pub fn add_directory(&self, dir: &Path) -> Result<PluginSummary, ControlError> {
-        let config = Config::load(&self.home.config_path())?;
+        let config = self.config_from_disk()?;
         let fresh = match self.manager.load_detached(dir, &config) {
             Ok(fresh) => fresh,
             Err(failed) => {
@@ -355,7 +355,7 @@ impl Runtime {
                 Ok(entry.summary())
             }
             Source::Directory(dir) => {
-                let config = Config::load(&self.home.config_path())?;
+                let config = self.config_from_disk()?;
                 let fresh = self.manager.load_detached(dir, &config).map_err(|failed| {
                     ControlError::LoadFailed {
                         dir: dir.display().to_string(),
