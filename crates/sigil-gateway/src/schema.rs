@@ -288,7 +288,7 @@ pub struct AuditRecord {
     pub seq: u64,
     /// Unix time in milliseconds.
     pub time_ms: i64,
-    /// `decision` or `outcome`.
+    /// `decision`, `outcome` or `approval`.
     pub kind: String,
     /// Who.
     pub actor: ActorBody,

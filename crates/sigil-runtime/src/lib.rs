@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+mod approvals;
 mod config;
 mod enforcer;
 mod events;
@@ -15,6 +16,10 @@ mod manager;
 mod runtime;
 mod tool;
 
+pub use approvals::{
+    ApprovalDecision, ApprovalError, ApprovalMode, ApprovalRule, DEFAULT_APPROVAL_TIMEOUT,
+    PendingApproval,
+};
 pub use config::{Config, ConfigError, DEFAULT_CONFIG, Home, SecretValue};
 pub use enforcer::{Check, Enforcer, Registration, Subject};
 pub use events::{CAPACITY as EVENT_CAPACITY, Event, Events};
@@ -24,7 +29,7 @@ pub use manager::{
     Builtin, Failure, LoadRequest, Manager, PluginEntry, PluginSummary, Source, TierLoader,
 };
 pub use runtime::{
-    Approval, ControlError, DEFAULT_OUTPUT_BYTES, DEFAULT_TIMEOUT, HOT_RELOAD_QUIET, HotReload,
+    Approval, ApprovalRequest, ControlError, DecidedApproval, DEFAULT_OUTPUT_BYTES, DEFAULT_TIMEOUT, HOT_RELOAD_QUIET, HotReload,
     Invocation, InvokeError, OpenError, Runtime, Step, ToolListing,
 };
 pub use tool::{Call, HeldTool, Steps, ToolDescriptor, ToolError, ToolPlugin};

@@ -5,6 +5,8 @@
 //! 1. the enforcer checks that the actor may call `tool.<plugin>.<tool>` (recorded);
 //! 2. the plugin must be running and provide the tool;
 //! 3. the arguments are validated against the tool's input schema;
+//!    a tool whose blast radius matches `approvals.require` then waits for a person's
+//!    approval ([`Runtime::await_approval`]);
 //! 4. validate-pre, invoke (under the manifest's deadline), the output-size cap, the output
 //!    schema, validate-post; on a failure after the invocation started, rollback;
 //! 5. an outcome record with the steps taken, the duration and the result.
@@ -20,6 +22,7 @@ use sigil_audit::{Actor, AuditLog, AuditSink, NewRecord, RecordKind};
 use sigil_manifest::BlastRadius;
 use sigil_policy::{Capability, Decision};
 
+use crate::approvals::Approvals;
 use crate::config::{Config, ConfigError, Home};
 use crate::enforcer::{Check, Enforcer, Subject};
 use crate::kv::KvStore;
@@ -27,9 +30,11 @@ use crate::lifecycle::State;
 use crate::manager::{Builtin, Manager, PluginEntry, TierLoader, ToolEntry};
 use crate::tool::{Call, ToolDescriptor, ToolError};
 
+mod approvals;
 mod approve;
 mod control;
 mod watch;
+pub use approvals::{ApprovalRequest, DecidedApproval};
 pub use approve::Approval;
 pub use control::ControlError;
 pub use watch::{HOT_RELOAD_QUIET, HotReload};
@@ -48,6 +53,7 @@ pub struct Runtime {
     audit: Arc<AuditLog>,
     enforcer: Arc<Enforcer>,
     manager: Manager,
+    approvals: Approvals,
 }
 
 /// Why the runtime could not open.
@@ -152,6 +158,19 @@ pub enum InvokeError {
         /// What rollback did, when it ran.
         rollback: Option<String>,
     },
+    /// The call needed a person's approval and did not get it: denied, timed out, or
+    /// refused because nobody could decide it.
+    #[error("call of `{plugin}/{tool}` was not approved: {reason}")]
+    ApprovalDenied {
+        /// The plugin.
+        plugin: String,
+        /// The tool.
+        tool: String,
+        /// The approval's id, when one was pending.
+        approval: Option<String>,
+        /// Who denied it and why, or that it timed out.
+        reason: String,
+    },
     /// The call's outcome could not be recorded.
     #[error("the call ran but its outcome could not be recorded in the audit log: {0}")]
     Audit(String),
@@ -227,6 +246,11 @@ impl Runtime {
             manager.discover(&dir, &config);
         }
         manager.check_dependencies();
+        let approvals = Approvals::new(
+            config.approval_rules().to_vec(),
+            config.approval_timeout(),
+            config.allow_self_approval(),
+        );
         let runtime = Runtime {
             home,
             config,
@@ -234,6 +258,7 @@ impl Runtime {
             audit,
             enforcer,
             manager,
+            approvals,
         };
         runtime.stop_disabled();
         Ok(runtime)
@@ -419,6 +444,20 @@ impl Runtime {
                 errors,
             };
             return Err(record.failure(Some(&version), error).await);
+        }
+        let blast = entry.manifest().actions().get(tool);
+        if let Some(reason) = self.approvals.required(plugin, tool, blast) {
+            let request = ApprovalRequest {
+                plugin,
+                tool,
+                actor,
+                call_id: &call_id,
+                input: &input,
+                reason: &reason,
+            };
+            if let Err(error) = self.await_approval(request).await {
+                return Err(record.failure(Some(&version), error).await);
+            }
         }
 
         let call = Call::new(
