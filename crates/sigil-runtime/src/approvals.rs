@@ -96,10 +96,7 @@ impl ApprovalRule {
             ApprovalRule::Irreversible => !blast.reversible,
             ApprovalRule::MutatesState => blast.mutates_state,
             ApprovalRule::Scope(scope) => blast.scope == *scope,
-            ApprovalRule::Tool {
-                plugin: p,
-                tool: t,
-            } => p == plugin && t == tool,
+            ApprovalRule::Tool { plugin: p, tool: t } => p == plugin && t == tool,
         }
     }
 }
@@ -363,7 +360,10 @@ mod tests {
             "scope:network",
             "tool:fs/read_text",
         ] {
-            assert_eq!(ApprovalRule::parse(text).map(|r| r.to_string()), Ok(text.into()));
+            assert_eq!(
+                ApprovalRule::parse(text).map(|r| r.to_string()),
+                Ok(text.into())
+            );
         }
         for (text, says) in [
             ("scope:planet", "unknown scope `planet`"),

@@ -311,7 +311,9 @@ impl Config {
             .require
             .iter()
             .enumerate()
-            .map(|(i, r)| ApprovalRule::parse(r).map_err(|e| error(format!("approvals.require[{i}]: {e}"))))
+            .map(|(i, r)| {
+                ApprovalRule::parse(r).map_err(|e| error(format!("approvals.require[{i}]: {e}")))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         if raw.approvals.timeout_ms == Some(0) {
             return Err(error(

@@ -29,8 +29,9 @@ pub use manager::{
     Builtin, Failure, LoadRequest, Manager, PluginEntry, PluginSummary, Source, TierLoader,
 };
 pub use runtime::{
-    Approval, ApprovalRequest, ControlError, DecidedApproval, DEFAULT_OUTPUT_BYTES, DEFAULT_TIMEOUT, HOT_RELOAD_QUIET, HotReload,
-    Invocation, InvokeError, OpenError, Runtime, Step, ToolListing,
+    Approval, ApprovalRequest, ControlError, DEFAULT_OUTPUT_BYTES, DEFAULT_TIMEOUT,
+    DecidedApproval, HOT_RELOAD_QUIET, HotReload, Invocation, InvokeError, OpenError, Runtime,
+    Step, ToolListing,
 };
 pub use tool::{Call, HeldTool, Steps, ToolDescriptor, ToolError, ToolPlugin};
 

@@ -162,7 +162,8 @@ impl Runtime {
             input: request.input.clone(),
             reason: request.reason.to_string(),
             created_ms,
-            deadline_ms: created_ms.saturating_add(i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX)),
+            deadline_ms: created_ms
+                .saturating_add(i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX)),
         };
         let version = self
             .manager
@@ -181,7 +182,12 @@ impl Runtime {
                 .submit(record(request.actor, Some(Verdict::Deny), rule.clone()))
                 .await
                 .map_err(|e| InvokeError::Audit(e.to_string()))?;
-            return Err(denied(&approval, rule));
+            return Err(InvokeError::ApprovalDenied {
+                plugin: approval.plugin,
+                tool: approval.tool,
+                approval: None,
+                reason: rule,
+            });
         }
 
         self.audit
