@@ -56,7 +56,8 @@
 //!    the request's [`sigil_audit::Actor`] into the request's extensions, or answers 401.
 //! 4. The handler asks the enforcer, with that actor, for what the operation needs
 //!    (`tool.<plugin>.<tool>` for an invocation, `admin.plugins` for plugin management,
-//!    `admin.audit` for the audit log); each decision is recorded, a deny is a 403.
+//!    `admin.audit` for the audit log, `approvals.decide` to approve or deny a held call);
+//!    each decision is recorded, a deny is a 403.
 //!
 //! # Security
 //!
@@ -94,10 +95,10 @@ use utoipa_axum::routes;
 pub use crate::auth::{CHANNEL, TokenId, WORKSPACE_HEADER};
 pub use crate::daemon::{DAEMON_FILE, DaemonFileError, DaemonInfo};
 pub use crate::error::{ApiError, ErrorBody, ErrorDetail};
-pub use crate::state::{ADMIN_AUDIT, ADMIN_PLUGINS};
+pub use crate::state::{ADMIN_AUDIT, ADMIN_PLUGINS, APPROVALS_DECIDE};
 pub use crate::tokens::{NewToken, TOKEN_PREFIX, TokenError, TokenInfo, TokenStore};
 
-use crate::routes::{audit, config, events, meta, plugins, tools};
+use crate::routes::{approvals, audit, config, events, meta, plugins, tools};
 use crate::state::{AppState, Shared};
 
 /// The gateway, ready to serve. Build one with [`Gateway::builder`].
@@ -250,6 +251,7 @@ Every route but /health and /openapi.json needs `Authorization: Bearer <token>` 
         (name = "meta", description = "Health and this document; no token needed."),
         (name = "plugins", description = "Plugins and their lifecycle; changes need `admin.plugins`."),
         (name = "tools", description = "Tools; a call needs `tool.<plugin>.<tool>`."),
+        (name = "approvals", description = "Calls waiting for a person's approval; deciding needs `approvals.decide`."),
         (name = "audit", description = "The audit log; needs `admin.audit`."),
         (name = "config", description = "Workspaces and users from sigil.toml."),
         (name = "events", description = "Server-sent events."),
@@ -288,6 +290,9 @@ fn api_routes() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi
         .routes(routes!(plugins::approve))
         .routes(routes!(tools::list))
         .routes(routes!(tools::invoke))
+        .routes(routes!(approvals::list))
+        .routes(routes!(approvals::approve))
+        .routes(routes!(approvals::deny))
         .routes(routes!(audit::query))
         .routes(routes!(audit::verify))
         .routes(routes!(config::workspaces))
