@@ -105,6 +105,7 @@ use crate::state::{AppState, Shared};
 #[derive(Debug)]
 pub struct Gateway {
     router: Router,
+    runtime: Arc<Runtime>,
     shutdown: watch::Sender<bool>,
     openapi: Arc<String>,
 }
@@ -140,8 +141,9 @@ impl Gateway {
     }
 
     /// Serves on `listener` until `shutdown` resolves, then stops accepting, ends event
-    /// streams, and returns once every request in flight has been answered (tool calls finish
-    /// or hit their deadline). Close the runtime after this returns.
+    /// streams, denies the calls waiting for an approval (recorded), and returns once every
+    /// request in flight has been answered (tool calls finish or hit their deadline). Close the
+    /// runtime after this returns.
     ///
     /// # Errors
     /// When accepting connections fails for good.
@@ -152,6 +154,7 @@ impl Gateway {
     ) -> std::io::Result<()> {
         let Gateway {
             router,
+            runtime,
             shutdown: stop,
             ..
         } = self;
@@ -159,6 +162,13 @@ impl Gateway {
             shutdown.await;
             tracing::info!("shutting down: no new connections; finishing requests in flight");
             let _ = stop.send(true);
+            // Calls waiting for a person would hold the shutdown until their timeout.
+            let denied = runtime
+                .deny_pending_approvals("denied: the daemon is shutting down")
+                .await;
+            if denied > 0 {
+                tracing::info!(denied, "pending approvals denied at shutdown");
+            }
         };
         axum::serve(listener, router)
             .with_graceful_shutdown(signal)
@@ -195,6 +205,7 @@ impl GatewayBuilder {
     /// Builds the router and the OpenAPI document.
     pub fn build(self) -> Gateway {
         let (stop, shutdown) = watch::channel(false);
+        let runtime = self.runtime.clone();
         let state = AppState {
             inner: Arc::new(Shared {
                 runtime: self.runtime,
@@ -225,6 +236,7 @@ impl GatewayBuilder {
             .method_not_allowed_fallback(error::method_not_allowed);
         Gateway {
             router,
+            runtime,
             shutdown: stop,
             openapi,
         }

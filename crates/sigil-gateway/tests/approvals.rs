@@ -395,3 +395,47 @@ async fn the_approval_routes_are_documented_and_need_a_token() {
     }
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_denies_the_calls_still_waiting_instead_of_waiting_out_the_timeout() {
+    let (mut server, ops) = start(600_000).await;
+    let dir = server.home.path().display().to_string();
+    let call = invoke_in_background(&server, "admin", "fs/list_dir", json!({ "path": dir }));
+    let approvals = pending(&server, &ops, 1).await;
+    let call_id = approvals[0]["call_id"].as_str().unwrap().to_string();
+    tokio::time::timeout(Duration::from_secs(60), server.shutdown())
+        .await
+        .expect("the shutdown waited for the pending approval");
+    let result = call.await.unwrap();
+    assert_error(&result, 403, "approval_denied");
+    assert!(
+        result.1["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("shutting down")
+    );
+    let log = sigil_audit::AuditLog::open(&server.home.path().join("sigil.db")).unwrap();
+    let records = log
+        .query(&sigil_audit::Filter {
+            call_id: Some(call_id),
+            ..sigil_audit::Filter::default()
+        })
+        .unwrap();
+    let last_approval = records
+        .iter()
+        .rev()
+        .find(|r| r.record.kind == sigil_audit::RecordKind::Approval)
+        .unwrap();
+    assert_eq!(
+        last_approval.record.decision,
+        Some(sigil_audit::Verdict::Deny)
+    );
+    assert_eq!(
+        last_approval.record.rule,
+        "denied: the daemon is shutting down"
+    );
+    assert_eq!(
+        records.last().unwrap().record.kind,
+        sigil_audit::RecordKind::Outcome
+    );
+}

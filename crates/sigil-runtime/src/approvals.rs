@@ -322,7 +322,14 @@ impl Approvals {
     /// Takes a pending approval out because its call stopped waiting (timeout, or the caller
     /// went away). `None` when a decider claimed it first.
     pub(crate) fn withdraw(&self, id: &str) -> Option<PendingApproval> {
-        lock(&self.pending).remove(id).map(|s| s.approval)
+        self.take(id).map(|(approval, _)| approval)
+    }
+
+    /// Takes a pending approval out with the means to answer its call.
+    pub(crate) fn take(&self, id: &str) -> Option<(PendingApproval, oneshot::Sender<Answer>)> {
+        lock(&self.pending)
+            .remove(id)
+            .map(|s| (s.approval, s.answer))
     }
 
     /// Remembers how an approval ended, for a late decider.

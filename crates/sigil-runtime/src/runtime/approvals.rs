@@ -248,6 +248,41 @@ impl Runtime {
         }
     }
 
+    /// Denies every pending approval with `rule` (recorded, the caller as actor, and
+    /// published), so the waiting calls end now: for a daemon shutting down. Returns how many
+    /// were denied.
+    pub async fn deny_pending_approvals(&self, rule: &str) -> usize {
+        let mut denied = 0;
+        for pending in self.approvals.pending() {
+            let Some((approval, answer)) = self.approvals.take(&pending.id) else {
+                continue;
+            };
+            self.approvals.remember(&approval.id, rule.to_string());
+            let version = self
+                .manager
+                .get(&approval.plugin)
+                .map(|e| e.manifest().version().to_string());
+            let record = approval_record(
+                &approval,
+                version.as_deref(),
+                &approval.actor,
+                Some(Verdict::Deny),
+                rule.to_string(),
+            );
+            if let Err(e) = self.audit.submit(record).await {
+                tracing::error!(error = %e, approval = %approval.id, "denial of a pending approval not recorded");
+            }
+            self.events()
+                .publish(decided_event(&approval, ApprovalDecision::Deny, None, rule));
+            let _ = answer.send(crate::approvals::Answer {
+                decision: ApprovalDecision::Deny,
+                rule: rule.to_string(),
+            });
+            denied += 1;
+        }
+        denied
+    }
+
     /// The calls waiting for a decision, oldest first.
     pub fn pending_approvals(&self) -> Vec<PendingApproval> {
         self.approvals.pending()
