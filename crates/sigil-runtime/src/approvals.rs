@@ -21,6 +21,8 @@ use sigil_audit::Actor;
 use sigil_manifest::{BlastRadius, Scope};
 use tokio::sync::oneshot;
 
+use crate::config::Config;
+
 /// How long a call waits for a decision when `approvals.timeout_ms` is not set: five minutes.
 pub const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -209,15 +211,31 @@ struct Slot {
     answer: oneshot::Sender<Answer>,
 }
 
-/// The pending approvals of one runtime, and its rules.
-#[derive(Debug)]
-pub(crate) struct Approvals {
+/// The operator's `[approvals]`, as in force.
+#[derive(Debug, Clone)]
+struct Policy {
     rules: Vec<ApprovalRule>,
     timeout: Duration,
     allow_self: bool,
+}
+
+/// The pending approvals of one runtime, and its rules.
+#[derive(Debug)]
+pub(crate) struct Approvals {
+    policy: Mutex<Policy>,
     mode: Mutex<ApprovalMode>,
     pending: Mutex<BTreeMap<String, Slot>>,
     decided: Mutex<VecDeque<(String, String)>>,
+}
+
+impl From<&Config> for Policy {
+    fn from(config: &Config) -> Policy {
+        Policy {
+            rules: config.approval_rules().to_vec(),
+            timeout: config.approval_timeout(),
+            allow_self: config.allow_self_approval(),
+        }
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -226,19 +244,23 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Approvals {
-    pub(crate) fn new(rules: Vec<ApprovalRule>, timeout: Duration, allow_self: bool) -> Approvals {
+    pub(crate) fn new(config: &Config) -> Approvals {
         Approvals {
-            rules,
-            timeout,
-            allow_self,
+            policy: Mutex::new(Policy::from(config)),
             mode: Mutex::new(ApprovalMode::Wait),
             pending: Mutex::new(BTreeMap::new()),
             decided: Mutex::new(VecDeque::new()),
         }
     }
 
+    /// Takes the rules, timeout and self-approval setting of `config` for calls from now on;
+    /// calls already waiting keep their deadline.
+    pub(crate) fn reconfigure(&self, config: &Config) {
+        *lock(&self.policy) = Policy::from(config);
+    }
+
     pub(crate) fn timeout(&self) -> Duration {
-        self.timeout
+        lock(&self.policy).timeout
     }
 
     pub(crate) fn mode(&self) -> ApprovalMode {
@@ -257,7 +279,7 @@ impl Approvals {
         tool: &str,
         blast: Option<&BlastRadius>,
     ) -> Option<String> {
-        let matched: Vec<String> = self
+        let matched: Vec<String> = lock(&self.policy)
             .rules
             .iter()
             .enumerate()
@@ -306,7 +328,7 @@ impl Approvals {
             return Err(self.unknown(id));
         };
         if decision == ApprovalDecision::Approve
-            && !self.allow_self
+            && !lock(&self.policy).allow_self
             && let (Some(user), Some(requester)) = (&decider.user, &slot.approval.actor.user)
             && user == requester
         {

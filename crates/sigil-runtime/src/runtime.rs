@@ -246,11 +246,7 @@ impl Runtime {
             manager.discover(&dir, &config);
         }
         manager.check_dependencies();
-        let approvals = Approvals::new(
-            config.approval_rules().to_vec(),
-            config.approval_timeout(),
-            config.allow_self_approval(),
-        );
+        let approvals = Approvals::new(&config);
         let runtime = Runtime {
             home,
             config,

@@ -480,6 +480,42 @@ async fn a_caller_that_goes_away_withdraws_its_approval() {
     assert!(records[2].record.rule.contains("withdrawn"));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_configuration_applies_to_calls_from_then_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sigil, journal) = open(dir.path(), 60_000);
+    let relaxed = config(60_000).replace(
+        r#"require = ["scope:host", "irreversible"]"#,
+        r#"require = ["tool:probe/echo"]"#,
+    );
+    sigil.reconfigure_approvals(
+        &sigil_runtime::Config::parse(&relaxed, Path::new("sigil.toml")).unwrap(),
+    );
+    // `pipeline` needed an approval before; now it runs at once, and `echo` waits.
+    let ran = sigil
+        .invoke(&user("alice"), "probe/pipeline", json!({}))
+        .await
+        .unwrap();
+    assert_eq!(ran.output, json!({ "done": true }));
+    assert_eq!(journal.lock().unwrap().len(), 3);
+    let (call, approval) = held_call(&sigil, "probe/echo", json!({ "message": "hi" })).await;
+    assert!(
+        approval
+            .reason
+            .contains("approvals.require[0] `tool:probe/echo`"),
+        "{}",
+        approval.reason
+    );
+    sigil
+        .decide_approval(&approval.id, ApprovalDecision::Approve, &user("bob"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        call.await.unwrap().unwrap().output,
+        json!({ "message": "hi" })
+    );
+}
+
 #[test]
 fn approval_rules_are_checked_when_sigil_toml_loads() {
     for (section, says) in [

@@ -283,6 +283,12 @@ impl Runtime {
         denied
     }
 
+    /// Takes `[approvals]` (rules, timeout, self-approval) from `config` for calls from now on,
+    /// as when `sigil.toml` is read again; calls already waiting keep their deadline.
+    pub fn reconfigure_approvals(&self, config: &crate::config::Config) {
+        self.approvals.reconfigure(config);
+    }
+
     /// The calls waiting for a decision, oldest first.
     pub fn pending_approvals(&self) -> Vec<PendingApproval> {
         self.approvals.pending()
