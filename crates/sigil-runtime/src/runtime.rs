@@ -407,7 +407,7 @@ impl Runtime {
                 _ => break,
             }
         }
-        let _in_flight = in_flight;
+        let mut _in_flight = in_flight;
         let version = entry.manifest().version().to_string();
         let (Some(implementation), State::Running) = (entry.plugin.clone(), state) else {
             let error = InvokeError::NotRunning {
@@ -451,7 +451,24 @@ impl Runtime {
                 input: &input,
                 reason: &reason,
             };
-            if let Err(error) = self.await_approval(request).await {
+            // Not counted in flight while a person decides: a reload or disable does not wait
+            // for them. The state is read again once the call may go on.
+            drop(_in_flight);
+            let approved = self.await_approval(request).await;
+            _in_flight = entry.begin_call();
+            let state = entry.lifecycle().state();
+            let error = match approved {
+                Err(error) => Some(error),
+                Ok(()) if state != State::Running => Some(InvokeError::NotRunning {
+                    plugin: plugin.into(),
+                    state,
+                    reason: Some(
+                        "it changed while the call waited for approval; call again".into(),
+                    ),
+                }),
+                Ok(()) => None,
+            };
+            if let Some(error) = error {
                 return Err(record.failure(Some(&version), error).await);
             }
         }

@@ -516,6 +516,34 @@ async fn a_new_configuration_applies_to_calls_from_then_on() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_approved_after_its_plugin_was_disabled_does_not_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sigil, journal) = open(dir.path(), 60_000);
+    let (call, approval) = held_call(&sigil, "probe/pipeline", json!({})).await;
+    let runtime = sigil.clone();
+    let disabled = tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::task::spawn_blocking(move || runtime.disable("probe")),
+    )
+    .await
+    .expect("the disable waited for the pending approval");
+    assert_eq!(
+        disabled.unwrap().unwrap().state,
+        sigil_runtime::State::Stopped
+    );
+    sigil
+        .decide_approval(&approval.id, ApprovalDecision::Approve, &user("bob"), None)
+        .await
+        .unwrap();
+    let error = call.await.unwrap().unwrap_err();
+    assert!(
+        matches!(&error, InvokeError::NotRunning { reason: Some(r), .. } if r.contains("waited for approval")),
+        "{error:?}"
+    );
+    assert!(journal.lock().unwrap().is_empty());
+}
+
 #[test]
 fn approval_rules_are_checked_when_sigil_toml_loads() {
     for (section, says) in [
