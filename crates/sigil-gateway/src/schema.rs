@@ -170,9 +170,18 @@ pub struct ToolBody {
     pub steps: StepsBody,
     /// Its blast radius from the manifest, when declared.
     pub blast_radius: Option<Value>,
+    /// Why a call of it waits for a person's approval (`[approvals]` in sigil.toml); `null`
+    /// when it runs at once.
+    pub approval: Option<String>,
 }
 
 impl ToolBody {
+    /// Notes why a call of this tool waits for a person's approval.
+    pub(crate) fn with_approval(mut self, approval: Option<String>) -> ToolBody {
+        self.approval = approval;
+        self
+    }
+
     pub(crate) fn new(
         plugin: &str,
         tool: &sigil_runtime::ToolDescriptor,
@@ -190,6 +199,7 @@ impl ToolBody {
                 rollback: tool.steps.rollback,
             },
             blast_radius,
+            approval: None,
         }
     }
 }

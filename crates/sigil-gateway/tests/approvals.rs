@@ -380,6 +380,24 @@ async fn the_approval_routes_are_documented_and_need_a_token() {
         assert!(paths.contains_key(path), "{path} is not documented");
     }
     assert!(doc["components"]["schemas"]["PendingApprovalBody"].is_object());
+    // Tool listings say which tools wait for a person, and why.
+    let (_, tools) = send(server.get("/v1/tools", Some("admin"))).await;
+    let approval_of = |plugin: &str, name: &str| {
+        tools["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["plugin"] == plugin && t["name"] == name)
+            .unwrap()["approval"]
+            .clone()
+    };
+    assert!(
+        approval_of("fs", "list_dir")
+            .as_str()
+            .unwrap()
+            .contains("approvals.require[0] `scope:host`")
+    );
+    assert_eq!(approval_of("text", "sha256"), Value::Null);
     for (method, path) in [
         ("GET", "/v1/approvals"),
         ("POST", "/v1/approvals/x/approve"),

@@ -38,7 +38,8 @@ pub(crate) async fn list(State(state): State<AppState>) -> Json<ToolList> {
                 .blast_radius
                 .as_ref()
                 .and_then(|b| serde_json::to_value(b).ok());
-            ToolBody::new(&t.plugin, &t.tool, blast)
+            let approval = state.runtime().approval_required(&t.plugin, &t.tool.name);
+            ToolBody::new(&t.plugin, &t.tool, blast).with_approval(approval)
         })
         .collect();
     Json(ToolList { tools })

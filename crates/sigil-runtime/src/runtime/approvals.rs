@@ -289,6 +289,15 @@ impl Runtime {
         self.approvals.reconfigure(config);
     }
 
+    /// Why a call of `plugin/tool` would wait for a person's approval under `[approvals]`
+    /// (the matching rules), or `None` when it would run at once. For listings; the call
+    /// itself is decided when it is made.
+    pub fn approval_required(&self, plugin: &str, tool: &str) -> Option<String> {
+        let entry = self.manager.get(plugin)?;
+        self.approvals
+            .required(plugin, tool, entry.manifest().actions().get(tool))
+    }
+
     /// The calls waiting for a decision, oldest first.
     pub fn pending_approvals(&self) -> Vec<PendingApproval> {
         self.approvals.pending()
