@@ -63,7 +63,7 @@
 //! this order, absent values as `null`, strings escaped as `serde_json` does:
 //!
 //! ```text
-//! {"v":1,"time_ms":<i64>,"kind":"decision"|"outcome","user":..,"workspace":..,
+//! {"v":1,"time_ms":<i64>,"kind":"decision"|"outcome"|"approval","user":..,"workspace":..,
 //!  "session":..,"channel":..,"plugin":..,"plugin_version":..,"capability":..,
 //!  "decision":"allow"|"deny"|null,"rule":<string>,"call_id":..,
 //!  "duration_us":<i64>|null,"outcome":..}

@@ -37,6 +37,9 @@ pub enum RecordKind {
     Decision,
     /// How an allowed call ended.
     Outcome,
+    /// A call held for a person's approval: the request (no verdict), then the decision
+    /// (allow, or deny including a timeout) with who decided.
+    Approval,
 }
 
 impl RecordKind {
@@ -45,6 +48,7 @@ impl RecordKind {
         match self {
             RecordKind::Decision => "decision",
             RecordKind::Outcome => "outcome",
+            RecordKind::Approval => "approval",
         }
     }
 }
@@ -60,15 +64,16 @@ impl FromStr for RecordKind {
 
     /// # Errors
     ///
-    /// [`AuditError::UnknownValue`] unless `s` is `decision` or `outcome`.
+    /// [`AuditError::UnknownValue`] unless `s` is `decision`, `outcome` or `approval`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "decision" => Ok(RecordKind::Decision),
             "outcome" => Ok(RecordKind::Outcome),
+            "approval" => Ok(RecordKind::Approval),
             other => Err(AuditError::UnknownValue {
                 what: "record kind",
                 value: other.to_owned(),
-                expected: "`decision` or `outcome`",
+                expected: "`decision`, `outcome` or `approval`",
             }),
         }
     }
@@ -333,7 +338,11 @@ mod tests {
 
     #[test]
     fn kind_and_verdict_round_trip_through_text() {
-        for kind in [RecordKind::Decision, RecordKind::Outcome] {
+        for kind in [
+            RecordKind::Decision,
+            RecordKind::Outcome,
+            RecordKind::Approval,
+        ] {
             assert_eq!(kind.to_string().parse::<RecordKind>().ok(), Some(kind));
         }
         for verdict in [Verdict::Allow, Verdict::Deny] {

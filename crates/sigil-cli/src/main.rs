@@ -2,6 +2,7 @@
 
 #![forbid(unsafe_code)]
 
+mod approvals;
 mod audit;
 mod command;
 mod config;
@@ -43,6 +44,9 @@ enum Command {
     /// Manage plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// List, approve and deny tool calls a running daemon holds for a person's approval.
+    #[command(subcommand)]
+    Approvals(approvals::ApprovalsCommand),
     /// List and call tools.
     #[command(subcommand)]
     Tool(ToolCommand),
@@ -154,6 +158,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let home = cli.home.as_deref();
     match cli.command {
         Command::Plugin(command) => plugin::run(home, command, &reserved_commands()),
+        Command::Approvals(command) => approvals::run(home, command),
         Command::Audit(command) => audit::run(&open(home)?, command),
         Command::Mcp(args) => mcp::run(home, args),
         Command::Serve(args) => serve::run(home, args, reserved_commands()),
@@ -222,6 +227,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }) => {
             let input = read_input(&input)?;
             let sigil = open(home)?;
+            // Nobody can approve a call held by this one-off process: a call needing approval
+            // is refused at once (and recorded) instead of waiting out the timeout.
+            sigil.set_approval_mode(sigil::ApprovalMode::Refuse);
             let actor = sigil.local_actor(actor.user.as_deref(), actor.workspace.as_deref());
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

@@ -22,6 +22,9 @@ pub struct McpArgs {
 
 pub fn run(home: Option<&Path>, args: McpArgs) -> Result<ExitCode> {
     let sigil = Arc::new(crate::open(home)?);
+    // Nobody can reach this process to approve a held call: refuse such calls at once,
+    // recorded, rather than wait out the timeout. `sigil serve` (MCP at /mcp) holds them.
+    sigil.set_approval_mode(sigil::ApprovalMode::Refuse);
     let mut actor = sigil.local_actor(args.user.as_deref(), args.workspace.as_deref());
     actor.channel = Some(sigil_mcp::CHANNEL.to_string());
     tracing::info!(

@@ -43,16 +43,32 @@ pub(crate) fn find_daemon(root: &Path) -> Result<Daemon> {
 
 /// POST to `path` of the daemon with a bearer token; the status and the JSON body.
 pub(crate) fn post(info: &DaemonInfo, path: &str, token: &str) -> Result<(u16, Value)> {
+    post_json(info, path, token, None)
+}
+
+/// POST `body` (or nothing) as JSON to `path` of the daemon with a bearer token; the status
+/// and the JSON body.
+pub(crate) fn post_json(
+    info: &DaemonInfo,
+    path: &str,
+    token: &str,
+    body: Option<&Value>,
+) -> Result<(u16, Value)> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         // A reload starts the plugin's new generation, which may take a while.
         .timeout_global(Some(Duration::from_secs(120)))
         .http_status_as_error(false)
         .build()
         .into();
-    let mut response = agent
+    let request = agent
         .post(format!("http://{}{path}", info.address))
-        .header("Authorization", format!("Bearer {token}"))
-        .send_empty()?;
+        .header("Authorization", format!("Bearer {token}"));
+    let mut response = match body {
+        Some(body) => request
+            .header("Content-Type", "application/json")
+            .send(body.to_string())?,
+        None => request.send_empty()?,
+    };
     let status = response.status().as_u16();
     let text = response.body_mut().read_to_string()?;
     Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
@@ -92,7 +108,7 @@ pub(crate) fn send(
 }
 
 /// GET `path` from the daemon; the status and the JSON body.
-fn get(info: &DaemonInfo, path: &str, token: Option<&str>) -> Result<(u16, Value)> {
+pub(crate) fn get(info: &DaemonInfo, path: &str, token: Option<&str>) -> Result<(u16, Value)> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(5)))
         .http_status_as_error(false)

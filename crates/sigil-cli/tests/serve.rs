@@ -522,3 +522,108 @@ fn sigil_plugin_reload_asks_the_running_daemon_with_a_token() {
         .unwrap();
     assert_eq!(status, 200, "{body}");
 }
+
+#[test]
+fn sigil_approvals_lists_and_approves_a_call_the_daemon_holds() {
+    let config = format!(
+        "{CONFIG}\n[users.ops]\npermissions = [\"approvals.decide\"]\n\n[approvals]\nrequire = [\"scope:host\"]\ntimeout_ms = 120000\n"
+    );
+    // Without a daemon: nothing to list, and a local call that needs approval is refused at
+    // once, recorded, instead of waiting for a decision nobody can make.
+    let alone = tempfile::tempdir().unwrap();
+    std::fs::write(alone.path().join("sigil.toml"), &config).unwrap();
+    let listed = sigil(alone.path(), &["approvals", "list"]);
+    assert!(!listed.status.success());
+    let stderr = String::from_utf8_lossy(&listed.stderr);
+    assert!(
+        stderr.contains("no daemon serves") && stderr.contains("sigil serve"),
+        "{stderr}"
+    );
+    let started = std::time::Instant::now();
+    let refused = sigil(
+        alone.path(),
+        &[
+            "tool",
+            "invoke",
+            "fs/list_dir",
+            "--input",
+            r#"{"path": "."}"#,
+        ],
+    );
+    assert!(!refused.status.success());
+    assert!(started.elapsed() < Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("was not approved") && stderr.contains("sigil serve"),
+        "{stderr}"
+    );
+    let audit = ok(alone.path(), &["audit", "list"]);
+    assert!(audit.contains("nobody can decide it here"), "{audit}");
+
+    let daemon = Daemon::start(&config);
+    let home = daemon.home.path();
+    let local = token(home, "local");
+    let ops = token(home, "ops");
+    let dir = home.display().to_string();
+    let (agent, url) = (
+        daemon.agent.clone(),
+        daemon.url("/v1/tools/fs/list_dir/invoke"),
+    );
+    std::thread::scope(|scope| {
+        let call = scope.spawn(|| {
+            read(
+                agent
+                    .post(url)
+                    .header("Authorization", format!("Bearer {local}"))
+                    .header("Content-Type", "application/json")
+                    .send(json!({ "path": dir }).to_string())
+                    .unwrap(),
+            )
+        });
+        let refused = sigil(home, &["approvals", "list"]);
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains("--token"), "{stderr}");
+        let mut listing = String::new();
+        for _ in 0..600 {
+            listing = ok(home, &["approvals", "list", "--token", &ops]);
+            if listing.contains("fs/list_dir") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(
+            listing.contains("fs/list_dir")
+                && listing.contains("user=local")
+                && listing.contains("approvals.require[0] `scope:host`"),
+            "{listing}"
+        );
+        let id = listing.split_whitespace().next().unwrap().to_string();
+        let approved = ok(
+            home,
+            &[
+                "approvals",
+                "approve",
+                &id,
+                "--reason",
+                "expected",
+                "--token",
+                &ops,
+            ],
+        );
+        assert!(approved.contains("approved by ops: expected"), "{approved}");
+        let (status, body) = call.join().unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert!(body["output"]["entries"].is_array(), "{body}");
+        let again = sigil(home, &["approvals", "deny", &id, "--token", &ops]);
+        assert!(!again.status.success());
+        let stderr = String::from_utf8_lossy(&again.stderr);
+        assert!(
+            stderr.contains("HTTP 409") && stderr.contains("already approved by ops"),
+            "{stderr}"
+        );
+        assert_eq!(
+            ok(home, &["approvals", "list", "--token", &ops]).trim(),
+            "no calls are waiting for approval"
+        );
+    });
+}

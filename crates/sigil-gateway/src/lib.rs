@@ -56,7 +56,8 @@
 //!    the request's [`sigil_audit::Actor`] into the request's extensions, or answers 401.
 //! 4. The handler asks the enforcer, with that actor, for what the operation needs
 //!    (`tool.<plugin>.<tool>` for an invocation, `admin.plugins` for plugin management,
-//!    `admin.audit` for the audit log); each decision is recorded, a deny is a 403.
+//!    `admin.audit` for the audit log, `approvals.decide` to approve or deny a held call);
+//!    each decision is recorded, a deny is a 403.
 //!
 //! # Security
 //!
@@ -94,16 +95,17 @@ use utoipa_axum::routes;
 pub use crate::auth::{CHANNEL, TokenId, WORKSPACE_HEADER};
 pub use crate::daemon::{DAEMON_FILE, DaemonFileError, DaemonInfo};
 pub use crate::error::{ApiError, ErrorBody, ErrorDetail};
-pub use crate::state::{ADMIN_AUDIT, ADMIN_PLUGINS};
+pub use crate::state::{ADMIN_AUDIT, ADMIN_PLUGINS, APPROVALS_DECIDE};
 pub use crate::tokens::{NewToken, TOKEN_PREFIX, TokenError, TokenInfo, TokenStore};
 
-use crate::routes::{audit, config, events, meta, plugins, tools};
+use crate::routes::{approvals, audit, config, events, meta, plugins, tools};
 use crate::state::{AppState, Shared};
 
 /// The gateway, ready to serve. Build one with [`Gateway::builder`].
 #[derive(Debug)]
 pub struct Gateway {
     router: Router,
+    runtime: Arc<Runtime>,
     shutdown: watch::Sender<bool>,
     openapi: Arc<String>,
 }
@@ -139,8 +141,9 @@ impl Gateway {
     }
 
     /// Serves on `listener` until `shutdown` resolves, then stops accepting, ends event
-    /// streams, and returns once every request in flight has been answered (tool calls finish
-    /// or hit their deadline). Close the runtime after this returns.
+    /// streams, denies the calls waiting for an approval (recorded), and returns once every
+    /// request in flight has been answered (tool calls finish or hit their deadline). Close the
+    /// runtime after this returns.
     ///
     /// # Errors
     /// When accepting connections fails for good.
@@ -151,6 +154,7 @@ impl Gateway {
     ) -> std::io::Result<()> {
         let Gateway {
             router,
+            runtime,
             shutdown: stop,
             ..
         } = self;
@@ -158,6 +162,13 @@ impl Gateway {
             shutdown.await;
             tracing::info!("shutting down: no new connections; finishing requests in flight");
             let _ = stop.send(true);
+            // Calls waiting for a person would hold the shutdown until their timeout.
+            let denied = runtime
+                .deny_pending_approvals("denied: the daemon is shutting down")
+                .await;
+            if denied > 0 {
+                tracing::info!(denied, "pending approvals denied at shutdown");
+            }
         };
         axum::serve(listener, router)
             .with_graceful_shutdown(signal)
@@ -194,6 +205,7 @@ impl GatewayBuilder {
     /// Builds the router and the OpenAPI document.
     pub fn build(self) -> Gateway {
         let (stop, shutdown) = watch::channel(false);
+        let runtime = self.runtime.clone();
         let state = AppState {
             inner: Arc::new(Shared {
                 runtime: self.runtime,
@@ -224,6 +236,7 @@ impl GatewayBuilder {
             .method_not_allowed_fallback(error::method_not_allowed);
         Gateway {
             router,
+            runtime,
             shutdown: stop,
             openapi,
         }
@@ -250,6 +263,7 @@ Every route but /health and /openapi.json needs `Authorization: Bearer <token>` 
         (name = "meta", description = "Health and this document; no token needed."),
         (name = "plugins", description = "Plugins and their lifecycle; changes need `admin.plugins`."),
         (name = "tools", description = "Tools; a call needs `tool.<plugin>.<tool>`."),
+        (name = "approvals", description = "Calls waiting for a person's approval; deciding needs `approvals.decide`."),
         (name = "audit", description = "The audit log; needs `admin.audit`."),
         (name = "config", description = "Workspaces and users from sigil.toml; plugins' configuration and reloads need `admin.config`."),
         (name = "events", description = "Server-sent events."),
@@ -288,6 +302,9 @@ fn api_routes() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi
         .routes(routes!(plugins::approve))
         .routes(routes!(tools::list))
         .routes(routes!(tools::invoke))
+        .routes(routes!(approvals::list))
+        .routes(routes!(approvals::approve))
+        .routes(routes!(approvals::deny))
         .routes(routes!(audit::query))
         .routes(routes!(audit::verify))
         .routes(routes!(config::workspaces))

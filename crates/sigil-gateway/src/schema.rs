@@ -189,9 +189,18 @@ pub struct ToolBody {
     pub steps: StepsBody,
     /// Its blast radius from the manifest, when declared.
     pub blast_radius: Option<Value>,
+    /// Why a call of it waits for a person's approval (`[approvals]` in sigil.toml); `null`
+    /// when it runs at once.
+    pub approval: Option<String>,
 }
 
 impl ToolBody {
+    /// Notes why a call of this tool waits for a person's approval.
+    pub(crate) fn with_approval(mut self, approval: Option<String>) -> ToolBody {
+        self.approval = approval;
+        self
+    }
+
     pub(crate) fn new(
         plugin: &str,
         tool: &sigil_runtime::ToolDescriptor,
@@ -209,6 +218,7 @@ impl ToolBody {
                 rollback: tool.steps.rollback,
             },
             blast_radius,
+            approval: None,
         }
     }
 }
@@ -307,7 +317,7 @@ pub struct AuditRecord {
     pub seq: u64,
     /// Unix time in milliseconds.
     pub time_ms: i64,
-    /// `decision` or `outcome`.
+    /// `decision`, `outcome` or `approval`.
     pub kind: String,
     /// Who.
     pub actor: ActorBody,
@@ -411,4 +421,77 @@ pub struct UserList {
     pub users: Vec<UserBody>,
     /// The user this request acts as.
     pub me: String,
+}
+
+/// A call waiting for a person's approval.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PendingApprovalBody {
+    /// The approval's id, to approve or deny it.
+    pub id: String,
+    /// The call it holds; its audit records share this id.
+    pub call_id: String,
+    /// The plugin called.
+    #[schema(example = "fs")]
+    pub plugin: String,
+    /// The tool called.
+    #[schema(example = "read_text")]
+    pub tool: String,
+    /// Who made the call.
+    pub actor: ActorBody,
+    /// The call's arguments.
+    pub input: Value,
+    /// Why it needs an approval, e.g. the `approvals.require` rules its blast radius matches.
+    pub reason: String,
+    /// When it was requested, in Unix milliseconds.
+    pub created_ms: i64,
+    /// When it is denied unless decided, in Unix milliseconds.
+    pub deadline_ms: i64,
+}
+
+impl From<sigil_runtime::PendingApproval> for PendingApprovalBody {
+    fn from(a: sigil_runtime::PendingApproval) -> PendingApprovalBody {
+        PendingApprovalBody {
+            id: a.id,
+            call_id: a.call_id,
+            plugin: a.plugin,
+            tool: a.tool,
+            actor: ActorBody::from(&a.actor),
+            input: a.input,
+            reason: a.reason,
+            created_ms: a.created_ms,
+            deadline_ms: a.deadline_ms,
+        }
+    }
+}
+
+/// `GET /v1/approvals`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApprovalList {
+    /// The pending approvals the caller may see, oldest first.
+    pub approvals: Vec<PendingApprovalBody>,
+}
+
+/// `POST /v1/approvals/{id}/approve` and `/deny`: an optional body.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecideRequest {
+    /// Why, recorded in the audit log and told to the caller.
+    #[schema(example = "checked with the team")]
+    pub reason: Option<String>,
+}
+
+/// What a decision did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DecisionBody {
+    /// The approval.
+    pub id: String,
+    /// The call it held.
+    pub call_id: String,
+    /// `approve` or `deny`.
+    #[schema(example = "approve")]
+    pub decision: String,
+    /// The recorded rule, e.g. `approved by alice: checked with the team`.
+    pub rule: String,
+    /// The decision's audit record.
+    pub seq: u64,
 }

@@ -16,6 +16,9 @@ pub const ADMIN_PLUGINS: &str = "admin.plugins";
 pub const ADMIN_CONFIG: &str = sigil_runtime::ADMIN_CONFIG;
 /// Needed to query and verify the audit log, and to watch every user's decisions.
 pub const ADMIN_AUDIT: &str = "admin.audit";
+/// Needed to approve or deny calls waiting for a person's approval, and to see every pending
+/// approval.
+pub const APPROVALS_DECIDE: &str = "approvals.decide";
 
 #[derive(Debug, Clone)]
 pub(crate) struct AppState {

@@ -249,6 +249,7 @@ fn error_kind(error: &InvokeError) -> &'static str {
         InvokeError::NotRunning { .. } => "not_running",
         InvokeError::UnknownTool { .. } => "unknown_tool",
         InvokeError::Held { .. } => "held",
+        InvokeError::ApprovalDenied { .. } => "approval_denied",
         InvokeError::InvalidArguments { .. } => "invalid_arguments",
         InvokeError::Failed { .. } => "failed",
         InvokeError::Audit(_) => "audit",

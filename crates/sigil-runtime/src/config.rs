@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use sigil_policy::{CapabilitySet, Pattern, Scope};
 
+use crate::approvals::{ApprovalRule, DEFAULT_APPROVAL_TIMEOUT};
 use crate::secrets::PluginSecrets;
 
 /// What a secret field of a plugin's configuration shows instead of its value wherever the
@@ -39,6 +40,15 @@ deny = []
 # "disk": a call goes on only once its audit record is on the disk (fsync; survives a power cut).
 # "process": once SQLite has committed it (survives any crash of Sigil, not of the machine; faster).
 durability = "disk"
+
+# Calls that wait for a person's approval, by the tool's blast radius (its manifest's
+# [actions.<tool>]; a tool declaring none counts as network, mutating, irreversible).
+# Nothing is required by default. A pending call is listed by `sigil approvals list` and
+# GET /v1/approvals, decided by a user holding `approvals.decide`, and denied after timeout_ms.
+# [approvals]
+# require = ["irreversible", "scope:host", "scope:network", "mutates_state", "tool:fs/read_text"]
+# timeout_ms = 300000
+# allow_self_approval = false   # may the user who made a call approve it?
 
 # Consent for plugins installed from directories, e.g.:
 # [plugins.weather]
@@ -135,6 +145,7 @@ pub struct Config {
     workspaces: BTreeMap<String, Scope>,
     users: BTreeMap<String, Scope>,
     consent: BTreeMap<String, CapabilitySet>,
+    approval_rules: Vec<ApprovalRule>,
     plugin_secrets: Arc<PluginSecrets>,
 }
 
@@ -170,6 +181,21 @@ struct RawConfig {
     secrets: BTreeMap<String, RawSecret>,
     #[serde(default)]
     audit: RawAudit,
+    #[serde(default)]
+    approvals: RawApprovals,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawApprovals {
+    /// Which calls need a person's approval; see [`ApprovalRule`].
+    #[serde(default)]
+    require: Vec<String>,
+    /// How long a call waits for a decision before it is denied.
+    timeout_ms: Option<u64>,
+    /// Whether the user who made a call may approve it (no, unless set).
+    #[serde(default)]
+    allow_self_approval: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -333,6 +359,21 @@ impl Config {
                 compile(format!("plugins.{id}.consent"), &p.consent)?,
             );
         }
+        let approval_rules = raw
+            .approvals
+            .require
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                ApprovalRule::parse(r).map_err(|e| error(format!("approvals.require[{i}]: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if raw.approvals.timeout_ms == Some(0) {
+            return Err(error(
+                "approvals.timeout_ms: must be at least 1 (milliseconds a call waits for a decision)"
+                    .into(),
+            ));
+        }
         for (what, name, known) in [
             (
                 "user",
@@ -361,6 +402,7 @@ impl Config {
             users,
             consent,
             plugin_secrets: Arc::default(),
+            approval_rules,
         })
     }
 
@@ -504,6 +546,28 @@ impl Config {
             None | Some(AuditDurability::Disk) => sigil_audit::Durability::Disk,
             Some(AuditDurability::Process) => sigil_audit::Durability::Process,
         }
+    }
+}
+
+impl Config {
+    /// `[approvals] require`: which calls wait for a person's approval. Empty by default.
+    pub fn approval_rules(&self) -> &[ApprovalRule] {
+        &self.approval_rules
+    }
+
+    /// `[approvals] timeout_ms`: how long a call waits for a decision before it is denied
+    /// (five minutes unless set).
+    pub fn approval_timeout(&self) -> std::time::Duration {
+        self.raw
+            .approvals
+            .timeout_ms
+            .map(std::time::Duration::from_millis)
+            .unwrap_or(DEFAULT_APPROVAL_TIMEOUT)
+    }
+
+    /// `[approvals] allow_self_approval`: whether the user who made a call may approve it.
+    pub fn allow_self_approval(&self) -> bool {
+        self.raw.approvals.allow_self_approval
     }
 }
 

@@ -1,5 +1,5 @@
-//! What happens in a running runtime, as a stream for watchers: plugin state changes and every
-//! recorded policy decision.
+//! What happens in a running runtime, as a stream for watchers: plugin state changes, every
+//! recorded policy decision, and calls waiting for a person's approval.
 //!
 //! Events are a convenience view; the audit log stays the record. A decision event is published
 //! only after its audit record has been committed, and carries that record's sequence number. A
@@ -10,6 +10,7 @@ use serde::Serialize;
 use sigil_audit::{Actor, Verdict};
 use tokio::sync::broadcast;
 
+use crate::approvals::{ApprovalDecision, PendingApproval};
 use crate::lifecycle::State;
 
 /// How many events a subscriber may fall behind before it loses the oldest.
@@ -70,11 +71,35 @@ pub enum Event {
         /// The tool call the decision belongs to, if any.
         call_id: Option<String>,
     },
+    /// A call waits for a person's approval; its request is recorded in the audit log.
+    ApprovalRequested {
+        /// The pending approval, as `GET /v1/approvals` lists it.
+        approval: PendingApproval,
+    },
+    /// A pending approval was decided, or timed out (denied); the decision is recorded.
+    ApprovalDecided {
+        /// The approval.
+        id: String,
+        /// The call it held.
+        call_id: String,
+        /// The plugin called.
+        plugin: String,
+        /// The tool called.
+        tool: String,
+        /// Who made the call.
+        actor: Actor,
+        /// Approved or denied.
+        decision: ApprovalDecision,
+        /// The user who decided; `None` when the call timed out or its caller went away.
+        decided_by: Option<String>,
+        /// The recorded rule, e.g. `approved by alice` or `timed out after 300000 ms`.
+        rule: String,
+    },
 }
 
 impl Event {
     /// A short name for the kind of event (`plugin_state`, `plugin_removed`, `reload_failed`,
-    /// `config_changed`, `config_rejected`, `decision`).
+    /// `config_changed`, `config_rejected`, `decision`, `approval_requested`, `approval_decided`).
     pub fn name(&self) -> &'static str {
         match self {
             Event::PluginState { .. } => "plugin_state",
@@ -83,6 +108,8 @@ impl Event {
             Event::ConfigChanged { .. } => "config_changed",
             Event::ConfigRejected { .. } => "config_rejected",
             Event::Decision { .. } => "decision",
+            Event::ApprovalRequested { .. } => "approval_requested",
+            Event::ApprovalDecided { .. } => "approval_decided",
         }
     }
 }

@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+mod approvals;
 mod config;
 mod enforcer;
 mod events;
@@ -16,6 +17,10 @@ mod runtime;
 mod secrets;
 mod tool;
 
+pub use approvals::{
+    ApprovalDecision, ApprovalError, ApprovalMode, ApprovalRule, DEFAULT_APPROVAL_TIMEOUT,
+    PendingApproval,
+};
 pub use config::{Config, ConfigError, DEFAULT_CONFIG, Home, SECRET_MARKER, SecretValue};
 pub use enforcer::{Check, Enforcer, Registration, Subject};
 pub use events::{CAPACITY as EVENT_CAPACITY, Event, Events};
@@ -25,10 +30,10 @@ pub use manager::{
     Builtin, Failure, LoadRequest, Manager, PluginEntry, PluginSummary, Source, TierLoader,
 };
 pub use runtime::{
-    ADMIN_CONFIG, Approval, CommandCaller, CommandError, ConfigChange, ConfigUpdateError,
-    ConfigWatch, ControlError, DEFAULT_OUTPUT_BYTES, DEFAULT_TIMEOUT, HOT_RELOAD_QUIET, HotReload,
-    Invocation, InvokeError, MAX_COMMAND_ARGS_BYTES, OpenError, PluginCommand, Runtime, Step,
-    ToolListing, clean_command_args,
+    ADMIN_CONFIG, Approval, ApprovalRequest, CommandCaller, CommandError, ConfigChange,
+    ConfigUpdateError, ConfigWatch, ControlError, DEFAULT_OUTPUT_BYTES, DEFAULT_TIMEOUT,
+    DecidedApproval, HOT_RELOAD_QUIET, HotReload, Invocation, InvokeError, MAX_COMMAND_ARGS_BYTES,
+    OpenError, PluginCommand, Runtime, Step, ToolListing, clean_command_args,
 };
 pub use tool::{Call, HeldTool, Steps, ToolDescriptor, ToolError, ToolPlugin};
 

@@ -5,6 +5,8 @@
 //! 1. the enforcer checks that the actor may call `tool.<plugin>.<tool>` (recorded);
 //! 2. the plugin must be running and provide the tool;
 //! 3. the arguments are validated against the tool's input schema;
+//!    a tool whose blast radius matches `approvals.require` then waits for a person's
+//!    approval ([`Runtime::await_approval`]);
 //! 4. validate-pre, invoke (under the manifest's deadline), the output-size cap, the output
 //!    schema, validate-post; on a failure after the invocation started, rollback;
 //! 5. an outcome record with the steps taken, the duration and the result.
@@ -20,6 +22,7 @@ use sigil_audit::{Actor, AuditLog, AuditSink, NewRecord, RecordKind};
 use sigil_manifest::BlastRadius;
 use sigil_policy::{Capability, Decision};
 
+use crate::approvals::Approvals;
 use crate::config::{Config, ConfigError, Home};
 use crate::enforcer::{Check, Enforcer, Subject};
 use crate::kv::KvStore;
@@ -27,11 +30,13 @@ use crate::lifecycle::State;
 use crate::manager::{Builtin, Manager, PluginEntry, TierLoader, ToolEntry};
 use crate::tool::{Call, ToolDescriptor, ToolError};
 
+mod approvals;
 mod approve;
 mod commands;
 mod config_reload;
 mod control;
 mod watch;
+pub use approvals::{ApprovalRequest, DecidedApproval};
 pub use approve::Approval;
 pub use commands::{
     CommandCaller, CommandError, MAX_COMMAND_ARGS_BYTES, PluginCommand, clean_command_args,
@@ -54,6 +59,7 @@ pub struct Runtime {
     audit: Arc<AuditLog>,
     enforcer: Arc<Enforcer>,
     manager: Manager,
+    approvals: Approvals,
 }
 
 /// Why the runtime could not open.
@@ -158,6 +164,19 @@ pub enum InvokeError {
         /// What rollback did, when it ran.
         rollback: Option<String>,
     },
+    /// The call needed a person's approval and did not get it: denied, timed out, or
+    /// refused because nobody could decide it.
+    #[error("call of `{plugin}/{tool}` was not approved: {reason}")]
+    ApprovalDenied {
+        /// The plugin.
+        plugin: String,
+        /// The tool.
+        tool: String,
+        /// The approval's id, when one was pending.
+        approval: Option<String>,
+        /// Who denied it and why, or that it timed out.
+        reason: String,
+    },
     /// The call's outcome could not be recorded.
     #[error("the call ran but its outcome could not be recorded in the audit log: {0}")]
     Audit(String),
@@ -242,6 +261,7 @@ impl Runtime {
             manager.discover(&dir, &loaded);
         }
         manager.check_dependencies();
+        let approvals = Approvals::new(&config);
         let runtime = Runtime {
             home,
             config,
@@ -249,6 +269,7 @@ impl Runtime {
             audit,
             enforcer,
             manager,
+            approvals,
         };
         runtime.stop_disabled();
         Ok(runtime)
@@ -401,7 +422,7 @@ impl Runtime {
                 _ => break,
             }
         }
-        let _in_flight = in_flight;
+        let mut _in_flight = in_flight;
         let version = entry.manifest().version().to_string();
         let (Some(implementation), State::Running) = (entry.plugin.clone(), state) else {
             let error = InvokeError::NotRunning {
@@ -434,6 +455,37 @@ impl Runtime {
                 errors,
             };
             return Err(record.failure(Some(&version), error).await);
+        }
+        let blast = entry.manifest().actions().get(tool);
+        if let Some(reason) = self.approvals.required(plugin, tool, blast) {
+            let request = ApprovalRequest {
+                plugin,
+                tool,
+                actor,
+                call_id: &call_id,
+                input: &input,
+                reason: &reason,
+            };
+            // Not counted in flight while a person decides: a reload or disable does not wait
+            // for them. The state is read again once the call may go on.
+            drop(_in_flight);
+            let approved = self.await_approval(request).await;
+            _in_flight = entry.begin_call();
+            let state = entry.lifecycle().state();
+            let error = match approved {
+                Err(error) => Some(error),
+                Ok(()) if state != State::Running => Some(InvokeError::NotRunning {
+                    plugin: plugin.into(),
+                    state,
+                    reason: Some(
+                        "it changed while the call waited for approval; call again".into(),
+                    ),
+                }),
+                Ok(()) => None,
+            };
+            if let Some(error) = error {
+                return Err(record.failure(Some(&version), error).await);
+            }
         }
 
         let call = Call::new(

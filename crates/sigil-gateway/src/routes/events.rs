@@ -2,7 +2,9 @@
 //!
 //! The stream opens with an `ready` event once the subscription is live, so a client knows
 //! that everything after it will be seen. A user holding `admin.audit` sees every decision;
-//! others see their own decisions and every plugin state change. A client that falls behind
+//! others see their own decisions and every plugin state change. Approval requests and
+//! decisions go to users holding `approvals.decide` (or `admin.audit`) and to the user whose
+//! call is held. A client that falls behind
 //! gets a `lagged` event saying how many events it missed. The stream ends when the daemon
 //! shuts down.
 
@@ -17,11 +19,12 @@ use sigil_runtime::Event;
 use tokio::sync::{broadcast, watch};
 
 use crate::error::ErrorBody;
-use crate::state::{ADMIN_AUDIT, AppState};
+use crate::state::{ADMIN_AUDIT, APPROVALS_DECIDE, AppState};
 
-/// Plugin state changes and audit decisions as server-sent events: `ready` first, then
-/// `plugin_state`, `plugin_removed`, `reload_failed` and `decision` events whose data is JSON
-/// (see the gateway documentation), and `lagged` when events were dropped for a slow client.
+/// Plugin state changes, audit decisions and approvals as server-sent events: `ready` first,
+/// then `plugin_state`, `plugin_removed`, `reload_failed`, `decision`, `approval_requested` and
+/// `approval_decided` events whose data is JSON (see the gateway documentation), and `lagged`
+/// when events were dropped for a slow client.
 #[utoipa::path(
     get,
     path = "/v1/events",
@@ -38,11 +41,13 @@ pub(crate) async fn events(
     Extension(actor): Extension<Actor>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let everything = state.holds(&actor, ADMIN_AUDIT).await;
+    let decides = everything || state.holds(&actor, APPROVALS_DECIDE).await;
     let watcher = Watcher {
         events: state.runtime().subscribe(),
         shutdown: state.inner.shutdown.clone(),
         user: actor.user.clone(),
         everything,
+        decides,
         greeted: false,
     };
     let stream = futures_util::stream::unfold(watcher, |mut watcher| async move {
@@ -56,6 +61,8 @@ struct Watcher {
     shutdown: watch::Receiver<bool>,
     user: Option<String>,
     everything: bool,
+    /// Sees every approval request and decision, not only those of the user's own calls.
+    decides: bool,
     greeted: bool,
 }
 
@@ -91,12 +98,23 @@ impl Watcher {
     }
 
     fn render(&self, event: &Event) -> Option<SseEvent> {
-        if let Event::Decision { actor, .. } = event
-            && !self.everything
-            && actor.user != self.user
-        {
+        let (actor, everything) = match event {
+            Event::Decision { actor, .. } => (actor, self.everything),
+            Event::ApprovalRequested { approval } => (&approval.actor, self.decides),
+            Event::ApprovalDecided { actor, .. } => (actor, self.decides),
+            Event::PluginState { .. }
+            | Event::PluginRemoved { .. }
+            | Event::ReloadFailed { .. } => {
+                return self.publish(event);
+            }
+        };
+        if !everything && actor.user != self.user {
             return None;
         }
+        self.publish(event)
+    }
+
+    fn publish(&self, event: &Event) -> Option<SseEvent> {
         let data = serde_json::to_string(event).ok()?;
         let mut sse = SseEvent::default().event(event.name()).data(data);
         if let Event::Decision { seq, .. } = event {

@@ -2,6 +2,7 @@
 //! documentation in the OpenAPI document; `crate::router` mounts them with `routes!`, so a
 //! route cannot exist without being documented.
 
+pub(crate) mod approvals;
 pub(crate) mod audit;
 pub(crate) mod config;
 pub(crate) mod events;

@@ -81,6 +81,7 @@ pub(crate) async fn inspect(
                 .get(&t.name)
                 .and_then(|b| serde_json::to_value(b).ok());
             ToolBody::new(&id, t, blast)
+                .with_approval(state.runtime().approval_required(&id, &t.name))
         })
         .collect();
     Ok(Json(PluginDetail {

@@ -38,14 +38,16 @@ pub(crate) async fn list(State(state): State<AppState>) -> Json<ToolList> {
                 .blast_radius
                 .as_ref()
                 .and_then(|b| serde_json::to_value(b).ok());
-            ToolBody::new(&t.plugin, &t.tool, blast)
+            let approval = state.runtime().approval_required(&t.plugin, &t.tool.name);
+            ToolBody::new(&t.plugin, &t.tool, blast).with_approval(approval)
         })
         .collect();
     Json(ToolList { tools })
 }
 
 /// Calls a tool with a JSON input, on behalf of the token's user, through the enforcer
-/// (`tool.<plugin>.<tool>`) and the audit log.
+/// (`tool.<plugin>.<tool>`) and the audit log. A tool whose blast radius matches
+/// `approvals.require` waits for a person's decision (`GET /v1/approvals`) before it runs.
 #[utoipa::path(
     post,
     path = "/v1/tools/{plugin}/{tool}/invoke",
@@ -60,7 +62,7 @@ pub(crate) async fn list(State(state): State<AppState>) -> Json<ToolList> {
         (status = 200, description = "The tool's result.", body = InvocationBody),
         (status = 400, description = "Bad JSON, tool name or X-Sigil-Workspace.", body = ErrorBody),
         (status = 401, description = "Missing or invalid token.", body = ErrorBody),
-        (status = 403, description = "The enforcer denied the call (recorded).", body = ErrorBody),
+        (status = 403, description = "The enforcer denied the call, or it needed a person's approval and was denied or timed out (`approval_denied`); recorded.", body = ErrorBody),
         (status = 404, description = "No such plugin or tool.", body = ErrorBody),
         (status = 409, description = "The plugin is not running, or the tool is held for approval.", body = ErrorBody),
         (status = 413, description = "Body too large.", body = ErrorBody),
@@ -104,6 +106,9 @@ fn invoke_error(error: InvokeError) -> ApiError {
         InvokeError::NotRunning { .. } => ApiError::conflict("plugin_not_running", message),
         InvokeError::UnknownTool { .. } => ApiError::not_found("unknown_tool", message),
         InvokeError::Held { .. } => ApiError::conflict("tool_held", message),
+        InvokeError::ApprovalDenied { .. } => {
+            ApiError::new(StatusCode::FORBIDDEN, "approval_denied", message)
+        }
         InvokeError::InvalidArguments { .. } => unprocessable("invalid_arguments"),
         InvokeError::Failed { .. } => unprocessable("tool_failed"),
         InvokeError::Audit(cause) => {

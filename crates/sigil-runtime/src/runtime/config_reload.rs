@@ -204,6 +204,7 @@ impl Runtime {
         })?;
         let candidate = Arc::new(candidate);
         self.enforcer.reconfigure(&candidate);
+        self.reconfigure_approvals(&candidate);
         self.config.set(candidate);
         tracing::info!(plugins = ?changed, file_changed, "configuration reloaded");
         self.events().publish(Event::ConfigChanged {
