@@ -261,7 +261,7 @@ impl Runtime {
             manager.discover(&dir, &loaded);
         }
         manager.check_dependencies();
-        let approvals = Approvals::new(&config);
+        let approvals = Approvals::new(&loaded);
         let runtime = Runtime {
             home,
             config,
