@@ -104,7 +104,9 @@ impl Watcher {
             Event::ApprovalDecided { actor, .. } => (actor, self.decides),
             Event::PluginState { .. }
             | Event::PluginRemoved { .. }
-            | Event::ReloadFailed { .. } => {
+            | Event::ReloadFailed { .. }
+            | Event::ConfigChanged { .. }
+            | Event::ConfigRejected { .. } => {
                 return self.publish(event);
             }
         };
