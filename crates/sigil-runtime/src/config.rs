@@ -32,6 +32,15 @@ deny = []
 # "process": once SQLite has committed it (survives any crash of Sigil, not of the machine; faster).
 durability = "disk"
 
+[trust]
+# Public keys whose signatures make a plugin `verified` (`sigil trust add`), e.g.:
+#   [trust.keys]
+#   release = "RWQ..."
+# The tiers unsigned (sandboxed) and signed (verified) plugins may run in; sandboxed_tiers must
+# be a subset of verified_tiers. Every tier when absent. See docs/trust.md.
+# sandboxed_tiers = ["wasm", "process", "container"]
+# verified_tiers = ["wasm", "process", "container"]
+
 # Consent for plugins installed from directories, e.g.:
 # [plugins.weather]
 # consent = ["net.connect:api.weather.gov:443"]
@@ -116,6 +125,7 @@ pub struct Config {
     workspaces: BTreeMap<String, Scope>,
     users: BTreeMap<String, Scope>,
     consent: BTreeMap<String, CapabilitySet>,
+    trust: crate::trust::TrustPolicy,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -139,6 +149,9 @@ struct RawConfig {
     secrets: BTreeMap<String, RawSecret>,
     #[serde(default)]
     audit: RawAudit,
+    /// Trusted keys and the tiers each trust level may run in.
+    #[serde(default)]
+    trust: crate::trust::RawTrust,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -299,12 +312,14 @@ impl Config {
                 )));
             }
         }
+        let trust = crate::trust::TrustPolicy::from_raw(&raw.trust).map_err(error)?;
         Ok(Config {
             raw,
             global_deny,
             workspaces,
             users,
             consent,
+            trust,
         })
     }
 
@@ -368,6 +383,11 @@ impl Config {
             RawSecret::Value(value) => value.clone(),
         };
         Ok(SecretValue(value))
+    }
+
+    /// `[trust]`: the trusted keys and the tiers each trust level may run in.
+    pub fn trust(&self) -> &crate::trust::TrustPolicy {
+        &self.trust
     }
 
     /// Extra plugin directories to discover.

@@ -14,6 +14,7 @@ mod lifecycle;
 mod manager;
 mod runtime;
 mod tool;
+mod trust;
 
 pub use config::{Config, ConfigError, DEFAULT_CONFIG, Home, SecretValue};
 pub use enforcer::{Check, Enforcer, Registration, Subject};
@@ -28,6 +29,7 @@ pub use runtime::{
     Invocation, InvokeError, OpenError, Runtime, Step, ToolListing,
 };
 pub use tool::{Call, HeldTool, Steps, ToolDescriptor, ToolError, ToolPlugin};
+pub use trust::{Trust, TrustPolicy, consent_record, directory_trust};
 
 pub use async_trait::async_trait;
 pub use sigil_audit::Actor;
