@@ -10,6 +10,7 @@ mod scaffold;
 mod serve;
 mod status;
 mod token;
+mod trust;
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -63,6 +64,9 @@ enum Command {
     /// Manage API tokens for `sigil serve`.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Manage the keys whose signatures make plugins `verified`.
+    #[command(subcommand)]
+    Trust(trust::TrustCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -153,6 +157,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Status(args) => status::status(home, args),
         Command::Doctor => status::doctor(home),
         Command::Token(command) => token::run(home, command),
+        Command::Trust(command) => trust::run(home, command),
         Command::Manifest(ManifestCommand::Schema) => {
             println!(
                 "{}",
