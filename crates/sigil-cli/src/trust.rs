@@ -42,6 +42,10 @@ pub fn run(home: Option<&Path>, command: TrustCommand) -> Result<ExitCode> {
     match command {
         TrustCommand::Keygen { out, password_env } => {
             let public = out.with_extension("pub");
+            if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+            }
             let pair = match password(password_env.as_deref())? {
                 Some(password) => KeyPair::generate_encrypted(password)?,
                 None => KeyPair::generate_unencrypted()?,

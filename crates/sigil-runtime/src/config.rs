@@ -32,14 +32,13 @@ deny = []
 # "process": once SQLite has committed it (survives any crash of Sigil, not of the machine; faster).
 durability = "disk"
 
+# Plugin signatures (docs/trust.md). `sigil trust add` puts the public keys whose signatures
+# make a plugin `verified` in [trust.keys], e.g. release = "RWQ...". The tiers unsigned
+# (sandboxed) and signed (verified) plugins may run in are every tier unless narrowed here;
+# sandboxed_tiers must be a subset of verified_tiers:
+#   sandboxed_tiers = ["wasm", "process", "container"]
+#   verified_tiers = ["wasm", "process", "container"]
 [trust]
-# Public keys whose signatures make a plugin `verified` (`sigil trust add`), e.g.:
-#   [trust.keys]
-#   release = "RWQ..."
-# The tiers unsigned (sandboxed) and signed (verified) plugins may run in; sandboxed_tiers must
-# be a subset of verified_tiers. Every tier when absent. See docs/trust.md.
-# sandboxed_tiers = ["wasm", "process", "container"]
-# verified_tiers = ["wasm", "process", "container"]
 
 # Consent for plugins installed from directories, e.g.:
 # [plugins.weather]
