@@ -30,12 +30,29 @@ struct Sigil {
     home: PathBuf,
 }
 
+/// This build's `sigil`, hard-linked once into a directory of its own when the tests start: the
+/// process tier then uses the binary itself as its sandbox entrypoint, and a later build writing
+/// a new `target/debug/sigil` does not change the binary under test.
+fn sigil_bin() -> &'static Path {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("trust-bin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bin = dir.join("sigil");
+        if !bin.exists() {
+            std::fs::hard_link(env!("CARGO_BIN_EXE_sigil"), &bin).unwrap();
+        }
+        bin
+    })
+}
+
 impl Sigil {
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_sigil"))
+        Command::new(sigil_bin())
             .args(args)
             .env("SIGIL_HOME", &self.home)
             .env_remove("SIGIL_LOG")
+            .env_remove("SIGIL_SANDBOX_INIT")
             .output()
             .unwrap()
     }
@@ -94,6 +111,7 @@ fn s(path: &Path) -> &str {
 
 #[test]
 fn a_signed_plugin_installs_as_verified_with_its_consent_audited() {
+    sigil_bin();
     let work = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let sigil = Sigil {
         home: work.path().join("home"),
@@ -203,6 +221,7 @@ fn a_signed_plugin_installs_as_verified_with_its_consent_audited() {
 
 #[test]
 fn the_tier_policy_admits_a_process_plugin_only_once_it_is_signed() {
+    sigil_bin();
     let work = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let sigil = Sigil {
         home: work.path().join("home"),
