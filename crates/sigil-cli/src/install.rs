@@ -57,9 +57,9 @@ pub fn install(
         sigil::Trust::Verified { key, key_id } => println!(
             "trust: verified, signed by trusted key `{key}` ({key_id}); its files match their signed digests"
         ),
-        _ => println!(
-            "trust: sandboxed (not signed by a key in the trust store; see `sigil trust`)"
-        ),
+        _ => {
+            println!("trust: sandboxed (not signed by a key in the trust store; see `sigil trust`)")
+        }
     }
     if !manifest.requested().is_empty()
         && !yes
@@ -118,9 +118,11 @@ fn record_consent(
     let log = sigil::audit::AuditLog::open_with(&home.database_path(), config.audit_durability())?;
     let appended = log.append(record);
     log.close()?;
-    appended
-        .map(drop)
-        .map_err(|e| anyhow::anyhow!("the consent could not be recorded in the audit log, so nothing was installed: {e}"))
+    appended.map(drop).map_err(|e| {
+        anyhow::anyhow!(
+            "the consent could not be recorded in the audit log, so nothing was installed: {e}"
+        )
+    })
 }
 
 fn show_request(manifest: &ValidatedManifest) {

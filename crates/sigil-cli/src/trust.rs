@@ -95,7 +95,10 @@ pub fn run(home: Option<&Path>, command: TrustCommand) -> Result<ExitCode> {
                 keys.insert(&name, toml_edit::value(key.to_base64()));
                 Ok(())
             })?;
-            println!("trusting key `{name}` ({}): plugins it signs load as verified", key.id());
+            println!(
+                "trusting key `{name}` ({}): plugins it signs load as verified",
+                key.id()
+            );
             Ok(ExitCode::SUCCESS)
         }
         TrustCommand::List => {
@@ -103,7 +106,9 @@ pub fn run(home: Option<&Path>, command: TrustCommand) -> Result<ExitCode> {
             let config = sigil::Config::load(&home.config_path())?;
             let keys = config.trust().keys();
             if keys.is_empty() {
-                println!("no trusted keys: every installed plugin is sandboxed (`sigil trust add`)");
+                println!(
+                    "no trusted keys: every installed plugin is sandboxed (`sigil trust add`)"
+                );
             }
             for (name, key) in keys.iter() {
                 println!("{name:<20} {}  {}", key.id(), key.to_base64());
@@ -132,7 +137,10 @@ pub fn sign(dir: &Path, key: &Path, password_env: Option<&str>) -> Result<ExitCo
         for problem in errors.iter() {
             eprintln!("{problem}");
         }
-        bail!("{} is not a valid plugin; nothing was signed", dir.display());
+        bail!(
+            "{} is not a valid plugin; nothing was signed",
+            dir.display()
+        );
     }
     let pair = KeyPair::read(key, password(password_env)?)?;
     let signed = sigil_trust::sign_dir(dir, &pair)?;
@@ -189,10 +197,7 @@ fn password(var: Option<&str>) -> Result<Option<String>> {
 
 /// Changes `[trust.keys]` in sigil.toml, keeping its comments and layout, and writes it only if
 /// the result still loads.
-fn edit_keys(
-    config: &Path,
-    edit: impl FnOnce(&mut toml_edit::Table) -> Result<()>,
-) -> Result<()> {
+fn edit_keys(config: &Path, edit: impl FnOnce(&mut toml_edit::Table) -> Result<()>) -> Result<()> {
     let text =
         std::fs::read_to_string(config).with_context(|| format!("reading {}", config.display()))?;
     let mut document: toml_edit::DocumentMut = text

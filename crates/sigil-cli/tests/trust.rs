@@ -36,7 +36,8 @@ struct Sigil {
 fn sigil_bin() -> &'static Path {
     static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BIN.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("trust-bin-{}", std::process::id()));
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("trust-bin-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let bin = dir.join("sigil");
         if !bin.exists() {
@@ -86,8 +87,12 @@ impl Sigil {
     /// The `sigil plugin list` line of `id` and the indented lines under it.
     fn listed(&self, id: &str) -> String {
         let listing = self.ok(&["plugin", "list"]);
-        let mut lines = listing.lines().skip_while(|l| !l.starts_with(&format!("{id} ")));
-        let first = lines.next().unwrap_or_else(|| panic!("{id} not listed:\n{listing}"));
+        let mut lines = listing
+            .lines()
+            .skip_while(|l| !l.starts_with(&format!("{id} ")));
+        let first = lines
+            .next()
+            .unwrap_or_else(|| panic!("{id} not listed:\n{listing}"));
         let rest: Vec<&str> = lines.take_while(|l| l.starts_with("    ")).collect();
         format!("{first}\n{}", rest.join("\n"))
     }
@@ -136,7 +141,11 @@ fn a_signed_plugin_installs_as_verified_with_its_consent_audited() {
         .current_dir(&plugin)
         .output()
         .expect("the minisign command (Debian package `minisign`) runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Not trusted yet: verify says so and fails.
     let out = sigil.fails(&["plugin", "verify", s(&plugin)]);
@@ -156,10 +165,15 @@ fn a_signed_plugin_installs_as_verified_with_its_consent_audited() {
         out.contains("kv.read:echo.*") && out.contains("reads its own notes"),
         "{out}"
     );
-    assert!(out.contains("trust: verified, signed by trusted key `release`"), "{out}");
+    assert!(
+        out.contains("trust: verified, signed by trusted key `release`"),
+        "{out}"
+    );
     let line = sigil.listed("echo");
     assert!(
-        line.contains("running") && line.contains("verified") && line.contains("signed by trusted key `release`"),
+        line.contains("running")
+            && line.contains("verified")
+            && line.contains("signed by trusted key `release`"),
         "{line}"
     );
     let inspect: serde_json::Value =
@@ -171,7 +185,12 @@ fn a_signed_plugin_installs_as_verified_with_its_consent_audited() {
     let consent: Vec<serde_json::Value> = audit
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|r| r["rule"].as_str().unwrap_or("").starts_with("install consent"))
+        .filter(|r| {
+            r["rule"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("install consent")
+        })
         .collect();
     assert_eq!(consent.len(), 1, "{audit}");
     let record = &consent[0];
@@ -255,7 +274,13 @@ fn the_tier_policy_admits_a_process_plugin_only_once_it_is_signed() {
     // Signed by a key the operator does not trust: still sandboxed, still refused.
     let keys = work.path().join("keys");
     sigil.ok(&["trust", "keygen", "--out", s(&keys.join("other.key"))]);
-    sigil.ok(&["plugin", "sign", s(&plugin), "--key", s(&keys.join("other.key"))]);
+    sigil.ok(&[
+        "plugin",
+        "sign",
+        s(&plugin),
+        "--key",
+        s(&keys.join("other.key")),
+    ]);
     let out = sigil.fails(&["plugin", "install", s(&plugin), "--yes"]);
     assert!(out.contains("not allowed for sandboxed"), "{out}");
 
@@ -264,11 +289,23 @@ fn the_tier_policy_admits_a_process_plugin_only_once_it_is_signed() {
     let public = std::fs::read_to_string(keys.join("ops.pub")).unwrap();
     let line = public.lines().nth(1).unwrap();
     sigil.ok(&["trust", "add", line, "--name", "ops"]);
-    sigil.ok(&["plugin", "sign", s(&plugin), "--key", s(&keys.join("ops.key"))]);
+    sigil.ok(&[
+        "plugin",
+        "sign",
+        s(&plugin),
+        "--key",
+        s(&keys.join("ops.key")),
+    ]);
     let out = sigil.ok(&["plugin", "install", s(&plugin), "--yes"]);
     assert!(out.contains("echo is running"), "{out}");
     assert!(sigil.listed("echo").contains("verified"));
-    let out = sigil.ok(&["tool", "invoke", "echo/echo", "--input", r#"{"said": "hi"}"#]);
+    let out = sigil.ok(&[
+        "tool",
+        "invoke",
+        "echo/echo",
+        "--input",
+        r#"{"said": "hi"}"#,
+    ]);
     let value: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(value, serde_json::json!({ "said": "hi" }));
 
@@ -280,7 +317,9 @@ fn the_tier_policy_admits_a_process_plugin_only_once_it_is_signed() {
     std::fs::write(sigil.config(), &weaker).unwrap();
     let out = sigil.fails(&["plugin", "list"]);
     assert!(
-        out.contains("trust.sandboxed_tiers: allows `process`, which trust.verified_tiers does not"),
+        out.contains(
+            "trust.sandboxed_tiers: allows `process`, which trust.verified_tiers does not"
+        ),
         "{out}"
     );
 }

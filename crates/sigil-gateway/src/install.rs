@@ -69,6 +69,11 @@ pub struct Installed {
     pub trust: Trust,
 }
 
+/// Writes the audit record of a consent (the manifest, the capabilities consented to, the
+/// plugin's trust level) before the install it allows; an error stops the install.
+pub type RecordConsent<'a> =
+    dyn Fn(&ValidatedManifest, &[String], &Trust) -> Result<(), String> + 'a;
+
 /// Validates the plugin in `source` and installs it into `home`, consenting to every
 /// capability it requests: [`validate_dir`], [`check_trust`], `record` (which writes the
 /// consent's audit record; see [`sigil_runtime::consent_record`]), then
@@ -88,7 +93,7 @@ pub fn install_dir(
     force: bool,
     reserved: &[String],
     builtins: &[String],
-    record: &dyn Fn(&ValidatedManifest, &[String], &Trust) -> Result<(), String>,
+    record: &RecordConsent<'_>,
 ) -> Result<Installed, InstallError> {
     if !source.is_absolute() {
         return Err(InstallError::BadSource(format!(

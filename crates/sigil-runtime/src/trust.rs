@@ -66,8 +66,7 @@ impl TrustPolicy {
         for (name, text) in &raw.keys {
             let what = format!("trust.keys.{name}");
             let key = PublicKey::parse(text, &what).map_err(|e| e.to_string())?;
-            keys.insert(name, key)
-                .map_err(|e| format!("{what}: {e}"))?;
+            keys.insert(name, key).map_err(|e| format!("{what}: {e}"))?;
         }
         let list = |field: &str, tiers: &Option<Vec<Tier>>| -> Result<Vec<Tier>, String> {
             let tiers = tiers.clone().unwrap_or_else(|| DIRECTORY_TIERS.to_vec());

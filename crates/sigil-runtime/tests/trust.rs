@@ -87,7 +87,11 @@ fn trust_levels_come_from_signatures_and_broken_ones_stop_the_plugin() {
     std::fs::write(plugins.join("added/helper.so"), "more code").unwrap();
     write_plugin(&plugins.join("garbled"), "garbled", "wasm");
     sign_dir(&plugins.join("garbled"), &release).unwrap();
-    std::fs::write(plugins.join("garbled").join(SIGNATURE_FILE), "untrusted comment: x\n!!\n").unwrap();
+    std::fs::write(
+        plugins.join("garbled").join(SIGNATURE_FILE),
+        "untrusted comment: x\n!!\n",
+    )
+    .unwrap();
 
     let config = config_with(&format!(
         "[trust.keys]\nrelease = \"{}\"\n",
@@ -124,7 +128,10 @@ fn trust_levels_come_from_signatures_and_broken_ones_stop_the_plugin() {
             error.contains("signature check failed") && error.contains(names),
             "{id}: {error}"
         );
-        assert!(sigil.tools().iter().all(|t| t.plugin != id), "{id} serves no tool");
+        assert!(
+            sigil.tools().iter().all(|t| t.plugin != id),
+            "{id} serves no tool"
+        );
     }
 
     // JSON carries the level and the key, for listings and the API.

@@ -223,10 +223,22 @@ mod tests {
     fn malformed_lines_are_named() {
         let cases = [
             ("abc  x\n", 1, "not a SHA-256"),
-            (&format!("{}  /etc/passwd\n", "0".repeat(64)), 1, "relative path"),
+            (
+                &format!("{}  /etc/passwd\n", "0".repeat(64)),
+                1,
+                "relative path",
+            ),
             (&format!("{}  a/../b\n", "0".repeat(64)), 1, "relative path"),
-            (&format!("{z}  a\n{z}  a\n", z = "0".repeat(64)), 2, "listed twice"),
-            (&format!("{}  SIGIL-DIGESTS\n", "0".repeat(64)), 1, "cannot list itself"),
+            (
+                &format!("{z}  a\n{z}  a\n", z = "0".repeat(64)),
+                2,
+                "listed twice",
+            ),
+            (
+                &format!("{}  SIGIL-DIGESTS\n", "0".repeat(64)),
+                1,
+                "cannot list itself",
+            ),
             ("no separator\n", 1, "expected"),
         ];
         for (text, line, expected) in cases {

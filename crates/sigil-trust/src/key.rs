@@ -252,8 +252,7 @@ impl KeyPair {
             message,
         };
         let text = std::fs::read_to_string(secret).map_err(|e| fail(e.to_string()))?;
-        let boxed =
-            minisign::SecretKeyBox::from_string(&text).map_err(|e| fail(e.to_string()))?;
+        let boxed = minisign::SecretKeyBox::from_string(&text).map_err(|e| fail(e.to_string()))?;
         let key = match password {
             Some(password) => minisign::SecretKey::from_box(boxed, Some(password)),
             None => minisign::SecretKey::from_unencrypted_box(boxed).map_err(|e| {

@@ -3,9 +3,9 @@
 use std::io::Cursor;
 use std::path::Path;
 
+use crate::TrustError;
 use crate::digest::{DIGESTS_FILE, DigestList, SIGNATURE_FILE};
 use crate::key::{KeyId, KeyPair, TrustedKeys};
-use crate::TrustError;
 
 /// What [`sign_dir`] wrote.
 #[derive(Debug, Clone)]

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::process::Command;
 
 use sigil_trust::{
-    DIGESTS_FILE, KeyPair, PublicKey, SIGNATURE_FILE, Signature, TrustError, TrustedKeys,
-    sign_dir, verify_dir,
+    DIGESTS_FILE, KeyPair, PublicKey, SIGNATURE_FILE, Signature, TrustError, TrustedKeys, sign_dir,
+    verify_dir,
 };
 
 fn plugin() -> tempfile::TempDir {
@@ -91,7 +91,9 @@ fn minisign_verifies_our_signatures_and_we_verify_minisigns() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("Signature and comment signature verified"));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Signature and comment signature verified")
+    );
 
     // minisign refuses it once the list changes.
     std::fs::write(dir.path().join(DIGESTS_FILE), "changed\n").unwrap();
@@ -113,7 +115,11 @@ fn minisign_verifies_our_signatures_and_we_verify_minisigns() {
         .arg(&mpublic)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let ours = KeyPair::generate_unencrypted().unwrap();
     sign_dir(other.path(), &ours).unwrap();
     std::fs::remove_file(other.path().join(SIGNATURE_FILE)).unwrap();
@@ -124,7 +130,11 @@ fn minisign_verifies_our_signatures_and_we_verify_minisigns() {
         .current_dir(other.path())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let theirs = PublicKey::parse(&std::fs::read_to_string(&mpublic).unwrap(), "m.pub").unwrap();
     let mut keys = TrustedKeys::default();
     keys.insert("minisign-made", theirs).unwrap();
@@ -165,7 +175,10 @@ fn files_changed_added_or_removed_after_signing_are_named() {
     sign_dir(dir.path(), &pair).unwrap();
     std::fs::remove_file(dir.path().join(DIGESTS_FILE)).unwrap();
     let problems = tampered(verify_dir(dir.path(), &keys));
-    assert!(problems[0].contains("SIGIL-DIGESTS is missing"), "{problems:?}");
+    assert!(
+        problems[0].contains("SIGIL-DIGESTS is missing"),
+        "{problems:?}"
+    );
 }
 
 #[test]
@@ -252,7 +265,9 @@ fn an_encrypted_secret_key_needs_its_password() {
     assert!(pair.write(&secret, &keys.path().join("other.pub")).is_err());
     let error = KeyPair::read(&secret, None).unwrap_err().to_string();
     assert!(error.contains("needs its password"), "{error}");
-    let error = KeyPair::read(&secret, Some("wrong".into())).unwrap_err().to_string();
+    let error = KeyPair::read(&secret, Some("wrong".into()))
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("k.key"), "{error}");
     let read = KeyPair::read(&secret, Some("correct horse".into())).unwrap();
     assert_eq!(read.public(), pair.public());
