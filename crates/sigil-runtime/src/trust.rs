@@ -11,8 +11,9 @@
 //! each other: one confines a program to a WebAssembly instance with no system calls at all,
 //! the other a native program to an OCI container; neither contains the other. The policy
 //! lists the tiers each level may run in. Validation keeps it only ever stricter for lower
-//! trust: each list holds every tier stronger than one it holds, and `sandboxed_tiers` is a
-//! subset of `verified_tiers`. Trusted (compiled-in) plugins run in the builtin tier.
+//! trust: `sandboxed_tiers` must be a subset of `verified_tiers`, so a tier refused to signed
+//! plugins is refused to unsigned ones too. Trusted (compiled-in) plugins run in the builtin
+//! tier.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -50,15 +51,6 @@ pub struct TrustPolicy {
 /// The tiers a directory plugin may use when the policy does not narrow them.
 const DIRECTORY_TIERS: [Tier; 3] = [Tier::Wasm, Tier::Process, Tier::Container];
 
-/// The tiers stronger than `tier` (see the module docs for the order).
-fn stronger(tier: Tier) -> &'static [Tier] {
-    match tier {
-        Tier::Builtin => &[Tier::Process, Tier::Wasm, Tier::Container],
-        Tier::Process => &[Tier::Wasm, Tier::Container],
-        Tier::Wasm | Tier::Container => &[],
-    }
-}
-
 impl TrustPolicy {
     /// Validates `[trust]`; errors name the key (`trust.keys.NAME`, `trust.sandboxed_tiers`).
     pub(crate) fn from_raw(raw: &RawTrust) -> Result<TrustPolicy, String> {
@@ -74,13 +66,6 @@ impl TrustPolicy {
                 if *tier == Tier::Builtin {
                     return Err(format!(
                         "trust.{field}: `builtin` is only for plugins compiled into sigil, which are always trusted; remove it"
-                    ));
-                }
-                if let Some(missing) = stronger(*tier).iter().find(|t| !tiers.contains(t)) {
-                    return Err(format!(
-                        "trust.{field}: allows `{tier}` but not `{missing}`, which isolates more; \
-                         a list holds every tier stronger than one it holds \
-                         (builtin < process < wasm, container): add `{missing}`"
                     ));
                 }
             }

@@ -212,8 +212,8 @@ fn the_policy_can_only_be_stricter_for_lower_trust() {
             Some("trust.sandboxed_tiers: allows `process`, which trust.verified_tiers does not"),
         ),
         (
-            "[trust]\nsandboxed_tiers = [\"process\"]\n".into(),
-            Some("trust.sandboxed_tiers: allows `process` but not `wasm`"),
+            "[trust]\nsandboxed_tiers = [\"wasm\", \"process\"]\nverified_tiers = [\"wasm\", \"process\"]\n".into(),
+            None,
         ),
         (
             "[trust]\nverified_tiers = [\"builtin\"]\n".into(),

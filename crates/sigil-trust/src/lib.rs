@@ -14,19 +14,21 @@
 //!
 //! ```
 //! use sigil_trust::{KeyPair, Signature, TrustedKeys, sign_dir, verify_dir};
-//! # fn main() -> Result<(), sigil_trust::TrustError> {
-//! let plugin = tempfile::tempdir().map_err(|e| sigil_trust::TrustError::io(std::path::Path::new("."), &e))?;
-//! std::fs::write(plugin.path().join("plugin.toml"), "id = \"demo\"\n")
-//!     .map_err(|e| sigil_trust::TrustError::io(plugin.path(), &e))?;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let plugin = tempfile::tempdir()?;
+//! std::fs::write(plugin.path().join("plugin.toml"), "id = \"demo\"\n")?;
+//!
 //! let pair = KeyPair::generate_unencrypted()?;
-//! sign_dir(plugin.path(), &pair)?;
+//! sign_dir(plugin.path(), &pair)?; // writes SIGIL-DIGESTS and SIGIL-DIGESTS.minisig
 //!
 //! let mut keys = TrustedKeys::default();
 //! keys.insert("release", pair.public().clone())?;
-//! match verify_dir(plugin.path(), &keys)? {
-//!     Signature::Verified { key, .. } => assert_eq!(key, "release"),
-//!     other => panic!("not verified: {other:?}"),
-//! }
+//! let signature = verify_dir(plugin.path(), &keys)?;
+//! assert!(matches!(signature, Signature::Verified { key, .. } if key == "release"));
+//!
+//! // A file added after signing is an error, not a lower trust level.
+//! std::fs::write(plugin.path().join("extra.sh"), "#!/bin/sh\n")?;
+//! assert!(verify_dir(plugin.path(), &keys).is_err());
 //! # Ok(())
 //! # }
 //! ```
