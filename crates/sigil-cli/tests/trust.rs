@@ -176,6 +176,13 @@ fn a_signed_plugin_installs_as_verified_with_its_consent_audited() {
             && line.contains("signed by trusted key `release`"),
         "{line}"
     );
+    let status = sigil.ok(&["status"]);
+    assert!(
+        status
+            .lines()
+            .any(|l| l.contains("echo") && l.contains("running") && l.contains("verified")),
+        "{status}"
+    );
     let inspect: serde_json::Value =
         serde_json::from_str(&sigil.ok(&["plugin", "inspect", "echo", "--json"])).unwrap();
     assert_eq!(inspect["summary"]["trust"]["level"], "verified");
