@@ -52,6 +52,7 @@ impl Sigil {
         Command::new(sigil_bin())
             .args(args)
             .env("SIGIL_HOME", &self.home)
+            .env("TEST_KEY_PASSWORD", "correct horse")
             .env_remove("SIGIL_LOG")
             .env_remove("SIGIL_SANDBOX_INIT")
             .output()
@@ -291,17 +292,38 @@ fn the_tier_policy_admits_a_process_plugin_only_once_it_is_signed() {
     let out = sigil.fails(&["plugin", "install", s(&plugin), "--yes"]);
     assert!(out.contains("not allowed for sandboxed"), "{out}");
 
-    // Signed by a trusted key: installs, runs and answers.
-    sigil.ok(&["trust", "keygen", "--out", s(&keys.join("ops.key"))]);
+    // Signed by a trusted key (an encrypted one): installs, runs and answers.
+    let out = sigil.ok(&[
+        "trust",
+        "keygen",
+        "--out",
+        s(&keys.join("ops.key")),
+        "--password-env",
+        "TEST_KEY_PASSWORD",
+    ]);
+    assert!(out.contains("(encrypted)"), "{out}");
     let public = std::fs::read_to_string(keys.join("ops.pub")).unwrap();
     let line = public.lines().nth(1).unwrap();
     sigil.ok(&["trust", "add", line, "--name", "ops"]);
+    let out = sigil.fails(&[
+        "plugin",
+        "sign",
+        s(&plugin),
+        "--key",
+        s(&keys.join("ops.key")),
+    ]);
+    assert!(
+        out.contains("ops.key") && out.contains("needs its password"),
+        "{out}"
+    );
     sigil.ok(&[
         "plugin",
         "sign",
         s(&plugin),
         "--key",
         s(&keys.join("ops.key")),
+        "--password-env",
+        "TEST_KEY_PASSWORD",
     ]);
     let out = sigil.ok(&["plugin", "install", s(&plugin), "--yes"]);
     assert!(out.contains("echo is running"), "{out}");
