@@ -1,4 +1,5 @@
-//! `sigil plugin install DIR`: validate, ask for consent, copy atomically, record consent.
+//! `sigil plugin install DIR`: validate, check the signature, ask for consent, record the
+//! consent in the audit log, copy atomically, record consent in sigil.toml.
 //! The checks and the copy are `sigil_gateway::install`'s, shared with `POST /v1/plugins`.
 
 use std::io::{BufRead, IsTerminal, Write};
@@ -49,7 +50,17 @@ pub fn install(
         );
     }
 
+    let trust = install::check_trust(&sigil_home, source, &manifest)
+        .map_err(|e| anyhow::anyhow!("{e}; nothing was installed"))?;
     show_request(&manifest);
+    match &trust {
+        sigil::Trust::Verified { key, key_id } => println!(
+            "trust: verified, signed by trusted key `{key}` ({key_id}); its files match their signed digests"
+        ),
+        _ => {
+            println!("trust: sandboxed (not signed by a key in the trust store; see `sigil trust`)")
+        }
+    }
     if !manifest.requested().is_empty()
         && !yes
         && !confirm(&format!("grant plugin `{id}` these capabilities?"))?
@@ -58,7 +69,8 @@ pub fn install(
         return Ok(ExitCode::FAILURE);
     }
 
-    let installed = install::install_validated(&sigil_home, source, &manifest, force)?;
+    record_consent(&sigil_home, &manifest, &trust)?;
+    let installed = install::install_validated(&sigil_home, source, &manifest, force, trust)?;
     println!(
         "installed {id} {} into {}",
         installed.version,
@@ -86,6 +98,31 @@ pub fn install(
         }
         None => bail!("{id} was installed but not found on reload; see `sigil plugin list`"),
     }
+}
+
+/// Writes the consent's audit record, as the operator the command line acts for, before
+/// anything is installed: a consent the log does not hold never takes effect.
+fn record_consent(
+    home: &sigil::Home,
+    manifest: &ValidatedManifest,
+    trust: &sigil::Trust,
+) -> Result<()> {
+    let config = sigil::Config::load(&home.config_path())?;
+    let actor = sigil::Actor {
+        user: config.default_user().map(str::to_string),
+        workspace: config.default_workspace().map(str::to_string),
+        session: None,
+        channel: Some("cli".to_string()),
+    };
+    let record = sigil::consent_record(&actor, manifest, &install::consent_to(manifest), trust);
+    let log = sigil::audit::AuditLog::open_with(&home.database_path(), config.audit_durability())?;
+    let appended = log.append(record);
+    log.close()?;
+    appended.map(drop).map_err(|e| {
+        anyhow::anyhow!(
+            "the consent could not be recorded in the audit log, so nothing was installed: {e}"
+        )
+    })
 }
 
 fn show_request(manifest: &ValidatedManifest) {

@@ -13,6 +13,7 @@ mod scaffold;
 mod serve;
 mod status;
 mod token;
+mod trust;
 
 use std::ffi::OsString;
 use std::io::Read;
@@ -70,6 +71,9 @@ enum Command {
     /// Manage API tokens for `sigil serve`.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Manage the keys whose signatures make plugins `verified`.
+    #[command(subcommand)]
+    Trust(trust::TrustCommand),
     /// A command a plugin contributes (`[[commands]]` in its manifest); see
     /// `sigil plugin commands`.
     #[command(external_subcommand)]
@@ -166,6 +170,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Doctor => status::doctor(home),
         Command::Token(command) => token::run(home, command),
         Command::External(words) => command::run(home, words),
+        Command::Trust(command) => trust::run(home, command),
         Command::Manifest(ManifestCommand::Schema) => {
             println!(
                 "{}",

@@ -117,6 +117,26 @@ pub enum PluginCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Sign a plugin directory: write SIGIL-DIGESTS (every file's SHA-256) and its minisign
+    /// signature SIGIL-DIGESTS.minisig.
+    Sign {
+        /// The plugin directory.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// The minisign secret key (`sigil trust keygen` or `minisign -G`).
+        #[arg(long, value_name = "SECRET_KEY_FILE")]
+        key: PathBuf,
+        /// The environment variable holding an encrypted key's password.
+        #[arg(long, value_name = "VAR")]
+        password_env: Option<String>,
+    },
+    /// Check a plugin directory's signature against the trust store and its files against the
+    /// signed digests; succeeds only when it would load as `verified`.
+    Verify {
+        /// The plugin directory.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
     /// Validate a plugin directory's manifest, reporting every problem at once.
     Lint {
         /// The plugin directory.
@@ -144,6 +164,12 @@ pub fn run(home: Option<&Path>, command: PluginCommand, reserved: &[String]) -> 
             crate::scaffold::new(&dir, &name, tier, lang)
         }
         PluginCommand::Build { dir } => crate::scaffold::build(&dir),
+        PluginCommand::Sign {
+            dir,
+            key,
+            password_env,
+        } => crate::trust::sign(&dir, &key, password_env.as_deref()),
+        PluginCommand::Verify { dir } => crate::trust::verify(home, &dir),
         PluginCommand::Install { dir, yes, force } => {
             crate::install::install(home, &dir, yes, force, reserved)
         }
@@ -214,8 +240,8 @@ pub fn run(home: Option<&Path>, command: PluginCommand, reserved: &[String]) -> 
                 return Ok(ExitCode::SUCCESS);
             }
             println!(
-                "{:<16} {:<9} {:<9} {:<9} SOURCE",
-                "ID", "VERSION", "TIER", "STATE"
+                "{:<16} {:<9} {:<9} {:<9} {:<9} SOURCE",
+                "ID", "VERSION", "TIER", "STATE", "TRUST"
             );
             for p in &plugins {
                 let source = match &p.source {
@@ -223,12 +249,16 @@ pub fn run(home: Option<&Path>, command: PluginCommand, reserved: &[String]) -> 
                     sigil::Source::Directory(dir) => dir.display().to_string(),
                 };
                 println!(
-                    "{:<16} {:<9} {:<9} {:<9} {source}",
+                    "{:<16} {:<9} {:<9} {:<9} {:<9} {source}",
                     p.id,
                     p.version,
                     p.tier,
-                    p.state.to_string()
+                    p.state.to_string(),
+                    p.trust.level()
                 );
+                if let sigil::Trust::Verified { key, key_id } = &p.trust {
+                    println!("    signed by trusted key `{key}` ({key_id})");
+                }
                 if let Some(error) = &p.error {
                     println!("    error: {error}");
                 }
@@ -247,11 +277,12 @@ pub fn run(home: Option<&Path>, command: PluginCommand, reserved: &[String]) -> 
             }
             for f in &failures {
                 println!(
-                    "{:<16} {:<9} {:<9} {:<9} {}",
+                    "{:<16} {:<9} {:<9} {:<9} {:<9} {}",
                     "?",
                     "?",
                     "?",
                     "invalid",
+                    "?",
                     f.dir.display()
                 );
                 for d in &f.diagnostics {
@@ -288,6 +319,7 @@ pub fn run(home: Option<&Path>, command: PluginCommand, reserved: &[String]) -> 
                 summary.state,
                 if disabled { " (disabled)" } else { "" }
             );
+            println!("  trust {}", summary.trust);
             if let Some(error) = &summary.error {
                 println!("  error: {error}");
             }

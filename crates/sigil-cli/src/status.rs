@@ -199,11 +199,12 @@ pub fn status(home: Option<&Path>, args: StatusArgs) -> Result<ExitCode> {
     }
     for p in report["plugins"].as_array().into_iter().flatten() {
         println!(
-            "  {:<16} {:<9} {:<9} {}",
+            "  {:<16} {:<9} {:<9} {:<9} {}",
             p["id"].as_str().unwrap_or("?"),
             p["version"].as_str().unwrap_or("?"),
             p["tier"].as_str().unwrap_or("?"),
             p["state"].as_str().unwrap_or("?"),
+            p["trust"]["level"].as_str().unwrap_or("?"),
         );
         if let Some(error) = p["error"].as_str() {
             println!("      error: {error}");

@@ -2,7 +2,8 @@
 //! `POST /v1/plugins` and `DELETE /v1/plugins/{id}`.
 //!
 //! Install validates the manifest (every problem reported), refuses the builtin tier and
-//! missing artifacts, copies the directory into `<home>/plugins/<id>` through a staging
+//! missing artifacts, checks the plugin's signature and the tier its trust level may use
+//! ([`check_trust`]), records the consent in the audit log, copies the directory into `<home>/plugins/<id>` through a staging
 //! directory and a rename (a failed copy leaves nothing half-installed), refusing symbolic
 //! links and anything over [`MAX_PLUGIN_BYTES`], then records consent to every requested
 //! capability in `sigil.toml`, keeping the file's comments and layout.
@@ -10,7 +11,7 @@
 use std::path::{Path, PathBuf};
 
 use sigil_manifest::{Rules, Tier, ValidatedManifest};
-use sigil_runtime::Home;
+use sigil_runtime::{Config, Home, Trust};
 
 /// The largest plugin directory accepted, in bytes.
 pub const MAX_PLUGIN_BYTES: u64 = 256 * 1024 * 1024;
@@ -40,6 +41,9 @@ pub enum InstallError {
         /// Where it is.
         dir: String,
     },
+    /// The consent could not be recorded in the audit log; nothing was installed.
+    #[error("the consent could not be recorded in the audit log, so nothing was installed: {0}")]
+    NotRecorded(String),
     /// A file operation failed.
     #[error("{path}: {message}")]
     Io {
@@ -61,14 +65,24 @@ pub struct Installed {
     pub dir: PathBuf,
     /// The capabilities consented to (every one it requests).
     pub consent: Vec<String>,
+    /// Its trust level, as checked before it was copied (checked again when it loads).
+    pub trust: Trust,
 }
 
+/// Writes the audit record of a consent (the manifest, the capabilities consented to, the
+/// plugin's trust level) before the install it allows; an error stops the install.
+pub type RecordConsent<'a> =
+    dyn Fn(&ValidatedManifest, &[String], &Trust) -> Result<(), String> + 'a;
+
 /// Validates the plugin in `source` and installs it into `home`, consenting to every
-/// capability it requests: [`validate_dir`] then [`install_validated`], for a `source` that
-/// must be an absolute path (it comes from a remote client, not a shell in some directory).
+/// capability it requests: [`validate_dir`], [`check_trust`], `record` (which writes the
+/// consent's audit record; see [`sigil_runtime::consent_record`]), then
+/// [`install_validated`], for a `source` that must be an absolute path (it comes from a
+/// remote client, not a shell in some directory).
 ///
 /// # Errors
-/// [`InstallError`]; nothing is left half-installed.
+/// [`InstallError`]; nothing is left half-installed, and nothing is installed whose consent
+/// `record` could not record.
 ///
 /// # Security
 /// The caller must have decided that the requester may install plugins and grant them what
@@ -79,6 +93,7 @@ pub fn install_dir(
     force: bool,
     reserved: &[String],
     builtins: &[String],
+    record: &RecordConsent<'_>,
 ) -> Result<Installed, InstallError> {
     if !source.is_absolute() {
         return Err(InstallError::BadSource(format!(
@@ -87,7 +102,46 @@ pub fn install_dir(
         )));
     }
     let manifest = validate_dir(source, reserved, builtins)?;
-    install_validated(home, source, &manifest, force)
+    if let Some(target) = installed_at(home, &manifest)
+        && !force
+    {
+        return Err(InstallError::AlreadyInstalled {
+            id: manifest.id().to_string(),
+            dir: target.display().to_string(),
+        });
+    }
+    let trust = check_trust(home, source, &manifest)?;
+    record(&manifest, &consent_to(&manifest), &trust).map_err(InstallError::NotRecorded)?;
+    install_validated(home, source, &manifest, force, trust)
+}
+
+/// The trust level the plugin in `source` will load with, under the trust store and tier
+/// policy of `home`'s `sigil.toml`: its signature checked, its files against their signed
+/// digests, and its tier against the policy, before anything is copied.
+///
+/// # Errors
+/// [`InstallError::Refused`] for a broken signature, files changed after signing (named), or
+/// a tier its trust level may not use (naming the policy key); [`InstallError::Io`] when
+/// `sigil.toml` cannot be read.
+pub fn check_trust(
+    home: &Home,
+    source: &Path,
+    manifest: &ValidatedManifest,
+) -> Result<Trust, InstallError> {
+    let config = Config::load(&home.config_path()).map_err(|e| InstallError::Io {
+        path: e.path.display().to_string(),
+        message: e.message,
+    })?;
+    sigil_runtime::directory_trust(source, manifest, &config).map_err(InstallError::Refused)
+}
+
+/// The capabilities consented to at install: every one the manifest requests.
+pub fn consent_to(manifest: &ValidatedManifest) -> Vec<String> {
+    manifest
+        .requested()
+        .iter()
+        .map(|c| c.pattern.to_string())
+        .collect()
 }
 
 /// Validates the plugin in `source` for installing: its manifest (every problem reported;
@@ -148,7 +202,7 @@ pub fn installed_at(home: &Home, manifest: &ValidatedManifest) -> Option<PathBuf
 }
 
 /// Copies the validated plugin in `source` into `<home>/plugins/<id>` and records consent to
-/// every capability it requests in `sigil.toml`.
+/// every capability it requests in `sigil.toml`. `trust` is what [`check_trust`] found.
 ///
 /// # Errors
 /// [`InstallError::AlreadyInstalled`] unless `force`, [`InstallError::Refused`] for links or
@@ -162,6 +216,7 @@ pub fn install_validated(
     source: &Path,
     manifest: &ValidatedManifest,
     force: bool,
+    trust: Trust,
 ) -> Result<Installed, InstallError> {
     let id = manifest.id().to_string();
     if let Some(target) = installed_at(home, manifest)
@@ -172,11 +227,7 @@ pub fn install_validated(
             dir: target.display().to_string(),
         });
     }
-    let consent: Vec<String> = manifest
-        .requested()
-        .iter()
-        .map(|c| c.pattern.to_string())
-        .collect();
+    let consent = consent_to(manifest);
     let plugins = home.plugins_dir();
     copy_plugin(source, &plugins, &id)?;
     set_consent(&home.config_path(), &id, Some(&consent))?;
@@ -185,6 +236,7 @@ pub fn install_validated(
         version: manifest.version().to_string(),
         dir: plugins.join(manifest.id().as_str()),
         consent,
+        trust,
     })
 }
 
@@ -248,7 +300,8 @@ fn copy_tree(from: &Path, to: &Path, total: &mut u64) -> Result<(), InstallError
         let path = entry.path();
         let kind = entry.file_type().map_err(|e| io(&path, &e))?;
         let name = entry.file_name();
-        if name == ".git" || name == "target" || name == "__pycache__" {
+        // The same names a signature's digest list leaves out.
+        if sigil_trust::is_skipped(&name) {
             continue;
         }
         if kind.is_symlink() {

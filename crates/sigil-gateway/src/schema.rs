@@ -27,6 +27,35 @@ pub struct SourceBody {
     pub path: Option<String>,
 }
 
+/// A plugin's trust level, from how it arrived (never from its manifest).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TrustBody {
+    /// `trusted` (compiled in), `verified` (signed by a key in the operator's trust store,
+    /// every file matching its digest) or `sandboxed` (neither).
+    #[schema(example = "verified")]
+    pub level: String,
+    /// The trusted key's name, for `verified`.
+    pub key: Option<String>,
+    /// The key's minisign id (16 hex digits), for `verified`.
+    pub key_id: Option<String>,
+}
+
+impl From<&sigil_runtime::Trust> for TrustBody {
+    fn from(trust: &sigil_runtime::Trust) -> TrustBody {
+        let (key, key_id) = match trust {
+            sigil_runtime::Trust::Verified { key, key_id } => {
+                (Some(key.clone()), Some(key_id.clone()))
+            }
+            _ => (None, None),
+        };
+        TrustBody {
+            level: trust.level().to_string(),
+            key,
+            key_id,
+        }
+    }
+}
+
 /// A plugin and its state.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PluginBody {
@@ -49,6 +78,8 @@ pub struct PluginBody {
     pub error: Option<String>,
     /// Where it came from.
     pub source: SourceBody,
+    /// Its trust level.
+    pub trust: TrustBody,
     /// Its tools' names.
     pub tools: Vec<String>,
     /// Tools held for an operator's approval (a bridged MCP server changed them since they
@@ -104,6 +135,7 @@ impl From<sigil_runtime::PluginSummary> for PluginBody {
             state: s.state.to_string(),
             error: s.error,
             source: source(&s.source),
+            trust: TrustBody::from(&s.trust),
             tools: s.tools,
             held: s
                 .held

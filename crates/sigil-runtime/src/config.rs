@@ -50,6 +50,14 @@ durability = "disk"
 # timeout_ms = 300000
 # allow_self_approval = false   # may the user who made a call approve it?
 
+# Plugin signatures (docs/trust.md). `sigil trust add` puts the public keys whose signatures
+# make a plugin `verified` in [trust.keys], e.g. release = "RWQ...". The tiers unsigned
+# (sandboxed) and signed (verified) plugins may run in are every tier unless narrowed here;
+# sandboxed_tiers must be a subset of verified_tiers:
+#   sandboxed_tiers = ["wasm", "process", "container"]
+#   verified_tiers = ["wasm", "process", "container"]
+[trust]
+
 # Consent for plugins installed from directories, e.g.:
 # [plugins.weather]
 # consent = ["net.connect:api.weather.gov:443"]
@@ -145,6 +153,7 @@ pub struct Config {
     workspaces: BTreeMap<String, Scope>,
     users: BTreeMap<String, Scope>,
     consent: BTreeMap<String, CapabilitySet>,
+    trust: crate::trust::TrustPolicy,
     approval_rules: Vec<ApprovalRule>,
     plugin_secrets: Arc<PluginSecrets>,
 }
@@ -181,6 +190,9 @@ struct RawConfig {
     secrets: BTreeMap<String, RawSecret>,
     #[serde(default)]
     audit: RawAudit,
+    /// Trusted keys and the tiers each trust level may run in.
+    #[serde(default)]
+    trust: crate::trust::RawTrust,
     #[serde(default)]
     approvals: RawApprovals,
 }
@@ -394,6 +406,7 @@ impl Config {
                 )));
             }
         }
+        let trust = crate::trust::TrustPolicy::from_raw(&raw.trust).map_err(error)?;
         Ok(Config {
             raw,
             source: text.to_string(),
@@ -403,6 +416,7 @@ impl Config {
             consent,
             plugin_secrets: Arc::default(),
             approval_rules,
+            trust,
         })
     }
 
@@ -532,6 +546,11 @@ impl Config {
             RawSecret::Value(value) => value.clone(),
         };
         Ok(SecretValue(value))
+    }
+
+    /// `[trust]`: the trusted keys and the tiers each trust level may run in.
+    pub fn trust(&self) -> &crate::trust::TrustPolicy {
+        &self.trust
     }
 
     /// Extra plugin directories to discover.

@@ -16,6 +16,7 @@ mod manager;
 mod runtime;
 mod secrets;
 mod tool;
+mod trust;
 
 pub use approvals::{
     ApprovalDecision, ApprovalError, ApprovalMode, ApprovalRule, DEFAULT_APPROVAL_TIMEOUT,
@@ -36,6 +37,7 @@ pub use runtime::{
     OpenError, PluginCommand, Runtime, Step, ToolListing, clean_command_args,
 };
 pub use tool::{Call, HeldTool, Steps, ToolDescriptor, ToolError, ToolPlugin};
+pub use trust::{Trust, TrustPolicy, consent_record, directory_trust};
 
 pub use async_trait::async_trait;
 pub use sigil_audit::Actor;

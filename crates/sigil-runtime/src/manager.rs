@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::enforcer::{Enforcer, Registration};
 use crate::lifecycle::{Lifecycle, State};
 use crate::tool::{HeldTool, ToolDescriptor, ToolPlugin};
+use crate::trust::Trust;
 
 mod control;
 
@@ -78,6 +79,7 @@ pub(crate) struct ToolEntry {
 pub struct PluginEntry {
     manifest: ValidatedManifest,
     source: Source,
+    trust: Trust,
     lifecycle: Lifecycle,
     pub(crate) tools: Vec<ToolEntry>,
     pub(crate) plugin: Option<Arc<dyn ToolPlugin>>,
@@ -136,6 +138,11 @@ impl PluginEntry {
         &self.source
     }
 
+    /// Its trust level, from how it arrived (never from its manifest).
+    pub fn trust(&self) -> &Trust {
+        &self.trust
+    }
+
     /// Its lifecycle.
     pub fn lifecycle(&self) -> &Lifecycle {
         &self.lifecycle
@@ -180,6 +187,7 @@ impl PluginEntry {
             state,
             error,
             source: self.source.clone(),
+            trust: self.trust.clone(),
             tools: self.tools().map(|t| t.name.clone()).collect(),
             held: self.held(),
         }
@@ -210,6 +218,9 @@ pub struct PluginSummary {
     pub error: Option<String>,
     /// Where it came from.
     pub source: Source,
+    /// Its trust level: `trusted` (compiled in), `verified` (signed by a trusted key, with the
+    /// key) or `sandboxed`.
+    pub trust: Trust,
     /// Its tools' names.
     pub tools: Vec<String>,
     /// Its tools held for an operator's approval; calls to them are refused.
@@ -266,7 +277,13 @@ impl Manager {
             }
         };
         let consent = grants(&manifest);
-        self.load(manifest, Source::Builtin, Some(builtin.plugin), consent);
+        self.load(
+            manifest,
+            Source::Builtin,
+            Trust::Trusted,
+            Some(builtin.plugin),
+            consent,
+        );
     }
 
     /// Discovers every plugin directory directly under `dir` (each holding `plugin.toml` or
@@ -286,24 +303,38 @@ impl Manager {
         }
     }
 
-    /// Validates and loads the plugin in one directory.
+    /// Validates and loads the plugin in one directory. Its trust level comes from its
+    /// signature (see [`crate::TrustPolicy`]); a broken signature, files changed after
+    /// signing, or a tier its trust level may not use stop it loading.
     pub fn discover_one(&self, dir: &Path, config: &Config) {
+        let assessed = crate::trust::assess(dir, config.trust());
         let manifest = match sigil_manifest::load_dir(dir) {
             Ok(manifest) => manifest,
             Err(errors) => {
-                self.record_failure(
-                    dir.to_path_buf(),
-                    errors.diagnostics.iter().map(ToString::to_string).collect(),
-                );
+                let mut diagnostics: Vec<String> =
+                    errors.diagnostics.iter().map(ToString::to_string).collect();
+                if let Err(problem) = &assessed {
+                    diagnostics.insert(0, problem.clone());
+                }
+                self.record_failure(dir.to_path_buf(), diagnostics);
                 return;
             }
         };
         let consent = config.consent(manifest.id().as_str());
-        if let Err(problem) = check_config(&manifest, config) {
-            // Loaded no further: a plugin never starts on a configuration it does not accept.
+        let (trust, trusted) = match assessed {
+            Ok(assessed) => {
+                let checked = assessed.check(dir, &manifest, config.trust());
+                (assessed.trust, checked)
+            }
+            Err(problem) => (Trust::Sandboxed, Err(problem)),
+        };
+        if let Err(problem) = trusted.and_then(|()| check_config(&manifest, config)) {
+            // Loaded no further: a plugin never starts with a broken signature, in a tier its
+            // trust level may not use, or on a configuration it does not accept.
             let entry = PluginEntry {
                 manifest,
                 source: Source::Directory(dir.to_path_buf()),
+                trust,
                 lifecycle: Lifecycle::new(),
                 tools: Vec::new(),
                 plugin: None,
@@ -320,6 +351,7 @@ impl Manager {
         self.load(
             manifest,
             Source::Directory(dir.to_path_buf()),
+            trust,
             None,
             consent,
         );
@@ -391,6 +423,7 @@ impl Manager {
         &self,
         manifest: ValidatedManifest,
         source: Source,
+        trust: Trust,
         plugin: Option<Arc<dyn ToolPlugin>>,
         consent: CapabilitySet,
     ) {
@@ -398,6 +431,7 @@ impl Manager {
         let entry = PluginEntry {
             manifest,
             source,
+            trust,
             lifecycle: Lifecycle::new(),
             tools: Vec::new(),
             plugin: None,

@@ -107,3 +107,20 @@ fn the_manifest_and_audit_crates_stay_independent_of_the_runtime() {
         }
     }
 }
+
+#[test]
+fn the_signature_crate_knows_nothing_of_manifests_tiers_or_the_runtime() {
+    let deps = closure("sigil-trust");
+    for forbidden in [
+        "sigil-runtime",
+        "sigil-manifest",
+        "sigil-audit",
+        "tokio",
+        "rusqlite",
+    ] {
+        assert!(
+            !deps.contains(forbidden),
+            "sigil-trust depends on {forbidden}"
+        );
+    }
+}

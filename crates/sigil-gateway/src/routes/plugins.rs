@@ -92,7 +92,10 @@ pub(crate) async fn inspect(
 }
 
 /// Installs a plugin from a directory on the server, consenting to every capability it
-/// requests, and starts it. Needs `admin.plugins`.
+/// requests, and starts it. The consent, with the plugin's trust level and signer, is an audit
+/// record written before anything is copied. A broken signature, files changed after signing,
+/// or a tier the plugin's trust level may not use refuse the install (422). Needs
+/// `admin.plugins`.
 #[utoipa::path(
     post,
     path = "/v1/plugins",
@@ -130,15 +133,20 @@ pub(crate) async fn install(
             .filter(|p| p.source == sigil_runtime::Source::Builtin)
             .map(|p| p.id)
             .collect();
+        let runtime = &shared.runtime;
         let installed = install::install_dir(
-            shared.runtime.home(),
+            runtime.home(),
             &PathBuf::from(&request.path),
             request.force,
             &shared.reserved,
             &builtins,
+            &|manifest, consent, trust| {
+                let record = sigil_runtime::consent_record(&actor, manifest, consent, trust);
+                runtime.audit().append(record).map(drop).map_err(|e| e.to_string())
+            },
         )
         .map_err(install_error)?;
-        tracing::info!(plugin = %installed.id, version = %installed.version, "plugin installed");
+        tracing::info!(plugin = %installed.id, version = %installed.version, trust = %installed.trust, "plugin installed");
         shared
             .runtime
             .add_directory(&installed.dir)
@@ -159,7 +167,7 @@ fn install_error(error: InstallError) -> ApiError {
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "install_refused", message)
         }
         InstallError::AlreadyInstalled { .. } => ApiError::conflict("already_installed", message),
-        InstallError::Io { .. } => ApiError::internal(&message),
+        InstallError::Io { .. } | InstallError::NotRecorded(_) => ApiError::internal(&message),
     }
 }
 
