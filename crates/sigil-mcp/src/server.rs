@@ -249,6 +249,8 @@ fn error_kind(error: &InvokeError) -> &'static str {
         InvokeError::NotRunning { .. } => "not_running",
         InvokeError::UnknownTool { .. } => "unknown_tool",
         InvokeError::Held { .. } => "held",
+        InvokeError::HookDenied { .. } => "hook_denied",
+        InvokeError::ApprovalRequired { .. } => "approval_required",
         InvokeError::InvalidArguments { .. } => "invalid_arguments",
         InvokeError::Failed { .. } => "failed",
         InvokeError::Audit(_) => "audit",

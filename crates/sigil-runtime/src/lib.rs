@@ -25,9 +25,10 @@ pub use manager::{
 };
 pub use runtime::{
     Approval, ControlError, DEFAULT_OUTPUT_BYTES, DEFAULT_TIMEOUT, HOT_RELOAD_QUIET, HotReload,
-    Invocation, InvokeError, OpenError, Runtime, Step, ToolListing,
+    DEFAULT_HOOK_TIMEOUT, Invocation, InvokeError, OpenError, Runtime, Step, ToolListing,
 };
-pub use tool::{Call, HeldTool, Steps, ToolDescriptor, ToolError, ToolPlugin};
+pub use tool::{Call, HeldTool, HookVerdict, Steps, ToolDescriptor, ToolError, ToolPlugin};
 
 pub use async_trait::async_trait;
 pub use sigil_audit::Actor;
+pub use sigil_manifest::HookEvent;

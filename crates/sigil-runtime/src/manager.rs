@@ -485,6 +485,11 @@ impl Manager {
                 ));
             }
         };
+        if !manifest.hooks().is_empty() && !plugin.handles_hooks() {
+            return Err(format!(
+                "subscribes to hook events (`[[hooks]]`), but the `{tier}` tier does not deliver them to this plugin"
+            ));
+        }
         let declares_tools = manifest.kinds().contains(&Kind::Tool);
         let descriptors = plugin.tools();
         if !declares_tools && !descriptors.is_empty() {

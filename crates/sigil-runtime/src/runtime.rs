@@ -5,9 +5,12 @@
 //! 1. the enforcer checks that the actor may call `tool.<plugin>.<tool>` (recorded);
 //! 2. the plugin must be running and provide the tool;
 //! 3. the arguments are validated against the tool's input schema;
+//!    then the `before_tool_execute` hooks run (`hooks.rs`): each may deny the call or patch
+//!    its input, which is validated again;
 //! 4. validate-pre, invoke (under the manifest's deadline), the output-size cap, the output
 //!    schema, validate-post; on a failure after the invocation started, rollback;
-//! 5. an outcome record with the steps taken, the duration and the result.
+//! 5. an outcome record with the steps taken, the duration and the result;
+//!    then the `after_tool_execute` hooks observe the result, which they cannot change.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -29,9 +32,11 @@ use crate::tool::{Call, ToolDescriptor, ToolError};
 
 mod approve;
 mod control;
+mod hooks;
 mod watch;
 pub use approve::Approval;
 pub use control::ControlError;
+pub use hooks::DEFAULT_HOOK_TIMEOUT;
 pub use watch::{HOT_RELOAD_QUIET, HotReload};
 
 /// The deadline of a tool call whose manifest sets none.
@@ -141,6 +146,23 @@ pub enum InvokeError {
         target: String,
         /// Every schema violation, each with its location in the input.
         errors: Vec<String>,
+    },
+    /// A before-hook stopped the call: it denied it, its patch was rejected, or it failed or
+    /// timed out (a before-hook fails closed).
+    #[error("hook `{hook}` stopped the call: {reason}")]
+    HookDenied {
+        /// The hook plugin.
+        hook: String,
+        /// Why.
+        reason: String,
+    },
+    /// A before-hook asks for an operator's approval of the call.
+    #[error("hook `{hook}` asks for an operator's approval of the call: {reason}")]
+    ApprovalRequired {
+        /// The hook plugin.
+        hook: String,
+        /// Why, as the hook put it.
+        reason: String,
     },
     /// A pipeline step failed.
     #[error("{step} failed: {error}{}", rollback.as_ref().map(|r| format!(" (rollback: {r})")).unwrap_or_default())]
@@ -420,6 +442,19 @@ impl Runtime {
             };
             return Err(record.failure(Some(&version), error).await);
         }
+        let event = hooks::ToolEvent {
+            actor,
+            plugin,
+            tool,
+            call_id: &call_id,
+        };
+        let input = match self
+            .before_tool_execute(&event, input, &tool_entry.input)
+            .await
+        {
+            Ok(input) => input,
+            Err(error) => return Err(record.failure(Some(&version), error).await),
+        };
 
         let call = Call::new(
             self.enforcer.clone(),
@@ -448,6 +483,8 @@ impl Runtime {
             .write(Some(&version), &steps.join("; "), outcome)
             .await
             .map_err(InvokeError::Audit)?;
+        // Run before answering, so an observer has seen the call when its caller has.
+        self.after_tool_execute(&event, &input, &result).await;
         result.map(|output| Invocation {
             call_id,
             output,

@@ -104,6 +104,10 @@ fn invoke_error(error: InvokeError) -> ApiError {
         InvokeError::NotRunning { .. } => ApiError::conflict("plugin_not_running", message),
         InvokeError::UnknownTool { .. } => ApiError::not_found("unknown_tool", message),
         InvokeError::Held { .. } => ApiError::conflict("tool_held", message),
+        InvokeError::HookDenied { .. } => {
+            ApiError::new(StatusCode::FORBIDDEN, "hook_denied", message)
+        }
+        InvokeError::ApprovalRequired { .. } => ApiError::conflict("approval_required", message),
         InvokeError::InvalidArguments { .. } => unprocessable("invalid_arguments"),
         InvokeError::Failed { .. } => unprocessable("tool_failed"),
         InvokeError::Audit(cause) => {
