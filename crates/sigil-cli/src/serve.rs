@@ -125,8 +125,7 @@ pub fn run(home: Option<&Path>, args: ServeArgs, reserved: Vec<String>) -> Resul
 fn gateway_event(
     runtime: &Arc<sigil::Runtime>,
     address: &SocketAddr,
-) -> impl Fn(sigil::HookEvent) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
-{
+) -> impl Fn(sigil::HookEvent) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
     let runtime = runtime.clone();
     let payload = serde_json::json!({
         "address": address.to_string(),

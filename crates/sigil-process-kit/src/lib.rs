@@ -213,8 +213,9 @@ pub enum Verdict {
     AskApproval(String),
 }
 
-type HookHandler =
-    Arc<dyn Fn(Context, String, Value) -> Pin<Box<dyn Future<Output = Verdict> + Send>> + Send + Sync>;
+type HookHandler = Arc<
+    dyn Fn(Context, String, Value) -> Pin<Box<dyn Future<Output = Verdict> + Send>> + Send + Sync,
+>;
 
 type HealthCheck = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Health> + Send>> + Send + Sync>;
 

@@ -356,19 +356,23 @@ impl ToolPlugin for ProcessPlugin {
     async fn invoke(&self, call: &Call, input: Value) -> Result<Value, ToolError> {
         let input = input.to_string();
         let reply = self
-            .step(call, self.tool_limit(), move |instance, info, left| async move {
-                instance
-                    .tool
-                    .clone()
-                    .invoke(timed(
-                        proto::InvokeRequest {
-                            call: Some(info),
-                            input,
-                        },
-                        left,
-                    ))
-                    .await
-            })
+            .step(
+                call,
+                self.tool_limit(),
+                move |instance, info, left| async move {
+                    instance
+                        .tool
+                        .clone()
+                        .invoke(timed(
+                            proto::InvokeRequest {
+                                call: Some(info),
+                                input,
+                            },
+                            left,
+                        ))
+                        .await
+                },
+            )
             .await?;
         match reply.result {
             Some(proto::invoke_response::Result::Output(output)) => parse_output(&output),
@@ -382,19 +386,23 @@ impl ToolPlugin for ProcessPlugin {
     async fn validate_pre(&self, call: &Call, input: &Value) -> Result<(), ToolError> {
         let input = input.to_string();
         let reply = self
-            .step(call, self.tool_limit(), move |instance, info, left| async move {
-                instance
-                    .tool
-                    .clone()
-                    .validate_pre(timed(
-                        proto::ValidatePreRequest {
-                            call: Some(info),
-                            input,
-                        },
-                        left,
-                    ))
-                    .await
-            })
+            .step(
+                call,
+                self.tool_limit(),
+                move |instance, info, left| async move {
+                    instance
+                        .tool
+                        .clone()
+                        .validate_pre(timed(
+                            proto::ValidatePreRequest {
+                                call: Some(info),
+                                input,
+                            },
+                            left,
+                        ))
+                        .await
+                },
+            )
             .await?;
         tool_error(reply.error)
     }
@@ -408,20 +416,24 @@ impl ToolPlugin for ProcessPlugin {
         let input = input.to_string();
         let output = output.to_string();
         let reply = self
-            .step(call, self.tool_limit(), move |instance, info, left| async move {
-                instance
-                    .tool
-                    .clone()
-                    .validate_post(timed(
-                        proto::ValidatePostRequest {
-                            call: Some(info),
-                            input,
-                            output,
-                        },
-                        left,
-                    ))
-                    .await
-            })
+            .step(
+                call,
+                self.tool_limit(),
+                move |instance, info, left| async move {
+                    instance
+                        .tool
+                        .clone()
+                        .validate_post(timed(
+                            proto::ValidatePostRequest {
+                                call: Some(info),
+                                input,
+                                output,
+                            },
+                            left,
+                        ))
+                        .await
+                },
+            )
             .await?;
         tool_error(reply.error)
     }
@@ -435,20 +447,24 @@ impl ToolPlugin for ProcessPlugin {
         let input = input.to_string();
         let output = output.map(Value::to_string);
         let reply = self
-            .step(call, self.tool_limit(), move |instance, info, left| async move {
-                instance
-                    .tool
-                    .clone()
-                    .rollback(timed(
-                        proto::RollbackRequest {
-                            call: Some(info),
-                            input,
-                            output,
-                        },
-                        left,
-                    ))
-                    .await
-            })
+            .step(
+                call,
+                self.tool_limit(),
+                move |instance, info, left| async move {
+                    instance
+                        .tool
+                        .clone()
+                        .rollback(timed(
+                            proto::RollbackRequest {
+                                call: Some(info),
+                                input,
+                                output,
+                            },
+                            left,
+                        ))
+                        .await
+                },
+            )
             .await?;
         tool_error(reply.error)
     }

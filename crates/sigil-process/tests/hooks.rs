@@ -216,7 +216,10 @@ fn a_before_hook_veto_stops_the_call_before_the_tool_runs() {
     assert!(w.sigil.tools().iter().all(|t| t.plugin == "echo"));
 
     let error = w
-        .call("kv", json!({ "key": "vetoed", "value": "x", "deny": "guard" }))
+        .call(
+            "kv",
+            json!({ "key": "vetoed", "value": "x", "deny": "guard" }),
+        )
         .unwrap_err();
     assert_eq!(
         error,
@@ -227,7 +230,10 @@ fn a_before_hook_veto_stops_the_call_before_the_tool_runs() {
     );
     let (call_id, steps, outcome) = last_echo_outcome(&w);
     assert_eq!(steps, "rejected before invoke");
-    assert!(outcome.contains("hook `guard` stopped the call"), "{outcome}");
+    assert!(
+        outcome.contains("hook `guard` stopped the call"),
+        "{outcome}"
+    );
     assert_eq!(
         hook_decisions_of(&w, &call_id),
         vec![(
@@ -242,7 +248,10 @@ fn a_before_hook_veto_stops_the_call_before_the_tool_runs() {
 
     // Asking for approval stops the call too, with its own error.
     let error = w
-        .call("kv", json!({ "key": "asked", "value": "x", "ask": "guard" }))
+        .call(
+            "kv",
+            json!({ "key": "asked", "value": "x", "ask": "guard" }),
+        )
         .unwrap_err();
     assert_eq!(
         error,
@@ -452,10 +461,7 @@ timeout_ms = 1500
     assert_eq!(records[0].record.rule, "hook slow: allow");
     let after = &records[1].record;
     assert_eq!(after.kind, RecordKind::Outcome);
-    assert_eq!(
-        after.capability.as_deref(),
-        Some("hook.after_tool_execute")
-    );
+    assert_eq!(after.capability.as_deref(), Some("hook.after_tool_execute"));
     assert_eq!(after.rule, "hook slow: observed after_tool_execute");
     assert_eq!(
         after.outcome.as_deref(),
@@ -474,7 +480,10 @@ fn a_crashing_hook_denies_the_call_restarts_and_is_quarantined() {
     };
     let w = world(&[hook(&binaries.hook, "crashy", BEFORE)], policy);
     let error = w
-        .call("kv", json!({ "key": "crash1", "value": "x", "crash": "crashy" }))
+        .call(
+            "kv",
+            json!({ "key": "crash1", "value": "x", "crash": "crashy" }),
+        )
         .unwrap_err();
     let InvokeError::HookDenied { hook, reason } = &error else {
         panic!("expected a hook denial, got {error}");
@@ -499,7 +508,10 @@ fn a_crashing_hook_denies_the_call_restarts_and_is_quarantined() {
     // A second crash within the window quarantines it; a quarantined before-hook denies
     // (fail closed), naming why.
     let error = w
-        .call("kv", json!({ "key": "crash2", "value": "x", "crash": "crashy" }))
+        .call(
+            "kv",
+            json!({ "key": "crash2", "value": "x", "crash": "crashy" }),
+        )
         .unwrap_err();
     assert!(
         matches!(&error, InvokeError::HookDenied { hook, .. } if hook == "crashy"),
@@ -538,7 +550,11 @@ fn observe_only_events_reach_their_subscribers_and_before_events_cannot_be_emitt
     let error = emit(sigil_runtime::HookEvent::BeforeToolExecute, json!({})).unwrap_err();
     assert!(error.contains("is a before-event"), "{error}");
 
-    let id = emit(sigil_runtime::HookEvent::GatewayStart, json!({ "listen": "x" })).unwrap();
+    let id = emit(
+        sigil_runtime::HookEvent::GatewayStart,
+        json!({ "listen": "x" }),
+    )
+    .unwrap();
     let records = w.records(Filter {
         call_id: Some(id),
         ..Filter::default()

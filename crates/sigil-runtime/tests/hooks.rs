@@ -173,6 +173,9 @@ fn gate_records(sigil: &Runtime) -> (Vec<(Option<Verdict>, String)>, Vec<String>
     (decisions, observed)
 }
 
+/// The probe's `message`, the call's result, and the gate's decision record.
+type Case = (&'static str, Result<Value, InvokeError>, (Verdict, String));
+
 #[test]
 fn each_verdict_and_failure_of_a_before_hook_decides_the_call() {
     let denied = |reason: &str| {
@@ -182,8 +185,7 @@ fn each_verdict_and_failure_of_a_before_hook_decides_the_call() {
         })
     };
     let schema_break = "its patch was rejected: the patched input does not match the input schema of `probe/echo`: at `/`: Additional properties are not allowed ('extra' was unexpected)";
-    // (message, the call's result, the gate's decision record)
-    let cases: Vec<(&str, Result<Value, InvokeError>, (Verdict, String))> = vec![
+    let cases: Vec<Case> = vec![
         (
             "hello",
             Ok(json!({ "message": "hello" })),

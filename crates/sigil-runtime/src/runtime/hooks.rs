@@ -170,8 +170,13 @@ impl Runtime {
             Ok(output) => payload["output"] = output.clone(),
             Err(error) => payload["error"] = Value::String(error.to_string()),
         }
-        self.observe(HookEvent::AfterToolExecute, call.actor, call.call_id, &payload)
-            .await;
+        self.observe(
+            HookEvent::AfterToolExecute,
+            call.actor,
+            call.call_id,
+            &payload,
+        )
+        .await;
     }
 
     /// Delivers an observe-only event (one that is not `before_*`) to its subscribers, under a
@@ -201,9 +206,7 @@ impl Runtime {
     async fn observe(&self, event: HookEvent, actor: &Actor, call_id: &str, payload: &Value) {
         for hook in subscribers(&self.manager, event) {
             let started = Instant::now();
-            let ran = self
-                .run_hook(&hook, event, payload, call_id, actor)
-                .await;
+            let ran = self.run_hook(&hook, event, payload, call_id, actor).await;
             let outcome = match ran {
                 Ok(_) => "ok".to_string(),
                 Err(problem) => {
