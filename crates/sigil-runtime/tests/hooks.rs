@@ -282,7 +282,31 @@ fn each_verdict_and_failure_of_a_before_hook_decides_the_call() {
 #[test]
 fn hooks_see_the_call_but_never_more_and_after_hooks_see_the_result() {
     let (_dir, sigil, seen) = sigil();
+    let mut events = sigil.subscribe();
     let done = echo(&sigil, "shout").unwrap();
+    // The hook's decision is published like the enforcer's, once recorded.
+    let mut published = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        if let sigil_runtime::Event::Decision {
+            plugin,
+            capability,
+            rule,
+            call_id,
+            ..
+        } = event
+        {
+            published.push((plugin, capability, rule, call_id));
+        }
+    }
+    assert!(
+        published.contains(&(
+            Some("gate".to_string()),
+            "hook.before_tool_execute".to_string(),
+            "hook gate: patched the input".to_string(),
+            Some(done.call_id.clone())
+        )),
+        "{published:?}"
+    );
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 2);
     let actor = json!({ "user": "alice", "workspace": "home", "session": null, "channel": "cli" });

@@ -15,7 +15,8 @@
 //! Each hook run writes exactly one audit record under the id of the action that raised the
 //! event, with the hook plugin as `plugin` and `hook.<event>` as capability: a before-hook's is
 //! a decision record (allow or deny, and the rule saying which hook decided what), an
-//! after-hook's an outcome record. A before-hook whose record cannot be written denies.
+//! after-hook's an outcome record. A before-hook whose record cannot be written denies. Before-
+//! hook decisions are published as `decision` events once recorded, like the enforcer's.
 //!
 //! # Security
 //! A hook sees only the payload: for tool calls, the target, the input (and for after-hooks
@@ -32,6 +33,7 @@ use sigil_audit::{Actor, AuditSink, NewRecord, RecordKind, Verdict};
 use sigil_manifest::{HookEvent, Kind};
 
 use super::{InvokeError, Runtime, schema_errors};
+use crate::events::Event;
 use crate::lifecycle::State;
 use crate::manager::{Manager, PluginEntry};
 use crate::tool::{Call, HookVerdict, ToolPlugin};
@@ -138,15 +140,26 @@ impl Runtime {
                 .await;
             let decided = decide(hook.id(), call, ran, schema);
             let record = self.hook_record(&hook, event, call.actor, call.call_id, started);
-            self.audit
+            let seq = self
+                .audit
                 .submit(NewRecord {
                     kind: RecordKind::Decision,
                     decision: Some(decided.verdict),
-                    rule: decided.rule,
+                    rule: decided.rule.clone(),
                     ..record
                 })
                 .await
                 .map_err(|e| InvokeError::Audit(e.to_string()))?;
+            // Watchers of `/v1/events` see hook decisions beside the enforcer's.
+            self.enforcer.events().publish(Event::Decision {
+                seq,
+                plugin: Some(hook.id().to_string()),
+                capability: format!("hook.{event}"),
+                decision: decided.verdict,
+                rule: decided.rule,
+                actor: call.actor.clone(),
+                call_id: Some(call.call_id.to_string()),
+            });
             if let Some(stop) = decided.stop {
                 return Err(stop);
             }
