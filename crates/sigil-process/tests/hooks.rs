@@ -548,7 +548,10 @@ fn observe_only_events_reach_their_subscribers_and_before_events_cannot_be_emitt
     let emit = |event, payload| w.rt.block_on(w.sigil.emit(event, &actor, payload));
 
     let error = emit(sigil_runtime::HookEvent::BeforeToolExecute, json!({})).unwrap_err();
-    assert!(error.contains("is a before-event"), "{error}");
+    assert_eq!(
+        error,
+        sigil_runtime::EmitError::BeforeEvent(sigil_runtime::HookEvent::BeforeToolExecute)
+    );
 
     let id = emit(
         sigil_runtime::HookEvent::GatewayStart,

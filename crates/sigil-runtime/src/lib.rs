@@ -24,7 +24,7 @@ pub use manager::{
     Builtin, Failure, LoadRequest, Manager, PluginEntry, PluginSummary, Source, TierLoader,
 };
 pub use runtime::{
-    Approval, ControlError, DEFAULT_HOOK_TIMEOUT, DEFAULT_OUTPUT_BYTES, DEFAULT_TIMEOUT,
+    Approval, ControlError, DEFAULT_HOOK_TIMEOUT, DEFAULT_OUTPUT_BYTES, DEFAULT_TIMEOUT, EmitError,
     HOT_RELOAD_QUIET, HotReload, Invocation, InvokeError, OpenError, Runtime, Step, ToolListing,
 };
 pub use tool::{Call, HeldTool, HookVerdict, Steps, ToolDescriptor, ToolError, ToolPlugin};

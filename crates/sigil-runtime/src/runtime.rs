@@ -36,7 +36,7 @@ mod hooks;
 mod watch;
 pub use approve::Approval;
 pub use control::ControlError;
-pub use hooks::DEFAULT_HOOK_TIMEOUT;
+pub use hooks::{DEFAULT_HOOK_TIMEOUT, EmitError};
 pub use watch::{HOT_RELOAD_QUIET, HotReload};
 
 /// The deadline of a tool call whose manifest sets none.

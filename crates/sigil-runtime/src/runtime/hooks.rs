@@ -44,6 +44,14 @@ pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest reason or error text of a hook kept in errors and audit records.
 const MAX_REASON_CHARS: usize = 1000;
 
+/// Why [`Runtime::emit`] refused an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EmitError {
+    /// Before-hooks decide, so their event is raised by the code performing the action.
+    #[error("`{0}` is a before-event: its hooks decide, so it cannot be emitted to be observed")]
+    BeforeEvent(HookEvent),
+}
+
 /// One subscribed hook plugin, ready to run.
 struct Subscriber {
     entry: Arc<PluginEntry>,
@@ -198,18 +206,16 @@ impl Runtime {
     /// raises `gateway_start` and `gateway_shutdown`).
     ///
     /// # Errors
-    /// When `event` is a before-event: its hooks' verdicts must be acted on, which only the
-    /// code performing that action can do.
+    /// [`EmitError::BeforeEvent`] when `event` is a before-event: its hooks' verdicts must be
+    /// acted on, which only the code performing that action can do.
     pub async fn emit(
         &self,
         event: HookEvent,
         actor: &Actor,
         payload: Value,
-    ) -> Result<String, String> {
+    ) -> Result<String, EmitError> {
         if event.is_before() {
-            return Err(format!(
-                "`{event}` is a before-event: its hooks decide, so it cannot be emitted to be observed"
-            ));
+            return Err(EmitError::BeforeEvent(event));
         }
         let id = uuid::Uuid::now_v7().to_string();
         self.observe(event, actor, &id, &payload).await;
