@@ -283,6 +283,20 @@ fn a_before_hook_veto_stops_the_call_before_the_tool_runs() {
         )]
     );
     assert_eq!(stored(&w, "fine"), "yes");
+
+    // A reloaded hook plugin keeps its place: the new generation decides the next call.
+    w.sigil.reload("guard").unwrap();
+    let error = w
+        .call(
+            "kv",
+            json!({ "key": "reloaded", "value": "x", "deny": "guard" }),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&error, InvokeError::HookDenied { hook, .. } if hook == "guard"),
+        "{error}"
+    );
+    assert_eq!(stored(&w, "reloaded"), Value::Null);
 }
 
 #[test]
