@@ -24,6 +24,8 @@ struct Install<'a> {
     /// The manifest's `kinds`, and anything after `[execution]` (the `[[hooks]]` tables).
     kinds: &'a str,
     hooks: &'a str,
+    /// A Python program (with the Sigil Python kit) to run instead of `binary`.
+    python: Option<&'a str>,
 }
 
 /// A hook plugin named `id` (its `HOOK_NAME` too) subscribing with the given `[[hooks]]`.
@@ -33,6 +35,7 @@ fn hook<'a>(binary: &'a Path, id: &'a str, hooks: &'a str) -> Install<'a> {
         binary,
         kinds: r#"["hook"]"#,
         hooks,
+        python: None,
     }
 }
 
@@ -47,14 +50,24 @@ fn world(hooks: &[Install<'_>], policy: RestartPolicy) -> World {
         binary: &binaries.echo,
         kinds: r#"["tool"]"#,
         hooks: "",
+        python: None,
     };
     let mut consent = String::new();
     for plugin in std::iter::once(&echo).chain(hooks) {
         let plugin_dir = root.join("home/plugins").join(plugin.id);
         std::fs::create_dir_all(&plugin_dir).unwrap();
-        if std::fs::hard_link(plugin.binary, plugin_dir.join("plugin")).is_err() {
-            std::fs::copy(plugin.binary, plugin_dir.join("plugin")).unwrap();
-        }
+        let execution = match plugin.python {
+            Some(program) => {
+                std::fs::write(plugin_dir.join("main.py"), program).unwrap();
+                "entry = \"main.py\"\ninterpreter = \"python3\"\n\n[execution.limits]\nmemory_mib = 256\nprocesses = 64\n"
+            }
+            None => {
+                if std::fs::hard_link(plugin.binary, plugin_dir.join("plugin")).is_err() {
+                    std::fs::copy(plugin.binary, plugin_dir.join("plugin")).unwrap();
+                }
+                "entry = \"plugin\"\n"
+            }
+        };
         std::fs::write(
             plugin_dir.join("plugin.toml"),
             format!(
@@ -71,9 +84,8 @@ request = [{{ capability = "kv.*", reason = "keeps state" }}]
 
 [execution]
 tier = "process"
-entry = "plugin"
 env = {{ HOOK_NAME = "{id}" }}
-
+{execution}
 {hooks}
 "#,
                 id = plugin.id,
@@ -594,4 +606,65 @@ fn observe_only_events_reach_their_subscribers_and_before_events_cannot_be_emitt
     // Tool calls are not hooked by a plugin that subscribes only to `gateway_start`.
     let done = invoke(&w, "echo", json!({ "n": 1 })).unwrap();
     assert!(hook_decisions_of(&w, &done.call_id).is_empty());
+}
+
+const PYTHON_GUARD: &str = r#"
+from sigil_plugin import Plugin, Verdict
+
+plugin = Plugin()
+
+
+@plugin.hook
+def guard(event, payload, call):
+    text = str(payload["input"].get("text", ""))
+    if "forbidden" in text:
+        return Verdict.deny(f"the python guard refuses {payload['tool']}")
+    if text == "shout":
+        payload["input"]["text"] = "SHOUT"
+        return Verdict.patch(payload)
+    return Verdict.allow()
+
+
+if __name__ == "__main__":
+    plugin.serve()
+"#;
+
+#[test]
+fn a_python_hook_plugin_vetoes_and_patches_from_its_sandbox() {
+    let binaries = common::binaries();
+    let w = world(
+        &[Install {
+            python: Some(PYTHON_GUARD),
+            ..hook(&binaries.hook, "pyguard", BEFORE)
+        }],
+        RestartPolicy::DEFAULT,
+    );
+    let error = w
+        .call(
+            "kv",
+            json!({ "key": "py", "value": "x", "text": "a forbidden word" }),
+        )
+        .unwrap_err();
+    assert_eq!(
+        error,
+        InvokeError::HookDenied {
+            hook: "pyguard".into(),
+            reason: "the python guard refuses kv".into(),
+        }
+    );
+    let (call_id, _, _) = last_echo_outcome(&w);
+    assert_eq!(
+        hook_decisions_of(&w, &call_id),
+        vec![(
+            "pyguard".to_string(),
+            "hook.before_tool_execute".to_string(),
+            Some(Verdict::Deny),
+            "hook pyguard: deny: the python guard refuses kv".to_string()
+        )]
+    );
+    assert_eq!(stored(&w, "py"), Value::Null);
+    assert_eq!(
+        w.ok("echo", json!({ "text": "shout" })),
+        json!({ "text": "SHOUT" })
+    );
 }
