@@ -342,6 +342,18 @@ pub fn run(home: Option<&Path>, command: PluginCommand, reserved: &[String]) -> 
                 }
                 println!("    {}  {}", t.name, t.description);
             }
+            if !m.hooks().is_empty() {
+                println!("  hooks (lower priority runs first):");
+            }
+            for h in m.hooks() {
+                let timeout = h
+                    .timeout_ms
+                    .unwrap_or(sigil::DEFAULT_HOOK_TIMEOUT.as_millis() as u64);
+                println!(
+                    "    {}  priority {}, timeout {timeout} ms",
+                    h.event, h.priority
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

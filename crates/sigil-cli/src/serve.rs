@@ -88,6 +88,8 @@ pub fn run(home: Option<&Path>, args: ServeArgs, reserved: Vec<String>) -> Resul
         } else {
             println!("  authenticate with `Authorization: Bearer <token>` (`sigil token list`)");
         }
+        let lifecycle = gateway_event(&runtime, &address);
+        lifecycle(sigil::HookEvent::GatewayStart).await;
         let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
         let shutdown = async move {
             let name = termination().await;
@@ -102,13 +104,15 @@ pub fn run(home: Option<&Path>, args: ServeArgs, reserved: Vec<String>) -> Resul
                 std::future::pending::<()>().await;
             }
         };
-        tokio::select! {
+        let served = tokio::select! {
             result = serving => result.context("serving"),
             () = limit => {
                 eprintln!("requests still in flight after {} s; stopping anyway", DRAIN_LIMIT.as_secs());
                 Ok(())
             }
-        }
+        };
+        lifecycle(sigil::HookEvent::GatewayShutdown).await;
+        served
     });
     // Blocking work still running (a plugin loading) finishes here, releasing the runtime.
     threads.shutdown_timeout(DRAIN_LIMIT);
@@ -118,6 +122,32 @@ pub fn run(home: Option<&Path>, args: ServeArgs, reserved: Vec<String>) -> Resul
     closed?;
     println!("stopped; audit log closed");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Raises the daemon's own lifecycle events (`gateway_start`, `gateway_shutdown`) for the hook
+/// plugins that observe them, on behalf of the configured default user and workspace.
+fn gateway_event(
+    runtime: &Arc<sigil::Runtime>,
+    address: &SocketAddr,
+) -> impl Fn(sigil::HookEvent) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    let runtime = runtime.clone();
+    let payload = serde_json::json!({
+        "address": address.to_string(),
+        "version": env!("CARGO_PKG_VERSION"),
+    });
+    move |event| {
+        let runtime = runtime.clone();
+        let payload = payload.clone();
+        Box::pin(async move {
+            let actor = sigil::Actor {
+                channel: Some("gateway".to_string()),
+                ..runtime.local_actor(None, None)
+            };
+            if let Err(error) = runtime.emit(event, &actor, payload).await {
+                tracing::warn!(%event, %error, "lifecycle event not delivered");
+            }
+        })
+    }
 }
 
 /// Waits for SIGTERM or SIGINT and names it.

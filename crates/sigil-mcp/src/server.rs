@@ -250,6 +250,7 @@ fn error_kind(error: &InvokeError) -> &'static str {
         InvokeError::UnknownTool { .. } => "unknown_tool",
         InvokeError::Held { .. } => "held",
         InvokeError::ApprovalDenied { .. } => "approval_denied",
+        InvokeError::HookDenied { .. } => "hook_denied",
         InvokeError::InvalidArguments { .. } => "invalid_arguments",
         InvokeError::Failed { .. } => "failed",
         InvokeError::Audit(_) => "audit",

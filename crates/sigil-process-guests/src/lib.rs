@@ -1,6 +1,7 @@
 //! Test fixtures for Sigil's process tier, built with `sigil-process-kit`:
 //! `sigil-echo-plugin` (echo, host access, the whole execution pipeline) and
-//! `sigil-hostile-plugin` (one tool per attempt to escape its sandbox or take the host down).
+//! `sigil-hostile-plugin` (one tool per attempt to escape its sandbox or take the host down) and
+//! `sigil-hook-plugin` (a hook whose verdicts the tool input chooses).
 //!
 //! ```no_run
 //! let binaries = sigil_process_guests::build().expect("fixtures build");
@@ -24,6 +25,8 @@ pub struct Binaries {
     pub echo: PathBuf,
     /// `sigil-hostile-plugin`.
     pub hostile: PathBuf,
+    /// `sigil-hook-plugin`.
+    pub hook: PathBuf,
     /// `sigil-sandbox-init`, the sandbox's entrypoint, built alongside.
     pub sandbox_init: PathBuf,
 }
@@ -70,9 +73,15 @@ fn build_now() -> Result<Binaries, String> {
     let binaries = Binaries {
         echo: dir.join("sigil-echo-plugin"),
         hostile: dir.join("sigil-hostile-plugin"),
+        hook: dir.join("sigil-hook-plugin"),
         sandbox_init: dir.join("sigil-sandbox-init"),
     };
-    for path in [&binaries.echo, &binaries.hostile, &binaries.sandbox_init] {
+    for path in [
+        &binaries.echo,
+        &binaries.hostile,
+        &binaries.hook,
+        &binaries.sandbox_init,
+    ] {
         if !path.exists() {
             return Err(format!("{} was not built", path.display()));
         }

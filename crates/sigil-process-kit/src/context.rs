@@ -66,7 +66,7 @@ impl Context {
         &self.info.call_id
     }
 
-    /// The tool called.
+    /// The tool called; for a hook, the event's name (`before_tool_execute`, ...).
     pub fn tool(&self) -> &str {
         &self.info.tool
     }

@@ -1,8 +1,9 @@
 //! Write Sigil process-tier plugins in Rust.
 //!
-//! A plugin registers its tools and calls [`serve`] from `main`. Sigil starts the executable
-//! in its sandbox with `SIGIL_PLUGIN_SOCKET` naming a Unix socket; [`serve`] listens there and
-//! answers the `Lifecycle` and `Tool` services of `proto/sigil/plugin/v1`. While a call runs,
+//! A plugin registers its tools (and its hook, [`Plugin::hook`]) and calls [`serve`] from
+//! `main`. Sigil starts the executable in its sandbox with `SIGIL_PLUGIN_SOCKET` naming a Unix
+//! socket; [`serve`] listens there and answers the `Lifecycle`, `Tool` and `Hook` services of
+//! `proto/sigil/plugin/v1`. While a call runs,
 //! the tool reaches the host through its [`Context`]: key-value state, configuration, secret
 //! placeholders, logs and HTTP, each checked by Sigil against the plugin's grants.
 //!
@@ -196,12 +197,34 @@ pub enum Health {
     NotServing(String),
 }
 
+/// A hook's answer to one lifecycle event. Only before-events' verdicts take effect; for the
+/// others (`after_tool_execute`, `gateway_start`, ...) the host ignores them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Go ahead.
+    Allow,
+    /// Stop the action, for this reason (shown to the caller and recorded).
+    Deny(String),
+    /// Go ahead with this payload instead: the whole payload, modified. The host takes only
+    /// what the event lets a hook change (for `before_tool_execute`, `input`) and validates it
+    /// again (for a tool call, against the tool's input schema).
+    Patch(Value),
+    /// Stop the action until an operator approves it, for this reason.
+    AskApproval(String),
+}
+
+type HookHandler = Arc<
+    dyn Fn(Context, String, Value) -> Pin<Box<dyn Future<Output = Verdict> + Send>> + Send + Sync,
+>;
+
 type HealthCheck = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Health> + Send>> + Send + Sync>;
 
-/// A plugin: the tools it provides, and how it reports its health.
+/// A plugin: the tools it provides, its hook, and how it reports its health.
 #[derive(Clone, Default)]
 pub struct Plugin {
     pub(crate) tools: Vec<Arc<dyn Tool>>,
+    /// `None`: the plugin handles no lifecycle events.
+    pub(crate) hook: Option<HookHandler>,
     /// `None`: always [`Health::Serving`] while the process answers.
     health: Option<HealthCheck>,
 }
@@ -211,6 +234,7 @@ impl std::fmt::Debug for Plugin {
         let names: Vec<String> = self.tools.iter().map(|t| t.descriptor().name).collect();
         f.debug_struct("Plugin")
             .field("tools", &names)
+            .field("hook", &self.hook.is_some())
             .field("health_check", &self.health.is_some())
             .finish()
     }
@@ -261,6 +285,38 @@ impl Plugin {
             Some(check) => check().await,
             None => Health::Serving,
         }
+    }
+
+    /// Sets the plugin's hook: an async function of the hook's context, the event's name and
+    /// its payload, called for each event the manifest subscribes to (`[[hooks]]`, with
+    /// `kinds` listing `hook`). The manifest's `timeout_ms` bounds each run; a hook that runs
+    /// longer, fails or ends its process denies a before-event.
+    ///
+    /// For `before_tool_execute` the payload is `{ "plugin", "tool", "input", "actor",
+    /// "call_id" }`; a [`Verdict::Patch`] returns it with `input` changed.
+    ///
+    /// ```
+    /// use serde_json::Value;
+    /// use sigil_process_kit::{Plugin, Verdict};
+    ///
+    /// let plugin = Plugin::new().hook(|_ctx, _event: String, payload: Value| async move {
+    ///     if payload["input"].to_string().contains("rm -rf") {
+    ///         Verdict::Deny("destructive command".into())
+    ///     } else {
+    ///         Verdict::Allow
+    ///     }
+    /// });
+    /// # let _ = plugin;
+    /// ```
+    pub fn hook<F, Fut>(mut self, hook: F) -> Plugin
+    where
+        F: Fn(Context, String, Value) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Verdict> + Send + 'static,
+    {
+        self.hook = Some(Arc::new(move |ctx, event, payload| {
+            Box::pin(hook(ctx, event, payload))
+        }));
+        self
     }
 
     /// Adds a tool implementing the whole pipeline.

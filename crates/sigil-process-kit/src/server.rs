@@ -1,4 +1,4 @@
-//! Serving the plugin: the `Lifecycle` and `Tool` services on the socket Sigil names.
+//! Serving the plugin: the `Lifecycle`, `Tool` and `Hook` services on the socket Sigil names.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -12,11 +12,14 @@ use tokio_stream::wrappers::UnixListenerStream;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
+use crate::proto::hook_server::{Hook as HookService, HookServer};
 use crate::proto::host_client::HostClient;
 use crate::proto::lifecycle_server::{Lifecycle, LifecycleServer};
 use crate::proto::tool_server::{Tool as ToolService, ToolServer};
 use crate::proto::{self, tool_error};
-use crate::{Context, Health, KitError, PROTOCOL_VERSION, Plugin, SOCKET_ENV, Tool, ToolError};
+use crate::{
+    Context, Health, KitError, PROTOCOL_VERSION, Plugin, SOCKET_ENV, Tool, ToolError, Verdict,
+};
 
 /// Serves `plugin` on the socket named by `SIGIL_PLUGIN_SOCKET` until the host asks it to shut
 /// down or goes away. Starts its own async runtime.
@@ -57,6 +60,10 @@ pub async fn serve_at(plugin: Plugin, path: &Path) -> Result<(), KitError> {
         host: host.clone(),
         shutdown: shutdown.clone(),
     };
+    let hook = HookServiceImpl {
+        plugin: plugin.clone(),
+        host: host.clone(),
+    };
     let tool = ToolServiceImpl {
         plugin,
         tools,
@@ -66,6 +73,7 @@ pub async fn serve_at(plugin: Plugin, path: &Path) -> Result<(), KitError> {
     let server = tonic::transport::Server::builder()
         .add_service(LifecycleServer::new(lifecycle))
         .add_service(ToolServer::new(tool))
+        .add_service(HookServer::new(hook))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
             let _ = graceful.wait_for(Option::is_some).await;
         });
@@ -271,5 +279,37 @@ impl ToolService for ToolServiceImpl {
             .map(|o| parse(o, "output"))
             .transpose()?;
         Ok(step(tool.rollback(&ctx, &input, output.as_ref()).await))
+    }
+}
+
+struct HookServiceImpl {
+    plugin: Plugin,
+    host: HostSlot,
+}
+
+#[tonic::async_trait]
+impl HookService for HookServiceImpl {
+    async fn on_event(
+        &self,
+        request: Request<proto::HookEvent>,
+    ) -> Result<Response<proto::HookVerdict>, Status> {
+        let Some(hook) = self.plugin.hook.clone() else {
+            return Err(Status::unimplemented("this plugin handles no hook events"));
+        };
+        let request = request.into_inner();
+        let info = request
+            .call
+            .ok_or_else(|| Status::invalid_argument("the event names no call"))?;
+        let payload = parse(&request.payload, "payload")?;
+        let host = self.host.read().ok().and_then(|h| h.clone());
+        let verdict = match hook(Context { info, host }, request.event, payload).await {
+            Verdict::Allow => proto::hook_verdict::Verdict::Allow(proto::HookAllow {}),
+            Verdict::Deny(reason) => proto::hook_verdict::Verdict::Deny(reason),
+            Verdict::Patch(payload) => proto::hook_verdict::Verdict::Patch(payload.to_string()),
+            Verdict::AskApproval(reason) => proto::hook_verdict::Verdict::AskApproval(reason),
+        };
+        Ok(Response::new(proto::HookVerdict {
+            verdict: Some(verdict),
+        }))
     }
 }

@@ -23,6 +23,7 @@ use tonic::transport::{Channel, Endpoint};
 use crate::PROTOCOL_VERSION;
 use crate::host::{Calls, HostService, start_egress};
 use crate::proto;
+use crate::proto::hook_client::HookClient;
 use crate::proto::host_server::HostServer;
 use crate::proto::lifecycle_client::LifecycleClient;
 use crate::proto::tool_client::ToolClient;
@@ -41,6 +42,8 @@ const REPLY_FRAMING: usize = 16 * 1024;
 #[derive(Debug)]
 pub(crate) struct Instance {
     pub(crate) tool: ToolClient<Channel>,
+    /// The same connection, for `Hook.OnEvent`.
+    pub(crate) hook: HookClient<Channel>,
     lifecycle: LifecycleClient<Channel>,
     exit: watch::Receiver<Option<String>>,
     kill: Mutex<Option<oneshot::Sender<String>>>,
@@ -142,10 +145,12 @@ impl Instance {
                     exit_tx,
                     tail,
                 ));
-                let tool = ToolClient::new(channel)
-                    .max_decoding_message_size(starter.output_cap.saturating_add(REPLY_FRAMING));
+                let cap = starter.output_cap.saturating_add(REPLY_FRAMING);
+                let hook = HookClient::new(channel.clone()).max_decoding_message_size(cap);
+                let tool = ToolClient::new(channel).max_decoding_message_size(cap);
                 Ok(Instance {
                     tool,
+                    hook,
                     lifecycle,
                     exit,
                     kill: Mutex::new(Some(kill)),

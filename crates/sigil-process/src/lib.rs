@@ -25,7 +25,7 @@
 //! 1. gets a fresh private socket directory (0700) bound at `/run/sigil` in its sandbox
 //!    (`sigil-sandbox`: bubblewrap, seccomp, Landlock, rlimits, cgroups), with
 //!    `SIGIL_PLUGIN_SOCKET=/run/sigil/plugin.sock` and the manifest's environment only;
-//! 2. serves `Lifecycle` and `Tool` there; the host waits for it (bounded), checks with
+//! 2. serves `Lifecycle` and `Tool` there (and `Hook`, when its manifest subscribes to events); the host waits for it (bounded), checks with
 //!    `SO_PEERCRED` that the peer is inside the sandbox, calls `Init` (same protocol major
 //!    version, or the plugin does not load) and `Describe`;
 //! 3. calls back into the host's `Host` service at `/run/sigil/host.sock` for logs, kv,

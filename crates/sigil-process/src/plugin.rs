@@ -6,16 +6,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use sigil_runtime::{Call, Steps, ToolDescriptor, ToolError, ToolPlugin, async_trait};
+use sigil_runtime::{
+    Call, HookEvent, HookVerdict, Steps, ToolDescriptor, ToolError, ToolPlugin, async_trait,
+};
 use tokio::runtime::Handle;
 use tokio::time::Instant;
-use tonic::transport::Channel;
 use tonic::{Code, Response, Status};
 
 use crate::host::Calls;
 use crate::instance::Instance;
-use crate::proto::tool_client::ToolClient;
-use crate::proto::{self, tool_error};
+use crate::proto::{self, hook_verdict, tool_error};
 use crate::spawn::Bind;
 use crate::supervisor::{Slot, Supervisor};
 
@@ -45,13 +45,32 @@ impl Drop for ProcessPlugin {
     }
 }
 
+/// How long a step may take, and the setting that says so (named in errors).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limit {
+    time: Duration,
+    setting: &'static str,
+    /// How much longer the tier waits than the runtime does: a hook's timeout is the runtime's
+    /// to report, so the tier's own timer only backs it up.
+    grace: Duration,
+}
+
 impl ProcessPlugin {
+    /// The limit of a tool's pipeline steps.
+    fn tool_limit(&self) -> Limit {
+        Limit {
+            time: self.inner.deadline,
+            setting: "execution.limits.timeout_ms",
+            grace: Duration::ZERO,
+        }
+    }
+
     /// Runs one step on the tier's runtime, so that the step's own deadline handling (ending a
     /// hung process) completes even when the caller stops waiting.
-    async fn step<T, F, Fut>(&self, call: &Call, rpc: F) -> Result<T, ToolError>
+    async fn step<T, F, Fut>(&self, call: &Call, limit: Limit, rpc: F) -> Result<T, ToolError>
     where
         T: Send + 'static,
-        F: FnOnce(ToolClient<Channel>, proto::CallInfo, Duration) -> Fut + Send + 'static,
+        F: FnOnce(Arc<Instance>, proto::CallInfo, Duration) -> Fut + Send + 'static,
         Fut: Future<Output = Result<Response<T>, Status>> + Send,
     {
         let inner = self.inner.clone();
@@ -59,13 +78,13 @@ impl ProcessPlugin {
         let mut abandon = Abandon {
             using: Arc::default(),
             started: Instant::now(),
-            deadline: self.inner.deadline,
+            deadline: limit.time,
             finished: false,
         };
         let using = abandon.using.clone();
         let task = self
             .handle
-            .spawn(async move { inner.step(&call, rpc, &using).await });
+            .spawn(async move { inner.step(&call, limit, rpc, &using).await });
         let result = task
             .await
             .unwrap_or_else(|e| Err(ToolError::Failed(format!("the call was abandoned: {e}"))));
@@ -106,14 +125,15 @@ impl Inner {
     async fn step<T, F, Fut>(
         &self,
         call: &Call,
+        limit: Limit,
         rpc: F,
         using: &std::sync::Mutex<Option<Arc<Instance>>>,
     ) -> Result<T, ToolError>
     where
-        F: FnOnce(ToolClient<Channel>, proto::CallInfo, Duration) -> Fut,
+        F: FnOnce(Arc<Instance>, proto::CallInfo, Duration) -> Fut,
         Fut: Future<Output = Result<Response<T>, Status>>,
     {
-        let deadline = Instant::now() + self.deadline;
+        let deadline = Instant::now() + limit.time + limit.grace;
         self.check_binds(call).await?;
         let instance = self
             .supervisor
@@ -132,16 +152,17 @@ impl Inner {
         };
         // The plugin learns the deadline (`grpc-timeout`) and can bound its own host calls by it.
         let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout_at(deadline, rpc(instance.tool.clone(), info, left)).await {
+        match tokio::time::timeout_at(deadline, rpc(instance.clone(), info, left)).await {
             Ok(Ok(reply)) => Ok(reply.into_inner()),
             Ok(Err(status)) => Err(self.failure(&instance, status).await),
             Err(_) => {
-                let ms = self.deadline.as_millis();
+                let ms = limit.time.as_millis();
+                let setting = limit.setting;
                 instance.kill(format!(
                     "was stopped: it did not answer within the deadline of {ms} ms"
                 ));
                 Err(ToolError::Failed(format!(
-                    "deadline of {ms} ms exceeded (execution.limits.timeout_ms); the plugin process was stopped and is being restarted"
+                    "deadline of {ms} ms exceeded ({setting}); the plugin process was stopped and is being restarted"
                 )))
             }
         }
@@ -234,6 +255,22 @@ fn lift(error: proto::ToolError) -> ToolError {
     }
 }
 
+/// Lifts a hook's wire verdict. A patch must be JSON; reasons are capped like error messages.
+fn verdict(reply: proto::HookVerdict) -> Result<HookVerdict, ToolError> {
+    let reason = |text: String| text.chars().take(4096).collect::<String>();
+    match reply.verdict {
+        Some(hook_verdict::Verdict::Allow(_)) => Ok(HookVerdict::Allow),
+        Some(hook_verdict::Verdict::Deny(why)) => Ok(HookVerdict::Deny(reason(why))),
+        Some(hook_verdict::Verdict::AskApproval(why)) => Ok(HookVerdict::Ask(reason(why))),
+        Some(hook_verdict::Verdict::Patch(text)) => serde_json::from_str(&text)
+            .map(HookVerdict::Patch)
+            .map_err(|e| ToolError::Failed(format!("the hook's patch is not JSON: {e}"))),
+        None => Err(ToolError::Failed(
+            "the hook's reply holds no verdict".into(),
+        )),
+    }
+}
+
 fn parse_output(text: &str) -> Result<Value, ToolError> {
     serde_json::from_str(text)
         .map_err(|e| ToolError::Failed(format!("the plugin returned invalid JSON: {e}")))
@@ -280,20 +317,62 @@ impl ToolPlugin for ProcessPlugin {
         self.inner.supervisor.stop();
     }
 
-    async fn invoke(&self, call: &Call, input: Value) -> Result<Value, ToolError> {
-        let input = input.to_string();
+    fn handles_hooks(&self) -> bool {
+        true
+    }
+
+    async fn on_event(
+        &self,
+        call: &Call,
+        event: HookEvent,
+        payload: &Value,
+        timeout: Duration,
+    ) -> Result<HookVerdict, ToolError> {
+        let payload = payload.to_string();
+        let limit = Limit {
+            time: timeout,
+            setting: "hooks[].timeout_ms",
+            grace: ABANDON_SLACK,
+        };
         let reply = self
-            .step(call, move |mut client, info, left| async move {
-                client
-                    .invoke(timed(
-                        proto::InvokeRequest {
+            .step(call, limit, move |instance, info, left| async move {
+                instance
+                    .hook
+                    .clone()
+                    .on_event(timed(
+                        proto::HookEvent {
+                            event: event.as_str().to_string(),
+                            payload,
                             call: Some(info),
-                            input,
                         },
                         left,
                     ))
                     .await
             })
+            .await?;
+        verdict(reply)
+    }
+
+    async fn invoke(&self, call: &Call, input: Value) -> Result<Value, ToolError> {
+        let input = input.to_string();
+        let reply = self
+            .step(
+                call,
+                self.tool_limit(),
+                move |instance, info, left| async move {
+                    instance
+                        .tool
+                        .clone()
+                        .invoke(timed(
+                            proto::InvokeRequest {
+                                call: Some(info),
+                                input,
+                            },
+                            left,
+                        ))
+                        .await
+                },
+            )
             .await?;
         match reply.result {
             Some(proto::invoke_response::Result::Output(output)) => parse_output(&output),
@@ -307,17 +386,23 @@ impl ToolPlugin for ProcessPlugin {
     async fn validate_pre(&self, call: &Call, input: &Value) -> Result<(), ToolError> {
         let input = input.to_string();
         let reply = self
-            .step(call, move |mut client, info, left| async move {
-                client
-                    .validate_pre(timed(
-                        proto::ValidatePreRequest {
-                            call: Some(info),
-                            input,
-                        },
-                        left,
-                    ))
-                    .await
-            })
+            .step(
+                call,
+                self.tool_limit(),
+                move |instance, info, left| async move {
+                    instance
+                        .tool
+                        .clone()
+                        .validate_pre(timed(
+                            proto::ValidatePreRequest {
+                                call: Some(info),
+                                input,
+                            },
+                            left,
+                        ))
+                        .await
+                },
+            )
             .await?;
         tool_error(reply.error)
     }
@@ -331,18 +416,24 @@ impl ToolPlugin for ProcessPlugin {
         let input = input.to_string();
         let output = output.to_string();
         let reply = self
-            .step(call, move |mut client, info, left| async move {
-                client
-                    .validate_post(timed(
-                        proto::ValidatePostRequest {
-                            call: Some(info),
-                            input,
-                            output,
-                        },
-                        left,
-                    ))
-                    .await
-            })
+            .step(
+                call,
+                self.tool_limit(),
+                move |instance, info, left| async move {
+                    instance
+                        .tool
+                        .clone()
+                        .validate_post(timed(
+                            proto::ValidatePostRequest {
+                                call: Some(info),
+                                input,
+                                output,
+                            },
+                            left,
+                        ))
+                        .await
+                },
+            )
             .await?;
         tool_error(reply.error)
     }
@@ -356,18 +447,24 @@ impl ToolPlugin for ProcessPlugin {
         let input = input.to_string();
         let output = output.map(Value::to_string);
         let reply = self
-            .step(call, move |mut client, info, left| async move {
-                client
-                    .rollback(timed(
-                        proto::RollbackRequest {
-                            call: Some(info),
-                            input,
-                            output,
-                        },
-                        left,
-                    ))
-                    .await
-            })
+            .step(
+                call,
+                self.tool_limit(),
+                move |instance, info, left| async move {
+                    instance
+                        .tool
+                        .clone()
+                        .rollback(timed(
+                            proto::RollbackRequest {
+                                call: Some(info),
+                                input,
+                                output,
+                            },
+                            left,
+                        ))
+                        .await
+                },
+            )
             .await?;
         tool_error(reply.error)
     }

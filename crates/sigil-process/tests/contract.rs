@@ -35,10 +35,16 @@ const PROTO_ONLY: &[(&str, &str)] = &[
 ];
 
 /// Request fields with no WIT parameter, and why.
-const EXTRA_FIELDS: &[(&str, &str)] = &[(
-    "call_id",
-    "host requests name the call they belong to; in WIT the store is the call",
-)];
+const EXTRA_FIELDS: &[(&str, &str)] = &[
+    (
+        "call_id",
+        "host requests name the call they belong to; in WIT the store is the call",
+    ),
+    (
+        "call",
+        "a hook's host requests name the call they belong to (HookEvent.call); in WIT the store is the call",
+    ),
+];
 
 /// Functions whose one record parameter is the request message itself.
 const WHOLE_MESSAGE_PARAMS: &[(&str, &str)] = &[("inbound", "deliver")];

@@ -32,12 +32,14 @@ pub use manager::{
 };
 pub use runtime::{
     ADMIN_CONFIG, Approval, ApprovalRequest, CommandCaller, CommandError, ConfigChange,
-    ConfigUpdateError, ConfigWatch, ControlError, DEFAULT_OUTPUT_BYTES, DEFAULT_TIMEOUT,
-    DecidedApproval, HOT_RELOAD_QUIET, HotReload, Invocation, InvokeError, MAX_COMMAND_ARGS_BYTES,
-    OpenError, PluginCommand, Runtime, Step, ToolListing, clean_command_args,
+    ConfigUpdateError, ConfigWatch, ControlError, DEFAULT_HOOK_TIMEOUT, DEFAULT_OUTPUT_BYTES,
+    DEFAULT_TIMEOUT, DecidedApproval, EmitError, HOT_RELOAD_QUIET, HotReload, Invocation,
+    InvokeError, MAX_COMMAND_ARGS_BYTES, OpenError, PluginCommand, Runtime, Step, ToolListing,
+    clean_command_args,
 };
-pub use tool::{Call, HeldTool, Steps, ToolDescriptor, ToolError, ToolPlugin};
+pub use tool::{Call, HeldTool, HookVerdict, Steps, ToolDescriptor, ToolError, ToolPlugin};
 pub use trust::{Trust, TrustPolicy, consent_record, directory_trust};
 
 pub use async_trait::async_trait;
 pub use sigil_audit::Actor;
+pub use sigil_manifest::HookEvent;

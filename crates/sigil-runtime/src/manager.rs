@@ -531,6 +531,17 @@ impl Manager {
                 ));
             }
         };
+        if !manifest.hooks().is_empty() && !manifest.kinds().contains(&Kind::Hook) {
+            return Err(
+                "subscribes to hook events (`[[hooks]]`) but its manifest's `kinds` does not list `hook`"
+                    .into(),
+            );
+        }
+        if !manifest.hooks().is_empty() && !plugin.handles_hooks() {
+            return Err(format!(
+                "subscribes to hook events (`[[hooks]]`), but the `{tier}` tier does not deliver them to this plugin"
+            ));
+        }
         let declares_tools = manifest.kinds().contains(&Kind::Tool);
         let descriptors = plugin.tools();
         if !declares_tools && !descriptors.is_empty() {

@@ -5,11 +5,15 @@
 //! 1. the enforcer checks that the actor may call `tool.<plugin>.<tool>` (recorded);
 //! 2. the plugin must be running and provide the tool;
 //! 3. the arguments are validated against the tool's input schema;
-//!    a tool whose blast radius matches `approvals.require` then waits for a person's
+//!    then the `before_tool_execute` hooks run (`hooks.rs`): each may deny the call or patch
+//!    its input, which is validated again;
+//!    then a call waits for a person's approval when the tool's blast radius matches
+//!    `approvals.require` or a hook asked for one
 //!    approval ([`Runtime::await_approval`]);
 //! 4. validate-pre, invoke (under the manifest's deadline), the output-size cap, the output
 //!    schema, validate-post; on a failure after the invocation started, rollback;
-//! 5. an outcome record with the steps taken, the duration and the result.
+//! 5. an outcome record with the steps taken, the duration and the result;
+//!    then the `after_tool_execute` hooks observe the result, which they cannot change.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -35,6 +39,7 @@ mod approve;
 mod commands;
 mod config_reload;
 mod control;
+mod hooks;
 mod watch;
 pub use approvals::{ApprovalRequest, DecidedApproval};
 pub use approve::Approval;
@@ -43,6 +48,7 @@ pub use commands::{
 };
 pub use config_reload::{ADMIN_CONFIG, ConfigChange, ConfigUpdateError, ConfigWatch};
 pub use control::ControlError;
+pub use hooks::{DEFAULT_HOOK_TIMEOUT, EmitError};
 pub use watch::{HOT_RELOAD_QUIET, HotReload};
 
 /// The deadline of a tool call whose manifest sets none.
@@ -153,6 +159,15 @@ pub enum InvokeError {
         target: String,
         /// Every schema violation, each with its location in the input.
         errors: Vec<String>,
+    },
+    /// A before-hook stopped the call: it denied it, its patch was rejected, or it failed or
+    /// timed out (a before-hook fails closed).
+    #[error("hook `{hook}` stopped the call: {reason}")]
+    HookDenied {
+        /// The hook plugin.
+        hook: String,
+        /// Why.
+        reason: String,
     },
     /// A pipeline step failed.
     #[error("{step} failed: {error}{}", rollback.as_ref().map(|r| format!(" (rollback: {r})")).unwrap_or_default())]
@@ -456,8 +471,28 @@ impl Runtime {
             };
             return Err(record.failure(Some(&version), error).await);
         }
+        let event = hooks::ToolEvent {
+            actor,
+            plugin,
+            tool,
+            call_id: &call_id,
+        };
+        let hooks::Admitted { input, asks } = match self
+            .before_tool_execute(&event, input, &tool_entry.input)
+            .await
+        {
+            Ok(admitted) => admitted,
+            Err(error) => return Err(record.failure(Some(&version), error).await),
+        };
         let blast = entry.manifest().actions().get(tool);
-        if let Some(reason) = self.approvals.required(plugin, tool, blast) {
+        let reasons: Vec<String> = self
+            .approvals
+            .required(plugin, tool, blast)
+            .into_iter()
+            .chain(asks)
+            .collect();
+        if !reasons.is_empty() {
+            let reason = reasons.join("; ");
             let request = ApprovalRequest {
                 plugin,
                 tool,
@@ -515,6 +550,8 @@ impl Runtime {
             .write(Some(&version), &steps.join("; "), outcome)
             .await
             .map_err(InvokeError::Audit)?;
+        // Run before answering, so an observer has seen the call when its caller has.
+        self.after_tool_execute(&event, &input, &result).await;
         result.map(|output| Invocation {
             call_id,
             output,

@@ -5,9 +5,11 @@ use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::Value;
 use sigil_audit::Actor;
+use sigil_manifest::HookEvent;
 use sigil_policy::{Capability, Decision};
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::config::{Config, SecretValue};
 use crate::enforcer::{Check, Enforcer, Subject};
@@ -47,6 +49,23 @@ pub struct Steps {
     pub validate_post: bool,
     /// Undoes an invocation whose execution or post-validation failed.
     pub rollback: bool,
+}
+
+/// What a hook answers for one event. Only before-hooks' verdicts take effect; after-hooks
+/// observe, and their verdicts are ignored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "verdict", content = "value")]
+pub enum HookVerdict {
+    /// Go ahead; the next hook decides next.
+    Allow,
+    /// Stop the action, for this reason (shown to the caller and recorded).
+    Deny(String),
+    /// Go ahead with this payload instead: the whole payload, modified. The host takes from it
+    /// only what the event lets a hook change (for `before_tool_execute`, `input`) and
+    /// validates that again.
+    Patch(Value),
+    /// Stop until an operator approves the action, for this reason.
+    Ask(String),
 }
 
 /// A tool's failure, as the plugin reports it.
@@ -253,6 +272,33 @@ pub trait ToolPlugin: Send + Sync + std::fmt::Debug {
     /// When the current definitions cannot be read or the approval cannot be recorded.
     fn approve(&self) -> Result<Vec<String>, String> {
         Ok(Vec::new())
+    }
+
+    /// Whether this plugin's tier can deliver lifecycle events to it ([`ToolPlugin::on_event`]).
+    /// A plugin whose manifest subscribes to hooks is refused at load when this is `false`.
+    fn handles_hooks(&self) -> bool {
+        false
+    }
+
+    /// Delivers a lifecycle event the plugin's manifest subscribes to (`[[hooks]]`).
+    /// `call` is the hook's own call (its host actions are decided for the hook plugin, under
+    /// the id of the action that raised the event); `timeout` is the hook's `timeout_ms`,
+    /// which the runtime enforces too. The default refuses: the plugin is not a hook plugin.
+    ///
+    /// # Errors
+    /// When the hook cannot be run or fails. For a before-hook, the runtime treats any error
+    /// as a deny (fail closed).
+    async fn on_event(
+        &self,
+        call: &Call,
+        event: HookEvent,
+        _payload: &Value,
+        _timeout: Duration,
+    ) -> Result<HookVerdict, ToolError> {
+        Err(ToolError::Failed(format!(
+            "plugin `{}` does not handle hook events (asked for `{event}`)",
+            call.plugin()
+        )))
     }
 
     /// Runs a tool. `input` has been validated against the tool's input schema.

@@ -386,3 +386,71 @@ def test_sandbox_paths_name_what_imports_grpc(tmp_path: Path) -> None:
     for module_root in paths["modules"].values():
         assert any(module_root == b or module_root.startswith(b + "/") for b in paths["ro_binds"])
     assert paths["env"]["PYTHONPATH"] == str(KIT_PATH)
+
+
+# --- hooks ------------------------------------------------------------------------------------
+
+HOOK_APP = '''
+from sigil_plugin import Plugin, Verdict
+
+plugin = Plugin()
+
+
+@plugin.hook
+def guard(event, payload, call):
+    text = payload["input"].get("text", "")
+    if "forbidden" in text:
+        return Verdict.deny(f"{call.tool}: `forbidden` is not allowed")
+    if text == "ask":
+        return Verdict.ask_approval("a human should look")
+    if text == "raise":
+        raise RuntimeError("the guard broke")
+    if text == "shout":
+        payload["input"]["text"] = "SHOUT"
+        plugin.host.kv.set("patched", call.call_id.encode())
+        return Verdict.patch(payload)
+    return Verdict.allow()
+
+
+if __name__ == "__main__":
+    plugin.serve()
+'''
+
+
+def test_a_hook_answers_each_verdict_over_grpc(tmp_path: Path) -> None:
+    (tmp_path / "main.py").write_text(HOOK_APP)
+    with PluginProcess(tmp_path, plugin_id="guard", kv={}) as p:
+        event = "before_tool_execute"
+
+        def payload(text: str) -> dict:
+            return {"plugin": "echo", "tool": "echo", "input": {"text": text}, "actor": {}, "call_id": "c"}
+
+        assert p.on_event(event, payload("hello")) == ("allow", None)
+        assert p.on_event(event, payload("a forbidden word")) == (
+            "deny",
+            "before_tool_execute: `forbidden` is not allowed",
+        )
+        assert p.on_event(event, payload("ask")) == ("ask_approval", "a human should look")
+        kind, patched = p.on_event(event, payload("shout"), call_id="call-shout")
+        assert kind == "patch" and patched["input"] == {"text": "SHOUT"}
+        # The hook's host calls name its call, like a tool's.
+        assert p.host.kv["patched"] == b"call-shout"
+        with pytest.raises(grpc.RpcError) as failed:
+            p.on_event(event, payload("raise"))
+        assert failed.value.code() == grpc.StatusCode.INTERNAL
+        assert "the hook raised RuntimeError: the guard broke" in str(failed.value.details())
+
+
+def test_a_plugin_without_a_hook_answers_unimplemented(proc: PluginProcess) -> None:
+    with pytest.raises(grpc.RpcError) as failed:
+        proc.on_event("before_tool_execute", {"input": {}})
+    assert failed.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_a_plugin_has_one_hook() -> None:
+    from sigil_plugin import Plugin, SchemaError, Verdict
+
+    plugin = Plugin()
+    plugin.hook(lambda event, payload, call: Verdict.allow())
+    with pytest.raises(SchemaError, match="already has the hook"):
+        plugin.hook(lambda event, payload, call: Verdict.allow())

@@ -62,9 +62,9 @@ pub(crate) async fn list(State(state): State<AppState>) -> Json<ToolList> {
         (status = 200, description = "The tool's result.", body = InvocationBody),
         (status = 400, description = "Bad JSON, tool name or X-Sigil-Workspace.", body = ErrorBody),
         (status = 401, description = "Missing or invalid token.", body = ErrorBody),
-        (status = 403, description = "The enforcer denied the call, or it needed a person's approval and was denied or timed out (`approval_denied`); recorded.", body = ErrorBody),
+        (status = 403, description = "The enforcer or a before-hook denied the call, or it needed a person's approval and was denied or timed out (`approval_denied`); recorded.", body = ErrorBody),
         (status = 404, description = "No such plugin or tool.", body = ErrorBody),
-        (status = 409, description = "The plugin is not running, or the tool is held for approval.", body = ErrorBody),
+        (status = 409, description = "The plugin is not running, the tool is held for approval, or a hook asks for an operator's approval of the call.", body = ErrorBody),
         (status = 413, description = "Body too large.", body = ErrorBody),
         (status = 415, description = "Body is not JSON.", body = ErrorBody),
         (status = 422, description = "The input does not match the tool's schema, or the tool failed.", body = ErrorBody),
@@ -108,6 +108,9 @@ fn invoke_error(error: InvokeError) -> ApiError {
         InvokeError::Held { .. } => ApiError::conflict("tool_held", message),
         InvokeError::ApprovalDenied { .. } => {
             ApiError::new(StatusCode::FORBIDDEN, "approval_denied", message)
+        }
+        InvokeError::HookDenied { .. } => {
+            ApiError::new(StatusCode::FORBIDDEN, "hook_denied", message)
         }
         InvokeError::InvalidArguments { .. } => unprocessable("invalid_arguments"),
         InvokeError::Failed { .. } => unprocessable("tool_failed"),

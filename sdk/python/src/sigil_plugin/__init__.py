@@ -18,7 +18,7 @@ Test tools natively with `sigil_plugin.testing.Harness`; build the component wit
 
 from ._errors import HostError, SchemaError, ToolError
 from ._host import Host, HttpResponse
-from ._plugin import Call, Descriptor, Plugin, Steps
+from ._plugin import Call, Descriptor, Plugin, Steps, Verdict
 from ._schema import schema_of
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "SchemaError",
     "Steps",
     "ToolError",
+    "Verdict",
     "schema_of",
 ]
 

@@ -123,6 +123,39 @@ def _is_call_hint(hint: object) -> bool:
     return hint is Call or (typing.get_origin(hint) is typing.Annotated and typing.get_args(hint)[0] is Call)
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """A hook's answer to one lifecycle event. Only before-events' verdicts take effect; the
+    host ignores the others'. Make one with `Verdict.allow()`, `Verdict.deny(reason)`,
+    `Verdict.patch(payload)` or `Verdict.ask_approval(reason)`."""
+
+    kind: str
+    reason: str = ""
+    payload: Any = None
+
+    @staticmethod
+    def allow() -> Verdict:
+        """Go ahead."""
+        return Verdict("allow")
+
+    @staticmethod
+    def deny(reason: str) -> Verdict:
+        """Stop the action, for `reason` (shown to the caller and recorded)."""
+        return Verdict("deny", reason=reason)
+
+    @staticmethod
+    def patch(payload: Any) -> Verdict:
+        """Go ahead with `payload` instead: the whole payload, modified. The host takes only
+        what the event lets a hook change (for `before_tool_execute`, `input`) and validates
+        it again."""
+        return Verdict("patch", payload=payload)
+
+    @staticmethod
+    def ask_approval(reason: str) -> Verdict:
+        """Stop the action until an operator approves it, for `reason`."""
+        return Verdict("ask_approval", reason=reason)
+
+
 class Plugin:
     """A tool plugin: declare tools with `@plugin.tool`, then end the module with
     `Tool = plugin.export()` so componentize-py finds the exported `tool` interface (wasm
@@ -143,6 +176,7 @@ class Plugin:
         self.host = Host()
         self._tools: dict[str, _Tool] = {}
         self._steps: dict[str, dict[str, _Step]] = {kind: {} for kind in _STEPS}
+        self._hook: Callable[[str, Any, Call], Verdict] | None = None
 
     # --- declaring -------------------------------------------------------------------------
 
@@ -192,6 +226,24 @@ class Plugin:
         else `None`.
         """
         return self._step("rollback", tool)
+
+    def hook(self, fn: Callable[[str, Any, Call], Verdict]) -> Callable[[str, Any, Call], Verdict]:
+        """Declare the plugin's hook (process tier): `fn(event, payload, call) -> Verdict`,
+        called for each event the manifest subscribes to (`[[hooks]]`, with `kinds` listing
+        `hook`). `payload` is the event's JSON payload, for `before_tool_execute`
+        `{"plugin", "tool", "input", "actor", "call_id"}`; `call.tool` is the event's name.
+        The manifest's `timeout_ms` bounds each run; a hook that raises, or runs longer,
+        denies a before-event.
+
+        Raises `SchemaError` when the plugin already has a hook: one hook receives every event.
+        """
+        if self._hook is not None:
+            raise SchemaError(
+                f"hook `{fn.__name__}`: the plugin already has the hook `{self._hook.__name__}`; "
+                "one hook receives every event (branch on `event`)"
+            )
+        self._hook = fn
+        return fn
 
     def export(self) -> type:
         """The class componentize-py instantiates for the exported `tool` interface.
@@ -249,6 +301,29 @@ class Plugin:
         ]
 
     # --- dispatch: JSON text in, JSON text out, only ToolError raised ----------------------
+
+    def _on_event(self, call: Call, event: str, payload_json: str) -> Verdict:
+        """Runs the hook; raises `ToolError` when there is none, or it fails or answers
+        something other than a `Verdict`."""
+        hook = self._hook
+        if hook is None:
+            raise ToolError.failed("this plugin handles no hook events")
+        try:
+            payload = json.loads(payload_json)
+        except ValueError as e:
+            raise ToolError.failed(f"the event's payload is not JSON: {e}") from None
+        try:
+            verdict = hook(event, payload, call)
+        except ToolError:
+            raise
+        except Exception as e:
+            message = str(e)
+            raise ToolError.failed(
+                f"the hook raised {type(e).__name__}: {message}" if message else f"the hook raised {type(e).__name__}"
+            ) from None
+        if not isinstance(verdict, Verdict):
+            raise ToolError.failed(f"the hook returned {type(verdict).__name__}, not a Verdict")
+        return verdict
 
     def _invoke(self, call: Call, input_json: str) -> str:
         tool = self._tool(call)

@@ -24,7 +24,7 @@ import grpc
 from .._errors import ToolError
 from .._plugin import Call
 from ._backend import CURRENT, MAX_HOST_MESSAGE, Current, HostConnection, ProcessBackend
-from ._proto import plugin_pb2, plugin_pb2_grpc, types_pb2
+from ._proto import kinds_pb2, kinds_pb2_grpc, plugin_pb2, plugin_pb2_grpc, types_pb2
 
 if TYPE_CHECKING:
     from .._plugin import Plugin
@@ -98,6 +98,7 @@ class PluginServer:
         )
         plugin_pb2_grpc.add_LifecycleServicer_to_server(_Lifecycle(self), self._server)
         plugin_pb2_grpc.add_ToolServicer_to_server(_Tool(self), self._server)
+        kinds_pb2_grpc.add_HookServicer_to_server(_Hook(self), self._server)
 
     def start(self) -> None:
         """Bind the socket and serve. Raises `OSError` naming the socket if it cannot bind."""
@@ -265,6 +266,32 @@ class _Tool(plugin_pb2_grpc.ToolServicer):
         with self.server._call(request.call, context, "rollback") as call:
             error = _run("rollback", lambda: self.plugin._rollback(call, request.input, output))
         return plugin_pb2.StepResponse(error=error) if error is not None else plugin_pb2.StepResponse()
+
+
+class _Hook(kinds_pb2_grpc.HookServicer):
+    def __init__(self, server: PluginServer) -> None:
+        self.server = server
+        self.plugin = server.plugin
+
+    def OnEvent(self, request: kinds_pb2.HookEvent, context: grpc.ServicerContext) -> kinds_pb2.HookVerdict:
+        if self.plugin._hook is None:
+            context.abort(grpc.StatusCode.UNIMPLEMENTED, "this plugin handles no hook events")
+        failure: ToolError | None = None
+        with self.server._call(request.call, context, "on_event") as call:
+            try:
+                verdict = self.plugin._on_event(call, request.event, request.payload)
+            except ToolError as e:
+                failure = e
+        if failure is not None:
+            # The host turns any error into a deny for a before-event.
+            context.abort(grpc.StatusCode.INTERNAL, f"hook for `{request.event}`: {failure}")
+        if verdict.kind == "deny":
+            return kinds_pb2.HookVerdict(deny=verdict.reason)
+        if verdict.kind == "ask_approval":
+            return kinds_pb2.HookVerdict(ask_approval=verdict.reason)
+        if verdict.kind == "patch":
+            return kinds_pb2.HookVerdict(patch=json.dumps(verdict.payload, ensure_ascii=False, separators=(",", ":")))
+        return kinds_pb2.HookVerdict(allow=kinds_pb2.HookAllow())
 
 
 def serve(plugin: Plugin, *, socket: str | None = None, max_workers: int = 16) -> None:

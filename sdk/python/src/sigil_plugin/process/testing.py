@@ -41,7 +41,7 @@ from .._host import HttpRequest, HttpResponse
 from .._plugin import Descriptor, Steps
 from .._validate import errors_of
 from ..testing import Harness, HttpHandler, _reply, load_app, secret_placeholder
-from ._proto import host_pb2, host_pb2_grpc, plugin_pb2, plugin_pb2_grpc, types_pb2
+from ._proto import host_pb2, host_pb2_grpc, kinds_pb2, kinds_pb2_grpc, plugin_pb2, plugin_pb2_grpc, types_pb2
 from ._server import PROTOCOL_VERSION
 
 __all__ = ["FakeHost", "Harness", "PluginProcess", "load_app", "secret_placeholder"]
@@ -313,6 +313,7 @@ class PluginProcess:
         grpc.channel_ready_future(self._channel).result(timeout=PATIENCE)
         self.lifecycle = plugin_pb2_grpc.LifecycleStub(self._channel)
         self.tool = plugin_pb2_grpc.ToolStub(self._channel)
+        self.hook = kinds_pb2_grpc.HookStub(self._channel)
 
     def init(self, protocol_version: str = PROTOCOL_VERSION, *, config: Mapping[str, Any] | None = None) -> str:
         """Call `Init`; returns the plugin's protocol version. Raises `grpc.RpcError` on refusal."""
@@ -399,6 +400,23 @@ class PluginProcess:
 
     def _in_flight(self, call_id: str) -> _InFlight:
         return _InFlight(self.host, call_id)
+
+    def on_event(self, event: str, payload: Any, *, call_id: str | None = None) -> tuple[str, Any]:
+        """`Hook.OnEvent`: the verdict's kind (`allow`, `deny`, `patch`, `ask_approval`) and its
+        value (the reason, or the patched payload as JSON values). Raises `grpc.RpcError` when
+        the hook fails."""
+        call_id = call_id or self._new_call_id()
+        with self._in_flight(call_id):
+            reply = self.hook.OnEvent(
+                kinds_pb2.HookEvent(event=event, payload=_text(payload), call=self._info(event, call_id)),
+                timeout=PATIENCE,
+            )
+        kind = reply.WhichOneof("verdict")
+        if kind == "patch":
+            return kind, json.loads(reply.patch)
+        if kind in ("deny", "ask_approval"):
+            return kind, getattr(reply, kind)
+        return str(kind), None
 
     def invoke(self, tool: str, input: Any = None, *, call_id: str | None = None) -> Any:
         """`Invoke` alone: the output as JSON values, or `ToolError` raised."""
