@@ -278,7 +278,7 @@ impl Runtime {
         let call = Call::new(
             self.enforcer.clone(),
             self.kv.clone(),
-            self.config.clone(),
+            self.config(),
             hook.id(),
             event.as_str(),
             call_id,
