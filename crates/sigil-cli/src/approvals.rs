@@ -169,7 +169,14 @@ fn print_pending(a: &Value, now: i64) {
         (now - a["created_ms"].as_i64().unwrap_or(now)).max(0) / 1000,
         seconds(a["deadline_ms"].as_i64().unwrap_or(now) - now),
     );
-    println!("    why:   {}", a["reason"].as_str().unwrap_or("-"));
+    // Control characters could forge or hide lines of what the approver reads.
+    let reason: String = a["reason"]
+        .as_str()
+        .unwrap_or("-")
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect();
+    println!("    why:   {reason}");
     println!("    call:  {}", a["call_id"].as_str().unwrap_or("-"));
     println!("    input: {}", a["input"]);
 }

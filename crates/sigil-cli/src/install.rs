@@ -61,7 +61,7 @@ pub fn install(
             println!("trust: sandboxed (not signed by a key in the trust store; see `sigil trust`)")
         }
     }
-    if !manifest.requested().is_empty()
+    if !(manifest.requested().is_empty() && manifest.hooks().is_empty())
         && !yes
         && !confirm(&format!("grant plugin `{id}` these capabilities?"))?
     {
@@ -132,11 +132,19 @@ fn show_request(manifest: &ValidatedManifest) {
         manifest.version(),
         manifest.execution().tier
     );
-    if manifest.requested().is_empty() {
+    if manifest.requested().is_empty() && manifest.hooks().is_empty() {
         println!("  nothing");
     }
     for request in manifest.requested() {
         println!("  {:<40} {}", request.pattern.to_string(), request.reason);
+    }
+    for hook in manifest.hooks() {
+        let what = if hook.event.is_before() {
+            "sees every such event, and may deny or change it"
+        } else {
+            "sees every such event"
+        };
+        println!("  {:<40} {what}", format!("hook.{}", hook.event));
     }
     for denial in manifest.denied() {
         println!("  and denies itself {}: {}", denial.pattern, denial.reason);

@@ -33,7 +33,7 @@ tool = "echo"
 [[commands]]
 name = "rotate-keys"
 description = "Rotates the keys; operators only."
-tool = "echo"
+tool = "config"
 require_auth = true
 capability = "admin.keys"
 "#;
@@ -118,6 +118,17 @@ fn a_plugin_command_runs_with_cleaned_arguments_and_auth_is_enforced_and_recorde
         listed.contains("rotate-keys") && listed.contains("needs admin.keys"),
         "{listed}"
     );
+    // The tool behind the authenticated command is not a tool callers can reach on its own.
+    let tools = ok(&home, &["tool", "list"], None);
+    assert!(
+        tools.contains("keys/echo") && !tools.contains("keys/config"),
+        "{tools}"
+    );
+    let error = fails(&home, &["tool", "invoke", "keys/config"], None);
+    assert!(
+        error.contains("runs only as the authenticated command `sigil rotate-keys`"),
+        "{error}"
+    );
 
     // Arguments reach the plugin's tool with every control character removed: a terminal
     // escape, a newline, a NUL-free bell.
@@ -181,9 +192,13 @@ fn a_plugin_command_runs_with_cleaned_arguments_and_auth_is_enforced_and_recorde
     let bob = ok(&home, &["token", "create", "--user", "bob"], None);
     let out = ok(&home, &["rotate-keys", "now"], Some(bob.trim()));
     let value: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(value, json!({ "args": ["now"] }));
+    assert_eq!(
+        value,
+        json!({}),
+        "the command's tool returns the plugin's configuration"
+    );
     let all = records(&home);
-    for capability in ["admin.keys", "tool.keys.echo"] {
+    for capability in ["admin.keys", "tool.keys.config"] {
         assert!(
             all.iter().any(|r| r["capability"] == capability
                 && r["decision"] == "allow"

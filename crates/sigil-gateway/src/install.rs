@@ -135,12 +135,15 @@ pub fn check_trust(
     sigil_runtime::directory_trust(source, manifest, &config).map_err(InstallError::Refused)
 }
 
-/// The capabilities consented to at install: every one the manifest requests.
+/// The capabilities consented to at install: every one the manifest requests, and
+/// `hook.<event>` for each event its hooks subscribe to (a hook sees, and a before-hook may
+/// change or stop, every call of that event, so it runs only with the operator's consent).
 pub fn consent_to(manifest: &ValidatedManifest) -> Vec<String> {
     manifest
         .requested()
         .iter()
         .map(|c| c.pattern.to_string())
+        .chain(manifest.hooks().iter().map(|h| format!("hook.{}", h.event)))
         .collect()
 }
 

@@ -94,7 +94,10 @@ env = {{ HOOK_NAME = "{id}" }}
             ),
         )
         .unwrap();
-        consent.push_str(&format!("[plugins.{}]\nconsent = [\"kv.*\"]\n", plugin.id));
+        consent.push_str(&format!(
+            "[plugins.{}]\nconsent = [\"kv.*\", \"hook.*\"]\n",
+            plugin.id
+        ));
     }
     std::fs::write(
         root.join("home/sigil.toml"),

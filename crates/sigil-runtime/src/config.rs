@@ -334,7 +334,7 @@ impl Config {
             error(format!(
                 "{}{}",
                 at.unwrap_or_default(),
-                e.message().trim_end()
+                without_values(e.message().trim_end())
             ))
         })?;
         let compile = |table: String, patterns: &[String]| -> Result<CapabilitySet, ConfigError> {
@@ -590,6 +590,41 @@ impl Config {
     }
 }
 
+/// A parse error's message with the values it quotes removed: serde names the offending value
+/// (``unknown variant `ghp_…` ``, ``invalid type: string "…"``), and the value may be a secret
+/// written in the wrong place. Field names (unknown, missing or duplicate fields) are keys, not
+/// values, and stay, as does what was expected.
+fn without_values(message: &str) -> String {
+    let keeps_names = ["unknown field", "missing field", "duplicate field"]
+        .iter()
+        .any(|p| message.starts_with(p));
+    if keeps_names {
+        return message.to_string();
+    }
+    let (found, expected) = match message.find(", expected") {
+        Some(at) => message.split_at(at),
+        None => (message, ""),
+    };
+    let mut out = String::new();
+    let mut quote: Option<char> = None;
+    for c in found.chars() {
+        match quote {
+            Some(q) if c == q => {
+                quote = None;
+                out.push_str("(value not shown)");
+            }
+            Some(_) => {}
+            None if matches!(c, '`' | '"' | '\'') => quote = Some(c),
+            None => out.push(c),
+        }
+    }
+    if quote.is_some() {
+        out.push_str("(value not shown)");
+    }
+    out.push_str(expected);
+    out
+}
+
 /// A secret's value, for host code that injects it at a boundary. It prints as `<secret>`,
 /// so it cannot leak through logs or error messages by accident.
 #[derive(Clone, PartialEq, Eq)]
@@ -658,4 +693,45 @@ pub(crate) fn take_field(config: &mut serde_json::Value, field: &str) -> Option<
         None => config,
     };
     holder.as_object_mut()?.remove(last)
+}
+
+#[cfg(test)]
+mod value_tests {
+    use super::without_values;
+
+    #[test]
+    fn parse_errors_never_quote_a_value() {
+        let cases = [
+            (
+                "unknown variant `ghp_abc`, expected one of `env`, `file`, `value`",
+                "unknown variant (value not shown), expected one of `env`, `file`, `value`",
+            ),
+            (
+                "invalid type: string \"hunter2\", expected a sequence",
+                "invalid type: string (value not shown), expected a sequence",
+            ),
+            (
+                "invalid type: integer `1234`, expected a string",
+                "invalid type: integer (value not shown), expected a string",
+            ),
+            (
+                "unknown field `colour`, expected one of `color`",
+                "unknown field `colour`, expected one of `color`",
+            ),
+            (
+                "invalid string\nexpected `\"`",
+                "invalid string\nexpected (value not shown)",
+            ),
+        ];
+        for (message, shown) in cases {
+            assert_eq!(without_values(message), shown, "{message}");
+        }
+        let config = super::Config::parse(
+            "[secrets]\ngithub = \"ghp_abc123\"\n",
+            std::path::Path::new("sigil.toml"),
+        )
+        .unwrap_err();
+        assert!(!config.message.contains("ghp_abc123"), "{}", config.message);
+        assert!(config.message.starts_with("line 2"), "{}", config.message);
+    }
 }

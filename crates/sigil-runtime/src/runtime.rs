@@ -197,6 +197,15 @@ pub enum InvokeError {
     Audit(String),
 }
 
+/// Where a tool call comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// A caller naming the tool ([`Runtime::invoke`]).
+    Direct,
+    /// A plugin command whose `require_auth` check passed.
+    Command,
+}
+
 /// A step of the execution pipeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -338,8 +347,16 @@ impl Runtime {
             // A held tool's definition is what an operator has not approved: it is not shown
             // to callers (its plugin's listing names it, with what changed).
             let held = entry.held();
+            let commands = entry.manifest().commands();
             for tool in entry.tools() {
                 if held.iter().any(|h| h.tool == tool.name) {
+                    continue;
+                }
+                // A tool behind an authenticated command is reached only through the command.
+                if commands
+                    .iter()
+                    .any(|c| c.require_auth && c.tool == tool.name)
+                {
                     continue;
                 }
                 listings.push(ToolListing {
@@ -381,6 +398,18 @@ impl Runtime {
         actor: &Actor,
         target: &str,
         input: Value,
+    ) -> Result<Invocation, InvokeError> {
+        self.invoke_as(actor, target, input, Origin::Direct).await
+    }
+
+    /// [`Runtime::invoke`], saying whether the call comes from a plugin command that has
+    /// already passed its `require_auth` check ([`Runtime::run_command`]).
+    pub(crate) async fn invoke_as(
+        &self,
+        actor: &Actor,
+        target: &str,
+        input: Value,
+        origin: Origin,
     ) -> Result<Invocation, InvokeError> {
         let started = Instant::now();
         let bad_target = || InvokeError::BadTarget(target.to_string());
@@ -455,6 +484,22 @@ impl Runtime {
             };
             return Err(record.failure(Some(&version), error).await);
         };
+        if origin == Origin::Direct
+            && let Some(command) = entry
+                .manifest()
+                .commands()
+                .iter()
+                .find(|c| c.require_auth && c.tool == tool)
+        {
+            // Otherwise calling the tool would skip the command's authentication.
+            let error = InvokeError::Denied {
+                rule: format!(
+                    "tool `{plugin}/{tool}` runs only as the authenticated command `sigil {}`",
+                    command.name
+                ),
+            };
+            return Err(record.failure(Some(&version), error).await);
+        }
         if let Some(held) = implementation.held().into_iter().find(|h| h.tool == tool) {
             let error = InvokeError::Held {
                 plugin: plugin.into(),

@@ -14,7 +14,7 @@ use sigil_audit::{Actor, AuditSink, NewRecord, RecordKind, Verdict};
 use sigil_manifest::CommandSpec;
 use sigil_policy::{Capability, Decision};
 
-use super::{Invocation, InvokeError, Runtime};
+use super::{Invocation, InvokeError, Origin, Runtime};
 use crate::enforcer::{Check, Subject};
 
 /// The most argument text a plugin command takes, in bytes, summed over its arguments as
@@ -221,8 +221,13 @@ impl Runtime {
             self.authorise_command(caller, command).await?;
         }
         let target = format!("{}/{}", command.plugin, command.spec.tool);
+        let origin = if command.spec.require_auth {
+            Origin::Command
+        } else {
+            Origin::Direct
+        };
         Ok(self
-            .invoke(caller.actor, &target, json!({ "args": args }))
+            .invoke_as(caller.actor, &target, json!({ "args": args }), origin)
             .await?)
     }
 

@@ -31,11 +31,13 @@ use futures_util::FutureExt;
 use serde_json::{Value, json};
 use sigil_audit::{Actor, AuditSink, NewRecord, RecordKind, Verdict};
 use sigil_manifest::{HookEvent, Kind};
+use sigil_policy::Capability;
 
 use super::{InvokeError, Runtime, schema_errors};
+use crate::config::Config;
 use crate::events::Event;
 use crate::lifecycle::State;
-use crate::manager::{Manager, PluginEntry};
+use crate::manager::{Manager, PluginEntry, Source};
 use crate::tool::{Call, HookVerdict, ToolPlugin};
 
 /// How long a hook may run when its subscription sets no `timeout_ms`.
@@ -52,10 +54,12 @@ pub enum EmitError {
     BeforeEvent(HookEvent),
 }
 
-/// One subscribed hook plugin, ready to run.
+/// One subscribed hook plugin.
 struct Subscriber {
     entry: Arc<PluginEntry>,
-    plugin: Arc<dyn ToolPlugin>,
+    /// `None` when the plugin is not running (it failed to load or start): a before-hook that
+    /// cannot run denies, as one that fails does.
+    plugin: Option<Arc<dyn ToolPlugin>>,
     priority: i32,
     timeout: Duration,
 }
@@ -66,20 +70,30 @@ impl Subscriber {
     }
 }
 
-/// The running hook plugins subscribed to `event`, in the order they run: lower priority first,
-/// ties by plugin id.
-fn subscribers(manager: &Manager, event: HookEvent) -> Vec<Subscriber> {
+/// The hook plugins subscribed to `event`, in the order they run: lower priority first, ties
+/// by plugin id. A directory plugin's subscription counts only with the operator's consent to
+/// `hook.<event>` (given at install); compiled-in plugins are consented by construction. A
+/// subscriber that is not running is listed all the same unless it was stopped (disabled or
+/// removed), so that a guard that failed to load fails closed instead of vanishing.
+fn subscribers(manager: &Manager, config: &Config, event: HookEvent) -> Vec<Subscriber> {
+    let consented = Capability::parse(&format!("hook.{event}")).ok();
     let mut list: Vec<Subscriber> = manager
         .entries()
         .into_iter()
         .filter_map(|entry| {
-            if entry.lifecycle().state() != State::Running
-                || !entry.manifest().kinds().contains(&Kind::Hook)
-            {
+            if !entry.manifest().kinds().contains(&Kind::Hook) {
                 return None;
             }
             let subscription = *entry.manifest().hooks().iter().find(|h| h.event == event)?;
-            let plugin = entry.plugin.clone()?;
+            if let Source::Directory(_) = entry.source() {
+                let consent = config.consent(entry.manifest().id().as_str());
+                consent.find(consented.as_ref()?)?;
+            }
+            let plugin = match entry.lifecycle().state() {
+                State::Running => entry.plugin.clone(),
+                State::Stopped | State::Stopping | State::Draining => return None,
+                _ => None,
+            };
             Some(Subscriber {
                 plugin,
                 priority: subscription.priority,
@@ -153,7 +167,7 @@ impl Runtime {
         let event = HookEvent::BeforeToolExecute;
         let mut input = input;
         let mut asks = Vec::new();
-        for hook in subscribers(&self.manager, event) {
+        for hook in subscribers(&self.manager, &self.config(), event) {
             let started = Instant::now();
             let payload = call.payload(&input);
             let ran = self
@@ -237,7 +251,7 @@ impl Runtime {
     }
 
     async fn observe(&self, event: HookEvent, actor: &Actor, call_id: &str, payload: &Value) {
-        for hook in subscribers(&self.manager, event) {
+        for hook in subscribers(&self.manager, &self.config(), event) {
             let started = Instant::now();
             let ran = self.run_hook(&hook, event, payload, call_id, actor).await;
             let outcome = match ran {
@@ -284,7 +298,17 @@ impl Runtime {
             call_id,
             actor,
         );
-        let run = hook.plugin.on_event(&call, event, payload, hook.timeout);
+        let Some(plugin) = &hook.plugin else {
+            let state = hook.entry.lifecycle().state();
+            let why = hook
+                .entry
+                .lifecycle()
+                .error()
+                .map(|e| format!(": {}", clip(&e)))
+                .unwrap_or_default();
+            return Err(format!("failed: the hook plugin is {state}{why}"));
+        };
+        let run = plugin.on_event(&call, event, payload, hook.timeout);
         match tokio::time::timeout(hook.timeout, AssertUnwindSafe(run).catch_unwind()).await {
             Err(_) => Err(format!(
                 "timed out after {} ms (hooks.timeout_ms)",
@@ -408,8 +432,11 @@ fn patched_input(
 
 /// At most [`MAX_REASON_CHARS`] of a text a hook chose.
 fn clip(text: &str) -> String {
+    // A hook's reason is shown to people (approval listings, errors, the audit log): control
+    // characters (newlines, terminal escapes) could forge or hide what they see.
+    let text: String = text.chars().filter(|c| !c.is_control()).collect();
     if text.chars().count() <= MAX_REASON_CHARS {
-        return text.to_string();
+        return text;
     }
     let mut clipped: String = text.chars().take(MAX_REASON_CHARS).collect();
     clipped.push('…');
