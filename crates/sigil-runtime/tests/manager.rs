@@ -266,7 +266,8 @@ fn configuration_errors_name_the_file_table_and_value() {
         ("[workspaces\n", "line 1"),
         (
             "[audit]\ndurability = \"memory\"\n",
-            "unknown variant `memory`, expected `disk` or `process`",
+            // Where and what is expected, never the value: it might be a misplaced secret.
+            "line 2, column 14: unknown variant (value not shown), expected `disk` or `process`",
         ),
     ];
     for (text, expected) in table {
