@@ -676,3 +676,32 @@ fn a_python_hook_plugin_vetoes_and_patches_from_its_sandbox() {
         json!({ "text": "SHOUT" })
     );
 }
+
+#[test]
+fn a_hook_runs_only_with_the_operators_consent_to_its_event() {
+    let binaries = common::binaries();
+    let w = world(
+        &[hook(&binaries.hook, "guard", BEFORE)],
+        RestartPolicy::DEFAULT,
+    );
+    let vetoed = json!({ "key": "unconsented", "value": "x", "deny": "guard" });
+    assert!(matches!(
+        w.call("kv", vetoed.clone()),
+        Err(InvokeError::HookDenied { .. })
+    ));
+
+    // The operator withdraws the consent to `hook.*`: the guard no longer sees calls, so it
+    // neither vetoes this one nor records anything for it.
+    let config = w.root.join("home/sigil.toml");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[plugins.guard]\nconsent = [\"kv.*\", \"hook.*\"]",
+        "[plugins.guard]\nconsent = [\"kv.*\"]",
+    );
+    std::fs::write(&config, text).unwrap();
+    let operator = w.sigil.local_actor(None, None);
+    w.sigil.reload_config(&operator).unwrap();
+    let done = invoke(&w, "kv", vetoed).unwrap();
+    assert_eq!(done.output, json!({ "set": "unconsented" }));
+    assert!(hook_decisions_of(&w, &done.call_id).is_empty());
+    assert_eq!(stored(&w, "unconsented"), json!("x"));
+}
