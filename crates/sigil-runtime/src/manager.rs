@@ -143,6 +143,18 @@ impl PluginEntry {
         &self.trust
     }
 
+    /// The blast radius of `tool` that approvals go by: the manifest's `[actions.<tool>]`,
+    /// unless the plugin is `sandboxed`. A sandboxed plugin's manifest is a claim nobody
+    /// vouches for, so none is taken: its tools count at their widest (see
+    /// [`crate::ApprovalRule`]), and an unsigned plugin cannot call a destructive tool harmless
+    /// to skip an approval.
+    pub fn claimed_blast_radius(&self, tool: &str) -> Option<&sigil_manifest::BlastRadius> {
+        match self.trust {
+            Trust::Sandboxed => None,
+            _ => self.manifest.actions().get(tool),
+        }
+    }
+
     /// Its lifecycle.
     pub fn lifecycle(&self) -> &Lifecycle {
         &self.lifecycle

@@ -529,7 +529,7 @@ impl Runtime {
             Ok(admitted) => admitted,
             Err(error) => return Err(record.failure(Some(&version), error).await),
         };
-        let blast = entry.manifest().actions().get(tool);
+        let blast = entry.claimed_blast_radius(tool);
         let reasons: Vec<String> = self
             .approvals
             .required(plugin, tool, blast)

@@ -295,7 +295,7 @@ impl Runtime {
     pub fn approval_required(&self, plugin: &str, tool: &str) -> Option<String> {
         let entry = self.manager.get(plugin)?;
         self.approvals
-            .required(plugin, tool, entry.manifest().actions().get(tool))
+            .required(plugin, tool, entry.claimed_blast_radius(tool))
     }
 
     /// The calls waiting for a decision, oldest first.
