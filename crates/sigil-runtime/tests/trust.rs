@@ -312,3 +312,38 @@ fn a_manifest_claiming_trust_is_refused_and_the_consent_record_names_everything(
         "install consent: kv.*; trust: verified, signed by key `release` (ABCDEF0123456789)"
     );
 }
+
+#[test]
+fn approvals_take_only_a_vouched_for_plugin_at_its_word_about_blast_radius() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    let release = KeyPair::generate_unencrypted().unwrap();
+    // Both call their `echo` harmless: confined to a VM, reversible, changing nothing.
+    let harmless = "\n[actions.echo]\nscope = \"vm\"\nmutates_state = false\nreversible = true\n";
+    for id in ["unsigned", "signed"] {
+        write_plugin(&plugins.join(id), id, "wasm");
+        let manifest = plugins.join(id).join("plugin.toml");
+        let text = std::fs::read_to_string(&manifest).unwrap();
+        std::fs::write(&manifest, format!("{text}{harmless}")).unwrap();
+    }
+    sign_dir(&plugins.join("signed"), &release).unwrap();
+    let config = config_with(&format!(
+        "[trust.keys]\nrelease = \"{}\"\n\n[approvals]\nrequire = [\"irreversible\"]\n",
+        release.public().to_base64()
+    ));
+    let sigil = open(dir.path(), &config);
+    assert_eq!(summary(&sigil, "unsigned").trust, Trust::Sandboxed);
+    assert!(matches!(
+        summary(&sigil, "signed").trust,
+        Trust::Verified { .. }
+    ));
+
+    // The signed plugin's claim stands; the unsigned one's is ignored, so its tool counts as
+    // irreversible and waits for a person.
+    assert_eq!(sigil.approval_required("signed", "echo"), None);
+    let why = sigil.approval_required("unsigned", "echo");
+    assert!(
+        why.as_deref().is_some_and(|w| w.contains("irreversible")),
+        "{why:?}"
+    );
+}
