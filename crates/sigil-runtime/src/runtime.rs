@@ -561,7 +561,15 @@ impl Runtime {
                         "it changed while the call waited for approval; call again".into(),
                     ),
                 }),
-                Ok(()) => None,
+                // The policy may have changed while a person decided (a configuration reload
+                // revoking the caller's permission): the call goes on only if it would still
+                // be allowed. The refusal is recorded with the call's outcome.
+                Ok(()) => match self.enforcer.explain(&check) {
+                    Decision::Allow { .. } => None,
+                    Decision::Deny { rule } => Some(InvokeError::Denied {
+                        rule: format!("{rule} (checked again after the approval)"),
+                    }),
+                },
             };
             if let Some(error) = error {
                 return Err(record.failure(Some(&version), error).await);

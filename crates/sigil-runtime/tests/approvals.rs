@@ -589,3 +589,41 @@ fn approval_rules_are_checked_when_sigil_toml_loads() {
         sigil_runtime::DEFAULT_APPROVAL_TIMEOUT
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permission_revoked_while_a_call_waits_stops_it_after_the_approval() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sigil, journal) = open(dir.path(), 60_000);
+    let (call, approval) = held_call(&sigil, "probe/pipeline", json!({})).await;
+
+    // While a person decides, the operator takes the tool away from alice.
+    let revoked = config(60_000).replace(
+        "[users.alice]\npermissions = [\"*\"]",
+        "[users.alice]\npermissions = [\"kv.*\"]",
+    );
+    std::fs::write(dir.path().join("sigil.toml"), revoked).unwrap();
+    sigil.reload_config(&user("bob")).unwrap();
+    sigil
+        .decide_approval(&approval.id, ApprovalDecision::Approve, &user("bob"), None)
+        .await
+        .unwrap();
+
+    match call.await.unwrap() {
+        Err(InvokeError::Denied { rule }) => {
+            assert!(rule.contains("checked again after the approval"), "{rule}");
+        }
+        other => panic!("a call whose permission was revoked ran: {other:?}"),
+    }
+    assert!(journal.lock().unwrap().is_empty(), "the plugin was called");
+    let records = records_of(&sigil, &approval.call_id);
+    let last = records.last().unwrap();
+    assert_eq!(last.record.kind, RecordKind::Outcome);
+    assert!(
+        last.record
+            .outcome
+            .as_deref()
+            .is_some_and(|o| o.contains("checked again after the approval")),
+        "{:?}",
+        last.record.outcome
+    );
+}
