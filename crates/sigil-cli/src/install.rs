@@ -61,10 +61,8 @@ pub fn install(
             println!("trust: sandboxed (not signed by a key in the trust store; see `sigil trust`)")
         }
     }
-    if !(manifest.requested().is_empty() && manifest.hooks().is_empty())
-        && !yes
-        && !confirm(&format!("grant plugin `{id}` these capabilities?"))?
-    {
+    let asks_anything = !manifest.requested().is_empty() || !manifest.hooks().is_empty();
+    if asks_anything && !yes && !confirm(&format!("grant plugin `{id}` these capabilities?"))? {
         eprintln!("not installed: consent refused");
         return Ok(ExitCode::FAILURE);
     }
