@@ -143,17 +143,6 @@ impl Launch {
                 env.push((key, value));
             }
         }
-        if execution
-            .interpreter
-            .as_deref()
-            .is_some_and(|i| i.starts_with("python"))
-        {
-            // Python would run bytecode from `__pycache__` beside the sources, which a signed
-            // digest list leaves out: read and write bytecode only in the sandbox's private
-            // tmpfs, so only the signed sources run.
-            env.retain(|(k, _)| k != "PYTHONPYCACHEPREFIX");
-            env.push(("PYTHONPYCACHEPREFIX".into(), PYCACHE_PREFIX.into()));
-        }
         env.push(("SIGIL_PLUGIN_SOCKET".into(), PLUGIN_SOCKET.into()));
         env.push(("SIGIL_PLUGIN_ID".into(), manifest.id().to_string()));
         let limits = &execution.limits;
@@ -263,10 +252,6 @@ fn interpreter_path(interpreter: &str) -> Result<PathBuf, String> {
 const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
 /// The environment variable naming the host's Python interpreter to probe.
 pub(crate) const PYTHON_OVERRIDE: &str = "SIGIL_PYTHON";
-
-/// Where a Python plugin's bytecode cache lives: the sandbox's private tmpfs, never the plugin
-/// directory.
-const PYCACHE_PREFIX: &str = "/tmp/.sigil-pycache";
 
 /// An interpreter's runtime on the host: the program, its directories and its environment.
 #[derive(Debug, Clone, Default)]
