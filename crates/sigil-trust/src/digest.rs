@@ -40,7 +40,7 @@ impl DigestList {
     /// newline or backslash; [`TrustError::Io`] when something cannot be read.
     pub fn compute(dir: &Path) -> Result<DigestList, TrustError> {
         let mut files = BTreeMap::new();
-        walk(dir, "", &mut files)?;
+        walk(dir, "", &mut files, is_skipped)?;
         Ok(DigestList { files })
     }
 
@@ -120,13 +120,20 @@ impl DigestList {
     }
 
     /// Checks the files under `dir` against this list: every listed file present with its
-    /// digest, and no other file (the signature files and [`SKIPPED_NAMES`] aside).
+    /// digest, and no other file (the signature files and [`SKIPPED_NAMES`] aside, but for
+    /// `__pycache__`: bytecode there would run in place of the signed sources).
     ///
     /// # Errors
     /// [`TrustError::Tampered`] naming every file that changed, is missing or was added; the
     /// errors of [`DigestList::compute`].
     pub fn check(&self, dir: &Path) -> Result<(), TrustError> {
-        let actual = DigestList::compute(dir)?;
+        // Python runs bytecode it finds in `__pycache__` beside a source whose time and size
+        // match: such a file is never signed, so a signed plugin holding one is refused.
+        let mut files = BTreeMap::new();
+        walk(dir, "", &mut files, |name| {
+            is_skipped(name) && name != "__pycache__"
+        })?;
+        let actual = DigestList { files };
         let mut problems = Vec::new();
         for (file, digest) in &self.files {
             match actual.files.get(file) {
@@ -138,7 +145,11 @@ impl DigestList {
             }
         }
         for file in actual.files.keys() {
-            if !self.files.contains_key(file) {
+            if file.split('/').any(|part| part == "__pycache__") {
+                problems.push(format!(
+                    "{file} is bytecode, which is never signed: delete the __pycache__ directories"
+                ));
+            } else if !self.files.contains_key(file) {
                 problems.push(format!("{file} was added after signing"));
             }
         }
@@ -153,13 +164,18 @@ impl DigestList {
     }
 }
 
-fn walk(dir: &Path, prefix: &str, files: &mut BTreeMap<String, String>) -> Result<(), TrustError> {
+fn walk(
+    dir: &Path,
+    prefix: &str,
+    files: &mut BTreeMap<String, String>,
+    skipped: fn(&std::ffi::OsStr) -> bool,
+) -> Result<(), TrustError> {
     let entries = std::fs::read_dir(dir).map_err(|e| TrustError::io(dir, &e))?;
     for entry in entries {
         let entry = entry.map_err(|e| TrustError::io(dir, &e))?;
         let path = entry.path();
         let name = entry.file_name();
-        if is_skipped(&name) {
+        if skipped(&name) {
             continue;
         }
         let unsignable = |reason: &str| TrustError::Unsignable {
@@ -184,7 +200,7 @@ fn walk(dir: &Path, prefix: &str, files: &mut BTreeMap<String, String>) -> Resul
                 "is a symbolic link; a signed plugin may not contain links",
             ));
         } else if kind.is_dir() {
-            walk(&path, &format!("{relative}/"), files)?;
+            walk(&path, &format!("{relative}/"), files, skipped)?;
         } else if kind.is_file() {
             files.insert(relative, sha256_file(&path)?);
         } else {

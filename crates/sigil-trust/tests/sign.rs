@@ -16,10 +16,35 @@ fn plugin() -> tempfile::TempDir {
     std::fs::create_dir_all(dir.path().join("lib/sub")).unwrap();
     std::fs::write(dir.path().join("lib/sub/code.py"), "print('hi')\n").unwrap();
     std::fs::write(dir.path().join("main.py"), "import lib\n").unwrap();
-    // Left out wherever they appear, as install leaves them out.
-    std::fs::create_dir_all(dir.path().join("lib/__pycache__")).unwrap();
-    std::fs::write(dir.path().join("lib/__pycache__/x.pyc"), "junk").unwrap();
+    // Left out of the list wherever they appear, as install leaves them out.
+    std::fs::create_dir_all(dir.path().join("target/debug")).unwrap();
+    std::fs::write(dir.path().join("target/debug/build.log"), "junk").unwrap();
     dir
+}
+
+#[test]
+fn bytecode_planted_beside_signed_sources_is_refused() {
+    let dir = plugin();
+    // Left out of the signed list, as install does not copy it...
+    std::fs::create_dir_all(dir.path().join("lib/__pycache__")).unwrap();
+    std::fs::write(dir.path().join("lib/__pycache__/x.pyc"), "stale").unwrap();
+    let pair = KeyPair::generate_unencrypted().unwrap();
+    let signed = sign_dir(dir.path(), &pair).unwrap();
+    assert!(!signed.digests.contains("lib/__pycache__/x.pyc"));
+    // ...but Python would run it in place of the signed source, so a signed plugin holding
+    // any is refused until it is deleted.
+    let problems = tampered(verify_dir(dir.path(), &trusting("release", &pair)));
+    assert_eq!(
+        problems,
+        [
+            "lib/__pycache__/x.pyc is bytecode, which is never signed: delete the __pycache__ directories"
+        ]
+    );
+    std::fs::remove_dir_all(dir.path().join("lib/__pycache__")).unwrap();
+    assert!(matches!(
+        verify_dir(dir.path(), &trusting("release", &pair)).unwrap(),
+        Signature::Verified { .. }
+    ));
 }
 
 fn trusting(name: &str, pair: &KeyPair) -> TrustedKeys {
