@@ -115,6 +115,15 @@ pub struct ConfigChangeBody {
     pub file_changed: bool,
 }
 
+impl From<sigil_runtime::ConfigChange> for ConfigChangeBody {
+    fn from(change: sigil_runtime::ConfigChange) -> Self {
+        ConfigChangeBody {
+            plugins: change.plugins,
+            file_changed: change.file_changed,
+        }
+    }
+}
+
 /// What an approval changed.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ApprovalBody {

@@ -450,6 +450,14 @@ impl Config {
         self.consent.get(plugin).cloned().unwrap_or_default()
     }
 
+    /// Whether the operator consented to `capability` for `plugin`, without copying its
+    /// consent (for checks made on every call).
+    pub fn has_consent(&self, plugin: &str, capability: &sigil_policy::Capability) -> bool {
+        self.consent
+            .get(plugin)
+            .is_some_and(|set| set.find(capability).is_some())
+    }
+
     /// A plugin's own configuration as the plugin receives it: `[plugins.<id>.config]` as JSON
     /// (an empty object when none is given) with its stored secret fields merged in.
     ///

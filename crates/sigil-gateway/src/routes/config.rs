@@ -169,10 +169,7 @@ pub(crate) async fn update_plugin_config(
             .map_err(update_error)
     })
     .await?;
-    Ok(Json(ConfigChangeBody {
-        plugins: change.plugins,
-        file_changed: change.file_changed,
-    }))
+    Ok(Json(change.into()))
 }
 
 /// Reads sigil.toml again and puts it in force: plugins' configuration, workspaces, users and
@@ -204,8 +201,5 @@ pub(crate) async fn reload(
             .map_err(|e| update_error(ConfigUpdateError::Rejected(e)))
     })
     .await?;
-    Ok(Json(ConfigChangeBody {
-        plugins: change.plugins,
-        file_changed: change.file_changed,
-    }))
+    Ok(Json(change.into()))
 }

@@ -85,9 +85,10 @@ fn subscribers(manager: &Manager, config: &Config, event: HookEvent) -> Vec<Subs
                 return None;
             }
             let subscription = *entry.manifest().hooks().iter().find(|h| h.event == event)?;
-            if let Source::Directory(_) = entry.source() {
-                let consent = config.consent(entry.manifest().id().as_str());
-                consent.find(consented.as_ref()?)?;
+            if let Source::Directory(_) = entry.source()
+                && !config.has_consent(entry.manifest().id().as_str(), consented.as_ref()?)
+            {
+                return None;
             }
             let plugin = match entry.lifecycle().state() {
                 State::Running => entry.plugin.clone(),
