@@ -5,10 +5,26 @@
 use std::collections::{BTreeSet, HashMap};
 use std::process::Command;
 
+/// The triple of the machine the tests run on, as `rustc` names it.
+fn host_triple() -> String {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let output = Command::new(&rustc).arg("-vV").output().expect("rustc -vV runs");
+    let text = String::from_utf8(output.stdout).unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix("host: "))
+        .unwrap_or_else(|| panic!("`{rustc} -vV` names no host: {text}"))
+        .to_string()
+}
+
 /// Every package `root` depends on for its library (normal dependencies, transitively).
+///
+/// The graph is filtered to the host platform: resolving every platform's packages would
+/// need crates that a build never downloads (and so fail on a fresh machine), and a crate
+/// pulled in only on another platform cannot bend this build's layering anyway.
 fn closure(root: &str) -> BTreeSet<String> {
     let output = Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--offline"])
+        .args(["metadata", "--format-version", "1", "--locked"])
+        .args(["--filter-platform", &host_triple()])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("cargo metadata runs");
