@@ -154,13 +154,13 @@ async fn forward(
     let host = HeaderValue::from_str(&target.host_header())
         .map_err(|_| refuse(StatusCode::BAD_REQUEST, "the target is not a valid host"))?;
     headers.insert(HOST, host);
+    let path = parts.uri.path_and_query().map_or("/", |path| path.as_str());
     connection
         .policy
-        .inject(&target, &mut headers)
+        .inject(&target, path, &mut headers)
         .await
         .map_err(|reason| refuse(StatusCode::FORBIDDEN, &format!("refused: {reason}")))?;
 
-    let path = parts.uri.path_and_query().map_or("/", |path| path.as_str());
     let uri: Uri = path
         .parse()
         .map_err(|_| refuse(StatusCode::BAD_REQUEST, "the request path is not valid"))?;

@@ -24,7 +24,7 @@
 //!             Err(format!("net.connect:{target} is not granted"))
 //!         }
 //!     }
-//!     async fn inject(&self, _: &Target, _: &mut http::HeaderMap) -> Result<(), String> {
+//!     async fn inject(&self, _: &Target, _: &str, _: &mut http::HeaderMap) -> Result<(), String> {
 //!         Ok(())
 //!     }
 //! }
@@ -85,14 +85,20 @@ pub trait EgressPolicy: Send + Sync + fmt::Debug + 'static {
     /// `Err(reason)` denies; the client gets `403` with the reason.
     async fn connect(&self, target: &Target) -> Result<(), String>;
 
-    /// For a plain-HTTP request to an allowed target: replace secret placeholders in header
-    /// values (the implementation knows which placeholders it issued).
+    /// For a plain-HTTP request to an allowed target, for `path` (its path and query): replace
+    /// secret placeholders in header values (the implementation knows which placeholders it
+    /// issued, and the destinations each secret is bound to).
     ///
     /// # Errors
     ///
     /// `Err(reason)` refuses the request; the client gets `403` with the reason, which must not
     /// contain a secret.
-    async fn inject(&self, target: &Target, headers: &mut http::HeaderMap) -> Result<(), String>;
+    async fn inject(
+        &self,
+        target: &Target,
+        path: &str,
+        headers: &mut http::HeaderMap,
+    ) -> Result<(), String>;
 }
 
 /// What went wrong starting the proxy.
@@ -170,17 +176,19 @@ impl Default for Options {
 }
 
 /// Replaces every placeholder starting with `prefix` in `headers`' values by what `lookup`
-/// returns for it, and marks the changed values sensitive. A helper for [`EgressPolicy::inject`]
-/// implementations; a placeholder runs from `prefix` over ASCII letters, digits and `-`.
+/// returns for it (given the header's name and the placeholder), and marks the changed values
+/// sensitive. A helper for [`EgressPolicy::inject`] implementations and the other tiers' HTTP
+/// hosts; a placeholder runs from `prefix` over ASCII letters, digits and `-`.
 ///
 /// # Errors
 ///
-/// Names the header whose placeholder `lookup` does not know, or whose value would not be a
-/// valid header value after replacement. The message never contains a secret.
+/// The first refusal of `lookup` (a placeholder not issued, or a secret not bound to this
+/// destination or header), or a header whose value would not be a valid header value after
+/// replacement. The message never contains a secret.
 pub fn replace_placeholders(
     headers: &mut http::HeaderMap,
     prefix: &str,
-    mut lookup: impl FnMut(&str) -> Option<String>,
+    mut lookup: impl FnMut(&http::HeaderName, &str) -> Result<String, String>,
 ) -> Result<(), String> {
     if prefix.is_empty() {
         return Err("the placeholder prefix is empty".into());
@@ -199,10 +207,7 @@ pub fn replace_placeholders(
                 .find(|c: char| !c.is_ascii_alphanumeric() && c != '-')
                 .unwrap_or(tail.len());
             let placeholder = &rest[at..at + prefix.len() + len];
-            let secret = lookup(placeholder).ok_or_else(|| {
-                format!("header `{name}` holds a secret placeholder that was not issued")
-            })?;
-            out.push_str(&secret);
+            out.push_str(&lookup(name, placeholder)?);
             rest = &tail[len..];
         }
         out.push_str(rest);

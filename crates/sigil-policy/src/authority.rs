@@ -131,6 +131,12 @@ pub enum DenyRule {
         /// The parse error.
         error: String,
     },
+    /// A secret would be sent to a destination it is not bound to (`[secrets.NAME]
+    /// destinations`), although the grants allow both the secret and the connection.
+    SecretNotBound {
+        /// Which secret, where the request was going and where it may go, without its value.
+        reason: String,
+    },
     /// The decision's audit record could not be written, so the call is refused.
     AuditFailed {
         /// The storage error.
@@ -287,6 +293,7 @@ impl fmt::Display for DenyRule {
                 Level::User => write!(f, "user `{holder}` does not hold it"),
             },
             DenyRule::InvalidCapability { error } => write!(f, "invalid capability: {error}"),
+            DenyRule::SecretNotBound { reason } => f.write_str(reason),
             DenyRule::AuditFailed { error } => {
                 write!(
                     f,

@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full, Limited};
-use sigil_runtime::{Actor, Call, Check, Enforcer, SecretValue, Subject, ToolError};
+use sigil_runtime::{
+    Actor, BoundSecret, Call, Check, Enforcer, OutboundRequest, Subject, ToolError,
+};
 use tonic::{Request, Response, Status};
 
 use crate::proto;
@@ -27,7 +29,7 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone)]
 struct InFlight {
     call: Call,
-    placeholders: Arc<Mutex<HashMap<String, SecretValue>>>,
+    placeholders: Arc<Mutex<HashMap<String, BoundSecret>>>,
     /// Pipeline steps of this call now running (validate-pre, invoke, ...).
     steps: usize,
 }
@@ -268,18 +270,41 @@ impl Host for HostService {
     }
 }
 
-/// Replaces the placeholders `flight` was issued in `headers`' values.
-fn inject(flight: &InFlight, headers: &mut http::HeaderMap) -> Result<(), String> {
-    let issued = flight
-        .placeholders
-        .lock()
-        .map_err(|_| "secret placeholders lock poisoned".to_string())?;
-    sigil_egress::replace_placeholders(headers, PLACEHOLDER_PREFIX, |placeholder| {
-        issued
-            .get(placeholder)
-            .map(|secret| secret.expose().to_string())
-    })
-    .map_err(|e| format!("denied: {e}"))
+/// Replaces the placeholders `flight` was issued in `headers`' values, each only in a request
+/// to a destination (and header) its secret is bound to. A refusal is recorded as a deny of
+/// the secret for this call.
+async fn inject(
+    flight: &InFlight,
+    to: &OutboundRequest<'_>,
+    headers: &mut http::HeaderMap,
+) -> Result<(), String> {
+    let mut refused: Option<(BoundSecret, String)> = None;
+    let replaced = {
+        let issued = flight
+            .placeholders
+            .lock()
+            .map_err(|_| "secret placeholders lock poisoned".to_string())?;
+        sigil_egress::replace_placeholders(headers, PLACEHOLDER_PREFIX, |name, placeholder| {
+            let secret = issued.get(placeholder).ok_or_else(|| {
+                format!("header `{name}` holds a secret placeholder that was not issued")
+            })?;
+            match secret.value_for(to, name.as_str()) {
+                Ok(value) => Ok(value.to_string()),
+                Err(reason) => {
+                    refused = Some((secret.clone(), reason.clone()));
+                    Err(reason)
+                }
+            }
+        })
+    };
+    match (replaced, refused) {
+        (Ok(()), _) => Ok(()),
+        (Err(_), Some((secret, reason))) => Err(format!(
+            "denied: {}",
+            error_text(flight.call.refuse_secret(&secret, reason).await)
+        )),
+        (Err(error), None) => Err(format!("denied: {error}")),
+    }
 }
 
 /// Sends one HTTP request for a plugin.
@@ -334,8 +359,13 @@ async fn send(
             .map_err(|_| format!("header `{name}` has an invalid value"))?;
         headers.append(name, value);
     }
-    inject(flight, &mut headers)?;
     let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+    let to = OutboundRequest {
+        host: &host_text,
+        port,
+        path: &path,
+    };
+    inject(flight, &to, &mut headers).await?;
     let mut outgoing = http::Request::builder()
         .method(method)
         .uri(path)
@@ -497,9 +527,15 @@ impl sigil_egress::EgressPolicy for Egress {
     async fn inject(
         &self,
         target: &sigil_egress::Target,
+        path: &str,
         headers: &mut http::HeaderMap,
     ) -> Result<(), String> {
         let flight = self.calls.for_egress(target.call.as_deref())?;
-        inject(&flight, headers)
+        let to = OutboundRequest {
+            host: &target.host,
+            port: target.port,
+            path,
+        };
+        inject(&flight, &to, headers).await
     }
 }

@@ -6,6 +6,7 @@
 mod common;
 
 use serde_json::json;
+use sigil_audit::{Filter, Verdict};
 use sigil_runtime::State;
 
 use common::{SECRET, Setup, World};
@@ -198,4 +199,98 @@ fn http_through_the_host_is_checked_and_gets_the_secret_injected() {
     let error = w.error_of("fetch", json!({ "url": "http://127.0.0.1:9/x" }));
     assert!(error.contains("denied"), "{error}");
     assert!(w.denials().contains(&"net.connect:127.0.0.1:9".to_string()));
+}
+
+/// A secret is bound to its destinations in `sigil.toml`: granting its use and a network
+/// destination is not enough to send it there. Each refusal happens before anything leaves
+/// the host, and is a deny of `secret.use:<name>` in the audit log.
+#[test]
+fn a_secret_is_injected_only_into_requests_to_the_destination_it_is_bound_to() {
+    let binaries = common::binaries();
+    let probe = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (port, heads) = probe.block_on(http_server(1));
+    let request =
+        format!(r#"{{ capability = "net.connect:127.0.0.1:{port}", reason = "fetches" }}"#);
+    let elsewhere = r#"{ capability = "secret.use:elsewhere", reason = "elsewhere" }"#;
+    let consent = format!("net.connect:127.0.0.1:{port}");
+    let mut setup = Setup::new("fetcher", &binaries.echo);
+    let requests = [request.as_str(), elsewhere];
+    let consents = [consent.as_str(), "secret.use:elsewhere"];
+    setup.requests = &requests;
+    setup.consent = &consents;
+    let w = common::open(&setup);
+    w.assert_running();
+    let base = format!("http://127.0.0.1:{port}");
+
+    // (input, what the refusal names) for requests the grants allow but the binding does not.
+    let refused = [
+        // Another path on the bound host: an echo endpoint would hand the value back.
+        (
+            json!({ "url": format!("{base}/echo"), "secret": "token" }),
+            "/echo",
+        ),
+        (
+            json!({ "url": format!("{base}/weather/../echo"), "secret": "token" }),
+            "/echo",
+        ),
+        (
+            json!({ "url": format!("{base}/weather%2F..%2Fecho"), "secret": "token" }),
+            "weather%2F",
+        ),
+        // The bound path, but a header the secret is not bound to (one a server may echo).
+        (
+            json!({ "url": format!("{base}/weather"), "secret": "token", "secret_header": "x-echo" }),
+            "header x-echo",
+        ),
+        // A secret bound to another host, sent to one the plugin may reach.
+        (
+            json!({ "url": format!("{base}/weather"), "secret": "elsewhere" }),
+            "api.example.invalid",
+        ),
+    ];
+    for (input, named) in refused {
+        let before = w.denials().len();
+        let error = w.error_of("fetch", input.clone());
+        assert!(
+            error.contains("denied") && error.contains("not bound"),
+            "{input}: {error}"
+        );
+        assert!(error.contains(named), "{input}: {error}");
+        assert!(!error.contains(SECRET), "{error}");
+        let denials = w.records(Filter {
+            decision: Some(Verdict::Deny),
+            ..Filter::default()
+        });
+        assert_eq!(denials.len(), before + 1, "{input}: one deny recorded");
+        let last = denials.last().unwrap();
+        assert!(
+            last.record
+                .capability
+                .as_deref()
+                .is_some_and(|c| c.starts_with("secret.use:")),
+            "{last:?}"
+        );
+        assert!(last.record.rule.contains("not bound"), "{last:?}");
+        assert!(
+            heads.try_recv().is_err(),
+            "{input}: nothing reached the server"
+        );
+    }
+
+    // The bound destination still gets it.
+    let out = w.ok(
+        "fetch",
+        json!({ "url": format!("{base}/weather"), "secret": "token" }),
+    );
+    assert_eq!(out["status"], 200, "{out}");
+    let head = heads.recv().unwrap();
+    assert!(
+        head.to_lowercase()
+            .contains(&format!("authorization: bearer {}", SECRET.to_lowercase())),
+        "{head}"
+    );
 }

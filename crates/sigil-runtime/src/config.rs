@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use sigil_policy::{CapabilitySet, Pattern, Scope};
 
 use crate::approvals::{ApprovalRule, DEFAULT_APPROVAL_TIMEOUT};
+use crate::secret_binding::{BoundSecret, SecretDestination};
 use crate::secrets::PluginSecrets;
 
 /// What a secret field of a plugin's configuration shows instead of its value wherever the
@@ -156,6 +157,7 @@ pub struct Config {
     trust: crate::trust::TrustPolicy,
     approval_rules: Vec<ApprovalRule>,
     plugin_secrets: Arc<PluginSecrets>,
+    secret_destinations: BTreeMap<String, Arc<[SecretDestination]>>,
 }
 
 impl std::fmt::Debug for Config {
@@ -266,27 +268,44 @@ struct RawPluginConfig {
     config: Option<toml::Table>,
 }
 
-/// Where a secret's value comes from. Values never appear in a plugin's sandbox: they are
-/// injected by the host at the boundary (an HTTP header on an allowed request).
+/// A `[secrets]` entry: where its value comes from (exactly one of `env`, `file`, `value`) and
+/// the destinations it may be sent to ([`crate::secret_binding`]). Values never appear in a
+/// plugin's sandbox: they are injected by the host at the boundary (an HTTP header on an
+/// allowed request to a bound destination).
 #[derive(Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, rename_all = "lowercase")]
-enum RawSecret {
+#[serde(deny_unknown_fields)]
+struct RawSecret {
     /// An environment variable of the Sigil process.
-    Env(String),
+    env: Option<String>,
     /// A file holding the value (trailing newline removed).
-    File(PathBuf),
+    file: Option<PathBuf>,
     /// The value itself. Prefer `env` or `file`: this one sits in sigil.toml in clear text.
-    Value(String),
+    value: Option<String>,
+    /// Where the secret may be sent. Required: a secret bound nowhere could go anywhere a
+    /// plugin's network grants reach.
+    #[serde(default)]
+    destinations: Vec<RawDestination>,
 }
 
 impl std::fmt::Debug for RawSecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RawSecret::Env(var) => f.debug_tuple("Env").field(var).finish(),
-            RawSecret::File(path) => f.debug_tuple("File").field(path).finish(),
-            RawSecret::Value(_) => f.write_str("Value(<secret>)"),
-        }
+        f.debug_struct("RawSecret")
+            .field("env", &self.env)
+            .field("file", &self.file)
+            .field("value", &self.value.as_ref().map(|_| SECRET_MARKER))
+            .field("destinations", &self.destinations)
+            .finish()
     }
+}
+
+/// One `destinations` entry of a secret.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawDestination {
+    host: String,
+    port: Option<u16>,
+    header: Option<String>,
+    path: Option<String>,
 }
 
 /// A configuration file that could not be read or is invalid.
@@ -407,6 +426,12 @@ impl Config {
             }
         }
         let trust = crate::trust::TrustPolicy::from_raw(&raw.trust).map_err(error)?;
+        let secret_destinations = raw
+            .secrets
+            .iter()
+            .map(|(name, secret)| Ok((name.clone(), secret_destinations(name, secret)?)))
+            .collect::<Result<_, String>>()
+            .map_err(error)?;
         Ok(Config {
             raw,
             source: text.to_string(),
@@ -417,6 +442,7 @@ impl Config {
             plugin_secrets: Arc::default(),
             approval_rules,
             trust,
+            secret_destinations,
         })
     }
 
@@ -535,25 +561,39 @@ impl Config {
         self
     }
 
-    /// Reads the value of secret `name`.
+    /// Reads the value of secret `name`, with the destinations it is bound to.
     ///
     /// # Errors
     /// When no such secret is configured or its source cannot be read. The error never
     /// contains the value.
-    pub fn secret(&self, name: &str) -> Result<SecretValue, String> {
-        let source =
-            self.raw.secrets.get(name).ok_or_else(|| {
-                format!("no secret `{name}` is configured in sigil.toml [secrets]")
-            })?;
-        let value = match source {
-            RawSecret::Env(var) => std::env::var(var)
+    pub fn secret(&self, name: &str) -> Result<BoundSecret, String> {
+        let (Some(source), Some(destinations)) = (
+            self.raw.secrets.get(name),
+            self.secret_destinations.get(name),
+        ) else {
+            return Err(format!(
+                "no secret `{name}` is configured in sigil.toml [secrets]"
+            ));
+        };
+        let value = match (&source.env, &source.file, &source.value) {
+            (Some(var), None, None) => std::env::var(var)
                 .map_err(|_| format!("secret `{name}`: environment variable `{var}` is not set"))?,
-            RawSecret::File(path) => std::fs::read_to_string(path)
+            (None, Some(path), None) => std::fs::read_to_string(path)
                 .map(|v| v.trim_end_matches(['\r', '\n']).to_string())
                 .map_err(|e| format!("secret `{name}`: {}: {e}", path.display()))?,
-            RawSecret::Value(value) => value.clone(),
+            (None, None, Some(value)) => value.clone(),
+            // Refused when the configuration was parsed.
+            _ => {
+                return Err(format!(
+                    "secret `{name}`: give exactly one of env, file, value"
+                ));
+            }
         };
-        Ok(SecretValue(value))
+        Ok(BoundSecret::new(
+            name,
+            SecretValue(value),
+            destinations.clone(),
+        ))
     }
 
     /// `[trust]`: the trusted keys and the tiers each trust level may run in.
@@ -703,9 +743,74 @@ pub(crate) fn take_field(config: &mut serde_json::Value, field: &str) -> Option<
     holder.as_object_mut()?.remove(last)
 }
 
+/// Validates a `[secrets]` entry: one source, and at least one destination.
+fn secret_destinations(name: &str, secret: &RawSecret) -> Result<Arc<[SecretDestination]>, String> {
+    let sources = [
+        secret.env.is_some(),
+        secret.file.is_some(),
+        secret.value.is_some(),
+    ];
+    if sources.iter().filter(|s| **s).count() != 1 {
+        return Err(format!(
+            "secrets.{name}: give exactly one of `env`, `file` or `value`"
+        ));
+    }
+    if secret.destinations.is_empty() {
+        return Err(format!(
+            "secrets.{name}: no `destinations`: a secret is injected only into requests to the \
+             destinations bound to it, e.g. destinations = [{{ host = \"api.example.com\", \
+             header = \"authorization\" }}]"
+        ));
+    }
+    secret
+        .destinations
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            SecretDestination::parse(
+                &d.host,
+                d.port,
+                d.header.as_deref(),
+                d.path.as_deref(),
+                &format!("secrets.{name}.destinations[{i}]"),
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod value_tests {
     use super::without_values;
+
+    #[test]
+    fn a_secret_must_name_one_source_and_the_destinations_it_may_be_sent_to() {
+        let cases = [
+            (
+                "[secrets.t]\nvalue = \"v\"\n",
+                "secrets.t: no `destinations`",
+            ),
+            (
+                "[secrets.t]\nvalue = \"v\"\nenv = \"E\"\ndestinations = [{ host = \"a.example\" }]\n",
+                "secrets.t: give exactly one of",
+            ),
+            (
+                "[secrets.t]\nvalue = \"v\"\ndestinations = [{ host = \"a.example\", path = \"x\" }]\n",
+                "secrets.t.destinations[0].path",
+            ),
+        ];
+        for (text, expected) in cases {
+            let error = super::Config::parse(text, std::path::Path::new("sigil.toml"))
+                .err()
+                .map(|e| e.message)
+                .unwrap_or_default();
+            assert!(error.starts_with(expected), "{text}: {error}");
+        }
+        let config = super::Config::parse(
+            "[secrets.t]\nvalue = \"v\"\ndestinations = [{ host = \"a.example\" }]\n",
+            std::path::Path::new("sigil.toml"),
+        );
+        assert!(config.is_ok_and(|c| c.secret("t").is_ok_and(|s| s.destinations().len() == 1)));
+    }
 
     #[test]
     fn parse_errors_never_quote_a_value() {

@@ -184,6 +184,24 @@ impl Enforcer {
         }
     }
 
+    /// Records a deny that the host decided on top of the grants (a secret sent where it is
+    /// not bound), as one audit record like any decision. Returns the deny, or the
+    /// audit-failure deny when it cannot be written.
+    pub async fn record_refusal(&self, check: &Check<'_>, rule: DenyRule) -> Decision {
+        let version = self.state.read().ok().and_then(|state| {
+            state
+                .plugins
+                .get(check.subject.plugin())
+                .map(|p| p.version.clone())
+        });
+        let decision = Decision::Deny { rule };
+        let pending = self.audit.submit(record(check, &decision, version));
+        match pending.await {
+            Ok(seq) => self.published(check, decision, seq),
+            Err(error) => audit_failed(check, error.to_string()),
+        }
+    }
+
     /// [`Enforcer::check`] for threads outside an async runtime.
     pub fn check_blocking(&self, check: &Check<'_>) -> Decision {
         let (decision, version) = self.decide(check);

@@ -14,6 +14,7 @@ mod kv;
 mod lifecycle;
 mod manager;
 mod runtime;
+mod secret_binding;
 mod secrets;
 mod tool;
 mod trust;
@@ -37,6 +38,7 @@ pub use runtime::{
     InvokeError, MAX_COMMAND_ARGS_BYTES, OpenError, PluginCommand, Runtime, Step, ToolListing,
     clean_command_args,
 };
+pub use secret_binding::{BoundSecret, OutboundRequest, SecretDestination};
 pub use tool::{Call, HeldTool, HookVerdict, Steps, ToolDescriptor, ToolError, ToolPlugin};
 pub use trust::{Trust, TrustPolicy, consent_record, directory_trust};
 

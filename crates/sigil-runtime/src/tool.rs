@@ -6,14 +6,15 @@ use serde::Serialize;
 use serde_json::Value;
 use sigil_audit::Actor;
 use sigil_manifest::HookEvent;
-use sigil_policy::{Capability, Decision};
+use sigil_policy::{Capability, Decision, DenyRule};
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{Config, SecretValue};
+use crate::config::Config;
 use crate::enforcer::{Check, Enforcer, Subject};
 use crate::kv::KvStore;
+use crate::secret_binding::BoundSecret;
 
 /// What a tool is: shown to agents and operators, and used to validate calls.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -230,14 +231,48 @@ impl Call {
         self.inner.config.plugin_config(&self.inner.plugin)
     }
 
-    /// The value of secret `name`, after `secret.use:<name>`: for host code that injects it at
-    /// a boundary. Never hand it to the plugin.
+    /// The value of secret `name` and the destinations it is bound to, after
+    /// `secret.use:<name>`: for host code that injects it at a boundary, and only into a request
+    /// [`BoundSecret::value_for`] admits (a refusal is recorded with [`Call::refuse_secret`]).
+    /// Never hand it to the plugin.
     ///
     /// # Errors
     /// Denied, or the secret is not configured or cannot be read.
-    pub async fn secret(&self, name: &str) -> Result<SecretValue, ToolError> {
+    pub async fn secret(&self, name: &str) -> Result<BoundSecret, ToolError> {
         self.authorize(&format!("secret.use:{name}")).await?;
         self.inner.config.secret(name).map_err(ToolError::Failed)
+    }
+}
+
+impl Call {
+    /// Records that `secret` was not sent to a destination it is not bound to, as a deny of
+    /// `secret.use:<name>` for this call, and returns the error to end the request with.
+    /// `reason` comes from [`BoundSecret::value_for`] and never holds the value.
+    pub async fn refuse_secret(&self, secret: &BoundSecret, reason: String) -> ToolError {
+        let capability_text = format!("secret.use:{}", secret.name());
+        let Ok(capability) = Capability::parse(&capability_text) else {
+            return ToolError::Denied {
+                capability: capability_text,
+                rule: reason,
+            };
+        };
+        let check = Check {
+            subject: Subject::Plugin(&self.inner.plugin),
+            capability: &capability,
+            actor: &self.inner.actor,
+            call_id: Some(&self.inner.call_id),
+        };
+        let rule = DenyRule::SecretNotBound { reason };
+        match self.inner.enforcer.record_refusal(&check, rule).await {
+            Decision::Deny { rule } => ToolError::Denied {
+                capability: capability_text,
+                rule: rule.to_string(),
+            },
+            Decision::Allow { .. } => ToolError::Denied {
+                capability: capability_text,
+                rule: "refused".into(),
+            },
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use http_body_util::BodyExt;
-use sigil_runtime::{Call, SecretValue, ToolError};
+use sigil_runtime::{BoundSecret, Call, OutboundRequest, ToolError};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
@@ -16,7 +16,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpVi
 use crate::bindings::sigil::plugin::{config, kv, log, secrets, types};
 
 /// Secret placeholders handed out during one call, mapped to their values.
-pub(crate) type Placeholders = Arc<Mutex<HashMap<String, SecretValue>>>;
+pub(crate) type Placeholders = Arc<Mutex<HashMap<String, BoundSecret>>>;
 
 /// The prefix of every secret placeholder.
 pub(crate) const PLACEHOLDER_PREFIX: &str = "sigil-secret-";
@@ -179,7 +179,8 @@ impl WasiHttpHooks for HttpHooks {
     /// # Security
     /// Every request is checked against `net.connect:<host>:<port>` (audited) before anything
     /// leaves the host. Only then are placeholders in header values replaced by secret
-    /// values; a placeholder this call did not issue makes the request fail.
+    /// values, each only where its secret is bound (a refusal is audited); a placeholder this
+    /// call did not issue makes the request fail.
     fn send_request(
         &mut self,
         request: http::Request<wasmtime_wasi_http::WasiBody>,
@@ -202,7 +203,16 @@ impl WasiHttpHooks for HttpHooks {
             call.authorize(&format!("net.connect:{host}:{port}"))
                 .await
                 .map_err(|_| Error::HttpRequestDenied)?;
-            inject_secrets(request.headers_mut(), &placeholders)?;
+            let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+            let to = OutboundRequest {
+                host: &host,
+                port,
+                path: &path,
+            };
+            let mut headers = std::mem::take(request.headers_mut());
+            let injected = inject_secrets(&call, &to, &mut headers, &placeholders).await;
+            *request.headers_mut() = headers;
+            injected?;
             let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
             Ok((
                 response.map(BodyExt::boxed_unsync),
@@ -212,33 +222,40 @@ impl WasiHttpHooks for HttpHooks {
     }
 }
 
-fn inject_secrets(
+/// Replaces the placeholders this call was issued in `headers`' values, each only in a request
+/// to a destination (and header) its secret is bound to; a refusal is recorded as a deny of
+/// the secret for this call.
+async fn inject_secrets(
+    call: &Call,
+    to: &OutboundRequest<'_>,
     headers: &mut http::HeaderMap,
     placeholders: &Placeholders,
 ) -> wasmtime_wasi_http::Result<()> {
     use wasmtime_wasi_http::Error;
-    let issued = placeholders
-        .lock()
-        .map_err(|_| Error::InternalError(None))?;
-    for value in headers.values_mut() {
-        let Ok(text) = value.to_str() else { continue };
-        if !text.contains(PLACEHOLDER_PREFIX) {
-            continue;
+    let mut refused: Option<(BoundSecret, String)> = None;
+    let replaced = {
+        let issued = placeholders
+            .lock()
+            .map_err(|_| Error::InternalError(None))?;
+        sigil_egress::replace_placeholders(headers, PLACEHOLDER_PREFIX, |name, placeholder| {
+            let secret = issued.get(placeholder).ok_or_else(|| {
+                format!("header `{name}` holds a secret placeholder that was not issued")
+            })?;
+            match secret.value_for(to, name.as_str()) {
+                Ok(value) => Ok(value.to_string()),
+                Err(reason) => {
+                    refused = Some((secret.clone(), reason.clone()));
+                    Err(reason)
+                }
+            }
+        })
+    };
+    if replaced.is_err() {
+        if let Some((secret, reason)) = refused {
+            let error = call.refuse_secret(&secret, reason).await;
+            tracing::warn!(plugin = call.plugin(), call_id = call.call_id(), %error, "secret not injected");
         }
-        let mut replaced = text.to_string();
-        while let Some(at) = replaced.find(PLACEHOLDER_PREFIX) {
-            let end = replaced[at..]
-                .find(|c: char| !c.is_ascii_alphanumeric() && c != '-')
-                .map_or(replaced.len(), |n| at + n);
-            let secret = issued
-                .get(&replaced[at..end])
-                .ok_or(Error::HttpRequestDenied)?;
-            replaced.replace_range(at..end, secret.expose());
-        }
-        let mut header =
-            http::HeaderValue::from_str(&replaced).map_err(|_| Error::HttpRequestDenied)?;
-        header.set_sensitive(true);
-        *value = header;
+        return Err(Error::HttpRequestDenied);
     }
     Ok(())
 }

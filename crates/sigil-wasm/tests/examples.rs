@@ -128,6 +128,7 @@ config = {{ base_url = "http://127.0.0.1:{port}" }}
 
 [secrets.api_token]
 value = "{TOKEN}"
+destinations = [{{ host = "127.0.0.1", header = "authorization", path = "/status" }}]
 "#
         ),
     );

@@ -91,6 +91,7 @@ consent = {consent}
 
 [secrets.token]
 value = "{SECRET}"
+destinations = [{{ host = "api.example.invalid" }}]
 "#
         ),
     )

@@ -91,10 +91,15 @@ allow = ["*"]
 permissions = ["*"]
 
 [plugins.fetcher]
-consent = ["net.connect:127.0.0.1:*", "secret.use:token"]
+consent = ["net.connect:127.0.0.1:*", "secret.use:token", "secret.use:elsewhere"]
 
 [secrets.token]
 value = "{SECRET}"
+destinations = [{{ host = "127.0.0.1", header = "authorization", path = "/ping" }}]
+
+[secrets.elsewhere]
+value = "{SECRET}"
+destinations = [{{ host = "api.example.invalid", header = "authorization" }}]
 "#
         ),
     )
@@ -274,4 +279,76 @@ fn a_secret_it_was_not_granted_is_refused() {
     .unwrap_err()
     .to_string();
     assert!(error.contains("denied"), "{error}");
+}
+
+/// A secret is bound to its destinations in `sigil.toml`: granting its use and the network is
+/// not enough to send it elsewhere. Each refusal happens before anything leaves the host and
+/// is a deny of `secret.use:<name>` in the audit log.
+#[test]
+fn a_secret_is_injected_only_into_requests_to_the_destination_it_is_bound_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let (port, heads) = rt.block_on(server(1));
+    let sigil = open(
+        dir.path(),
+        r#"{ capability = "net.connect:127.0.0.1:*", reason = "r" }, { capability = "secret.use:token", reason = "r" }, { capability = "secret.use:elsewhere", reason = "r" }"#,
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let refused = [
+        json!({ "url": format!("{base}/echo"), "secret": "token" }),
+        json!({ "url": format!("{base}/ping/../echo"), "secret": "token" }),
+        json!({ "url": format!("{base}/ping%2F..%2Fecho"), "secret": "token" }),
+        json!({ "url": format!("{base}/ping"), "secret": "elsewhere" }),
+    ];
+    for input in refused {
+        let denied_before = denials(&sigil).len();
+        let error = get(&sigil, &rt, input.clone()).unwrap_err().to_string();
+        assert!(
+            error.to_ascii_lowercase().contains("denied"),
+            "{input}: {error}"
+        );
+        let denied = denials(&sigil);
+        assert_eq!(
+            denied.len(),
+            denied_before + 1,
+            "{input}: one deny recorded"
+        );
+        let last = denied.last().unwrap();
+        assert!(
+            last.record
+                .capability
+                .as_deref()
+                .is_some_and(|c| c.starts_with("secret.use:")),
+            "{last:?}"
+        );
+        assert!(last.record.rule.contains("not bound"), "{last:?}");
+        assert!(
+            heads.try_recv().is_err(),
+            "{input}: nothing reached the server"
+        );
+    }
+    let out = get(
+        &sigil,
+        &rt,
+        json!({ "url": format!("{base}/ping"), "secret": "token" }),
+    )
+    .unwrap();
+    assert_eq!(out["status"], 200, "{out}");
+    let head = heads
+        .recv_timeout(std::time::Duration::from_secs(5))
+        .unwrap();
+    assert!(
+        head.contains(SECRET),
+        "the bound destination gets the value: {head}"
+    );
+}
+
+fn denials(sigil: &Runtime) -> Vec<sigil_audit::Record> {
+    sigil
+        .audit()
+        .query(&Filter {
+            decision: Some(Verdict::Deny),
+            ..Filter::default()
+        })
+        .unwrap()
 }

@@ -71,8 +71,17 @@ impl EgressPolicy for AllowList {
         }
     }
 
-    async fn inject(&self, _target: &Target, headers: &mut http::HeaderMap) -> Result<(), String> {
-        sigil_egress::replace_placeholders(headers, PREFIX, |p| self.secrets.get(p).cloned())
+    async fn inject(
+        &self,
+        _target: &Target,
+        _path: &str,
+        headers: &mut http::HeaderMap,
+    ) -> Result<(), String> {
+        sigil_egress::replace_placeholders(headers, PREFIX, |name, p| {
+            self.secrets.get(p).cloned().ok_or_else(|| {
+                format!("header `{name}` holds a secret placeholder that was not issued")
+            })
+        })
     }
 }
 

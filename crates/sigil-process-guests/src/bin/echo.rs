@@ -108,7 +108,8 @@ fn main() -> Result<(), sigil_process_kit::KitError> {
             let mut headers = Vec::new();
             if let Some(name) = input["secret"].as_str() {
                 let placeholder = ctx.secret_ref(name).await?;
-                headers.push(("authorization".to_string(), format!("Bearer {placeholder}").into_bytes()));
+                let header = input["secret_header"].as_str().unwrap_or("authorization");
+                headers.push((header.to_string(), format!("Bearer {placeholder}").into_bytes()));
             }
             let response = ctx
                 .http(HttpRequest {

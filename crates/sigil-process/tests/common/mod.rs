@@ -179,9 +179,15 @@ config = {{ greeting = "hi" }}
 
 [secrets.token]
 value = "{SECRET}"
+destinations = [{{ host = "127.0.0.1", header = "authorization", path = "/weather" }}]
 
 [secrets.other]
 value = "other-secret"
+destinations = [{{ host = "api.example.invalid" }}]
+
+[secrets.elsewhere]
+value = "{SECRET}"
+destinations = [{{ host = "api.example.invalid", header = "authorization" }}]
 
 {config}
 "#,
