@@ -91,6 +91,15 @@ impl CapabilitySet {
             .and_then(|index| self.patterns.get(index as usize))
     }
 
+    /// A pattern that covers `capability` and names its host without a wildcard
+    /// ([`Pattern::names_host`]), if any. A linear scan: it is asked only for destinations
+    /// that need such a grant.
+    pub fn find_naming(&self, capability: &Capability) -> Option<&Pattern> {
+        self.patterns
+            .iter()
+            .find(|pattern| pattern.names_host() && pattern.matches(capability))
+    }
+
     fn insert(&mut self, pattern: Pattern) {
         let index = self.patterns.len() as u32;
         let mut node = 0;
