@@ -180,7 +180,7 @@ fn ipv4_number(host: &str) -> Option<Option<Ipv4Addr>> {
         return Some(None);
     }
     let mut values = Vec::with_capacity(parts.len());
-    for part in &parts {
+    for part in parts.iter().copied() {
         values.push(value(part).filter(|_| numeric(part)));
     }
     let Some(values) = values.into_iter().collect::<Option<Vec<u64>>>() else {

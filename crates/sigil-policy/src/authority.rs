@@ -313,8 +313,9 @@ pub fn decide_destination(
     let Reach::Named { class } = reach else {
         return decision;
     };
-    let Decision::Allow { mut rule } = decision else {
-        return decision;
+    let mut rule = match decision {
+        Decision::Allow { rule } => rule,
+        denied => return denied,
     };
     let restricted = |level, holder: &str| Decision::Deny {
         rule: DenyRule::Restricted {

@@ -678,7 +678,7 @@ fn host_labels(text: &str, host: &str) -> Result<Vec<Box<str>>, CapabilityError>
                 Some(v4) => v4.to_string().split('.').map(Box::from).collect(),
                 None => vec![format!("[{address}]").into()],
             },
-            Err(_) => vec![host.into()],
+            Err(_) => vec![host.as_str().into()],
         });
     }
     if host.starts_with('[') {

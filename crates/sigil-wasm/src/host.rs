@@ -224,7 +224,7 @@ impl WasiHttpHooks for HttpHooks {
                 .uri()
                 .path_and_query()
                 .map_or("/", |p| p.as_str())
-                .parse()
+                .parse::<http::Uri>()
                 .map_err(|_| Error::HttpRequestUriInvalid)?;
             *request.uri_mut() = path;
             let (mut sender, connection) =
