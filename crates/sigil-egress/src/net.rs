@@ -5,10 +5,10 @@
 //! requests, for sandboxed process plugins and the MCP bridge). One attempt goes:
 //!
 //! 1. The host as written is canonicalised once ([`Host::parse`]): lower case, no trailing
-//!    dot, IPv4 only as a dotted quad, IPv6 in its canonical form, an IPv4-mapped IPv6
-//!    address as the IPv4 address it maps to. Spellings a resolver would read as another
-//!    address (`127.1`, `2130706433`, `0x7f.0.0.1`, `0177.0.0.1`, `127.000.000.001`),
-//!    IPv4-compatible IPv6 addresses, zone ids and anything not ASCII are refused.
+//!    dot, IPv6 in its canonical form, an IPv4-mapped IPv6 address as the IPv4 address it
+//!    maps to, and every numeric IPv4 spelling a resolver accepts (`127.1`, `2130706433`,
+//!    `0x7f.0.0.1`, `0177.0.0.1`, `127.000.000.001`) as the dotted quad it denotes. A number
+//!    that is no address, a zone id and anything not ASCII are refused.
 //! 2. `net.connect:<host>:<port>` is decided ([`Gate::host`]) before any name is resolved, so
 //!    a plugin cannot make the host look up names it was not granted.
 //! 3. The name is resolved once. Each address is classified ([`AddressClass`]) and decided
@@ -68,14 +68,16 @@ impl Host {
     ///
     /// # Errors
     ///
-    /// A host that is empty, too long, not ASCII, has an invalid label, or is a numeric
-    /// spelling other than a dotted quad or a bracketed IPv6 address.
+    /// A host that is empty, too long, not ASCII, has an invalid label, ends in a number
+    /// without being an IPv4 address, or is a bracketed text that is no IPv6 address (zone
+    /// ids included).
     ///
     /// # Security
     ///
     /// The decision is made on this host and the connection made to what it resolves to, so
-    /// it must name one destination: every spelling that a resolver would turn into an
-    /// address other than by its dotted quad is refused, never guessed.
+    /// it must name one destination in one spelling: every numeric form a resolver would turn
+    /// into an address is that address (`2130706433` is `127.0.0.1`), and whatever is not
+    /// plainly a name or an address is refused, never guessed.
     pub fn parse(raw: &str) -> Result<Host, HostError> {
         if let Some(inner) = raw.strip_prefix('[') {
             let inner = inner
