@@ -15,7 +15,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tokio::task::AbortHandle;
 
-use crate::net::{self, ConnectError, Gate};
+use crate::net::{self, ConnectError, Decided, Gate};
 use crate::serve::Io;
 use crate::target::{BadRequest, Target, http_target, tunnel_target};
 use crate::{EgressPolicy, MAX_HEAD_BYTES, Options, Reach};
@@ -116,7 +116,8 @@ async fn tunnel(
     mut request: Request<Incoming>,
 ) -> Result<Response<Body>, Response<Body>> {
     let target = tunnel_target(request.uri(), request.headers()).map_err(bad_request)?;
-    let upstream = connect(connection, &target).await?;
+    let decided = decide(connection, &target).await?;
+    let upstream = connect(connection, decided, &target).await?;
     let upgrade = hyper::upgrade::on(&mut request);
     *connection
         .tunnel
@@ -147,9 +148,8 @@ async fn forward(
 ) -> Result<Response<Body>, Response<Body>> {
     let (parts, body) = request.into_parts();
     let target = http_target(&parts.method, &parts.uri, &parts.headers).map_err(bad_request)?;
-    // Decided (host, then the address it resolves to) and connected before any secret is
-    // injected.
-    let upstream = connect(connection, &target).await?;
+    // Decided (host, then each address it resolves to) before any secret is injected.
+    let decided = decide(connection, &target).await?;
 
     let mut headers = parts.headers;
     strip_hop_by_hop(&mut headers);
@@ -161,6 +161,7 @@ async fn forward(
         .inject(&target, &mut headers)
         .await
         .map_err(|reason| refuse(StatusCode::FORBIDDEN, &format!("refused: {reason}")))?;
+    let upstream = connect(connection, decided, &target).await?;
 
     let path = parts.uri.path_and_query().map_or("/", |path| path.as_str());
     let uri: Uri = path
@@ -220,9 +221,9 @@ impl Gate for TargetGate<'_> {
     }
 }
 
-/// Decides `target` (its host, then each address it resolves to) and connects to exactly an
-/// allowed address ([`crate::net::connect`]). A denial is the client's `403`.
-async fn connect(connection: &Connection, target: &Target) -> Result<TcpStream, Response<Body>> {
+/// Decides `target`: its host, then each address it resolves to ([`net::decide`]). A denial is
+/// the client's `403`.
+async fn decide(connection: &Connection, target: &Target) -> Result<Decided, Response<Body>> {
     let host = target
         .destination()
         .map_err(|e| refuse(StatusCode::BAD_REQUEST, &e.to_string()))?;
@@ -230,20 +231,35 @@ async fn connect(connection: &Connection, target: &Target) -> Result<TcpStream, 
         policy: connection.policy.as_ref(),
         target,
     };
-    match net::connect(&host, target.port, &gate, connection.connect_timeout).await {
+    net::decide(&host, target.port, &gate, connection.connect_timeout)
+        .await
+        .map_err(|error| refusal(target, &error))
+}
+
+/// Connects to exactly an address decided for `target`, never resolving it again.
+async fn connect(
+    connection: &Connection,
+    decided: Decided,
+    target: &Target,
+) -> Result<TcpStream, Response<Body>> {
+    match decided.connect(connection.connect_timeout).await {
         Ok(connected) => {
             tracing::debug!(%target, address = %connected.address, kind = ?target.kind, "egress allowed");
             Ok(connected.stream)
         }
-        Err(error @ ConnectError::Denied { .. }) => {
-            tracing::debug!(%target, kind = ?target.kind, %error, "egress denied");
-            Err(refuse(StatusCode::FORBIDDEN, &error.to_string()))
-        }
-        Err(error @ ConnectError::Timeout { .. }) => {
-            Err(refuse(StatusCode::GATEWAY_TIMEOUT, &error.to_string()))
-        }
-        Err(error) => Err(refuse(StatusCode::BAD_GATEWAY, &error.to_string())),
+        Err(error) => Err(refusal(target, &error)),
     }
+}
+
+/// The client's answer to an attempt that went nowhere.
+fn refusal(target: &Target, error: &ConnectError) -> Response<Body> {
+    let status = match error {
+        ConnectError::Denied { .. } => StatusCode::FORBIDDEN,
+        ConnectError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        _ => StatusCode::BAD_GATEWAY,
+    };
+    tracing::debug!(%target, kind = ?target.kind, %error, "egress refused");
+    refuse(status, &error.to_string())
 }
 
 /// Removes hop-by-hop headers, including every header the `Connection` header names.

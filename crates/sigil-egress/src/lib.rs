@@ -82,8 +82,8 @@ use std::fmt;
 use std::time::Duration;
 
 pub use net::{
-    AddressClass, ConnectError, Connected, Gate, Host, HostError, HttpDestination,
-    ListenerGuard, connect, connect_http, is_own_listener, protect_listener,
+    AddressClass, ConnectError, Connected, Decided, Gate, Host, HostError, HttpDestination,
+    ListenerGuard, connect, connect_http, decide, is_own_listener, protect_listener,
 };
 pub use serve::{Proxy, ProxyHandle};
 pub use sigil_policy::Reach;

@@ -484,51 +484,97 @@ pub struct Connected {
     pub address: SocketAddr,
 }
 
+/// The addresses an attempt may go to, each decided; only [`decide`] makes one. Connecting
+/// with it never resolves the name again.
+#[derive(Debug, Clone)]
+pub struct Decided {
+    target: String,
+    addresses: Vec<SocketAddr>,
+}
+
+impl Decided {
+    /// The allowed addresses, in the resolver's order.
+    #[must_use]
+    pub fn addresses(&self) -> &[SocketAddr] {
+        &self.addresses
+    }
+
+    /// Connects to the first allowed address that answers within `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// The last address's failure, or [`ConnectError::Timeout`].
+    pub async fn connect(self, timeout: Duration) -> Result<Connected, ConnectError> {
+        let target = self.target;
+        let attempt = async {
+            let mut failure = None;
+            for address in self.addresses {
+                match TcpStream::connect(address).await {
+                    Ok(stream) => {
+                        let _ = stream.set_nodelay(true);
+                        return Ok(Connected { stream, address });
+                    }
+                    Err(source) => {
+                        failure = Some(ConnectError::Connect {
+                            target: address.to_string(),
+                            source,
+                        });
+                    }
+                }
+            }
+            Err(failure.unwrap_or_else(|| ConnectError::Resolve {
+                host: target.clone(),
+                reason: "no address".into(),
+            }))
+        };
+        tokio::time::timeout(timeout, attempt)
+            .await
+            .map_err(|_| ConnectError::Timeout {
+                target: target.clone(),
+            })?
+    }
+}
+
 /// The `net.connect` resource of `host:port`.
 fn capability(host: &str, port: u16) -> String {
     format!("net.connect:{host}:{port}")
 }
 
-/// Decides `host:port`, resolves it once, decides each address, and connects to the first
-/// allowed one that answers, all within `timeout`.
+/// Decides `host:port` ([`Gate::host`]), resolves it once (within `timeout`), and decides each
+/// address ([`Gate::address`]).
 ///
 /// # Errors
 ///
-/// [`ConnectError::Denied`] when the host, or every address it resolves to, is denied
-/// (the first denial is named); otherwise what went wrong resolving or connecting.
+/// [`ConnectError::Denied`] when the host, or every address it resolves to, is denied (the
+/// first denial is named); [`ConnectError::Resolve`] or [`ConnectError::Timeout`] when the
+/// name does not resolve.
 ///
 /// # Security
 ///
 /// See the module documentation: decided before resolving, resolved once, every address
-/// classified and decided, connected to exactly that address.
-pub async fn connect(
+/// classified and decided.
+pub async fn decide(
     host: &Host,
     port: u16,
     gate: &dyn Gate,
     timeout: Duration,
-) -> Result<Connected, ConnectError> {
+) -> Result<Decided, ConnectError> {
+    let shown = format!("{host}:{port}");
     let target = capability(host.as_str(), port);
-    let shown = || format!("{host}:{port}");
-    gate.host(&target)
-        .await
-        .map_err(|reason| ConnectError::Denied {
-            target: shown(),
+    if let Err(reason) = gate.host(&target).await {
+        return Err(ConnectError::Denied {
+            target: shown,
             reason,
-        })?;
-    tokio::time::timeout(timeout, connect_decided(host, port, &target, gate))
+        });
+    }
+    let resolved = tokio::time::timeout(timeout, resolve(host, port))
         .await
-        .map_err(|_| ConnectError::Timeout { target: shown() })?
-}
-
-async fn connect_decided(
-    host: &Host,
-    port: u16,
-    target: &str,
-    gate: &dyn Gate,
-) -> Result<Connected, ConnectError> {
-    let addresses = resolve(host, port).await?;
-    let mut failure = None;
-    for address in addresses {
+        .map_err(|_| ConnectError::Timeout {
+            target: shown.clone(),
+        })??;
+    let mut allowed = Vec::new();
+    let mut denial = None;
+    for address in resolved {
         let ip = canonical_ip(address.ip());
         let address = SocketAddr::new(ip, port);
         let own = format!("{address} is where Sigil itself listens");
@@ -536,42 +582,52 @@ async fn connect_decided(
         let reach = if is_own_listener(address) {
             Reach::Closed { reason: &own }
         } else if class.is_restricted() {
-            Reach::Named { class: class.name() }
+            Reach::Named {
+                class: class.name(),
+            }
         } else {
             Reach::Open
         };
         let decided = capability(&ip_text(ip), port);
-        if let Err(reason) = gate.address(&decided, target, reach).await {
-            let denied = ConnectError::Denied {
-                target: format!("{}:{port}", ip_text(ip)),
-                reason,
-            };
-            tracing::debug!(%host, %address, %class, "egress address denied");
-            failure = Some(match failure {
-                Some(first @ ConnectError::Denied { .. }) => first,
-                _ => denied,
-            });
-            continue;
-        }
-        match TcpStream::connect(address).await {
-            Ok(stream) => {
-                let _ = stream.set_nodelay(true);
-                return Ok(Connected { stream, address });
-            }
-            Err(source) => {
-                if !failure.as_ref().is_some_and(ConnectError::is_denied) {
-                    failure = Some(ConnectError::Connect {
-                        target: address.to_string(),
-                        source,
-                    });
-                }
+        match gate.address(&decided, &target, reach).await {
+            Ok(()) => allowed.push(address),
+            Err(reason) => {
+                tracing::debug!(%host, %address, %class, %reason, "egress address denied");
+                denial.get_or_insert(ConnectError::Denied {
+                    target: format!("{}:{port}", ip_text(ip)),
+                    reason,
+                });
             }
         }
     }
-    Err(failure.unwrap_or_else(|| ConnectError::Resolve {
-        host: host.to_string(),
-        reason: "no address".into(),
-    }))
+    if allowed.is_empty() {
+        return Err(denial.unwrap_or(ConnectError::Resolve {
+            host: host.to_string(),
+            reason: "no address".into(),
+        }));
+    }
+    Ok(Decided {
+        target: shown,
+        addresses: allowed,
+    })
+}
+
+/// [`decide`]s `host:port`, then connects to the first allowed address that answers; each
+/// step within `timeout`.
+///
+/// # Errors
+///
+/// As [`decide`] and [`Decided::connect`].
+pub async fn connect(
+    host: &Host,
+    port: u16,
+    gate: &dyn Gate,
+    timeout: Duration,
+) -> Result<Connected, ConnectError> {
+    decide(host, port, gate, timeout)
+        .await?
+        .connect(timeout)
+        .await
 }
 
 /// The addresses of `host`: itself when it is one, else what the system resolver says, in
@@ -660,18 +716,18 @@ impl HttpDestination {
 pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
 
-/// [`connect`]s to `destination` and, for `https`, speaks TLS over the connection with the
-/// certificate checked against the host as named (web PKI roots).
+/// Connects to an address `decided` for `destination` and, for `https`, speaks TLS over the
+/// connection with the certificate checked against the host as named (web PKI roots).
 ///
 /// # Errors
 ///
-/// As [`connect`], and [`ConnectError::Tls`].
+/// As [`Decided::connect`], and [`ConnectError::Tls`].
 pub async fn connect_http(
+    decided: Decided,
     destination: &HttpDestination,
-    gate: &dyn Gate,
     timeout: Duration,
 ) -> Result<Box<dyn Stream>, ConnectError> {
-    let connected = connect(&destination.host, destination.port, gate, timeout).await?;
+    let connected = decided.connect(timeout).await?;
     if !destination.tls {
         return Ok(Box::new(connected.stream));
     }
@@ -757,7 +813,7 @@ mod tests {
             ("256.0.0.1", None),
             ("08.0.0.1", None),
             ("4294967296", None),
-            ("[::127.0.0.1]", Some("[::127.0.0.1]")),
+            ("[::127.0.0.1]", Some("[::7f00:1]")),
             ("[fe80::1%25eth0]", None),
             ("a..b", None),
             ("", None),
@@ -844,7 +900,8 @@ mod tests {
         let d = of("http://[::ffff:7f00:1]:8080/").unwrap();
         assert_eq!((d.host.as_str(), d.port, d.tls), ("127.0.0.1", 8080, false));
         assert_eq!(d.host_header(), "127.0.0.1:8080");
-        assert!(of("http://2130706433/").is_err());
+        assert_eq!(of("http://2130706433/").unwrap().host.as_str(), "127.0.0.1");
+        assert!(of("http://1.2.3.4.5/").is_err());
         assert!(of("ftp://example.com/").is_err());
         assert!(of("http://user@example.com/").is_err());
         assert!(of("http://example.com:0/").is_err());

@@ -13,7 +13,7 @@ use crate::{CapabilityError, Pattern};
 /// A set of capability patterns, compiled for matching.
 ///
 /// An empty set matches nothing.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct CapabilitySet {
     patterns: Vec<Pattern>,
     nodes: Vec<Node>,
@@ -35,6 +35,14 @@ struct Node {
     end: Option<u32>,
     /// Host patterns with an exact port that end here.
     ports: FxHashMap<u16, u32>,
+}
+
+impl Default for CapabilitySet {
+    /// The empty set, which matches nothing. It has its root node like any other set, so
+    /// every lookup in it is defined.
+    fn default() -> Self {
+        CapabilitySet::new([])
+    }
 }
 
 impl CapabilitySet {

@@ -319,7 +319,7 @@ impl sigil_egress::Gate for CallGate<'_> {
 /// Sends one HTTP request for a plugin.
 ///
 /// # Security
-/// The destination is decided by [`sigil_egress::connect_http`]: `net.connect:<host>:<port>`
+/// The destination is decided by [`sigil_egress::decide`]: `net.connect:<host>:<port>`
 /// on the canonical host before resolution, then each resolved address (its class, Sigil's own
 /// listeners), each audited; the connection goes to exactly the address decided. Only then are
 /// placeholders replaced by secret values. A placeholder the call was not issued makes the
@@ -348,11 +348,19 @@ async fn send(
 
     let target = format!("{}:{}", destination.host, destination.port);
     let exchange = async {
-        let stream =
-            sigil_egress::connect_http(&destination, &CallGate(&flight.call), HTTP_TIMEOUT)
-                .await
-                .map_err(|e| e.to_string())?;
+        let gate = CallGate(&flight.call);
+        let decided = sigil_egress::decide(
+            &destination.host,
+            destination.port,
+            &gate,
+            HTTP_TIMEOUT,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         inject(flight, &mut headers)?;
+        let stream = sigil_egress::connect_http(decided, &destination, HTTP_TIMEOUT)
+            .await
+            .map_err(|e| e.to_string())?;
         let mut outgoing = http::Request::builder()
             .method(method)
             .uri(path)

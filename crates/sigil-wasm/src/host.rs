@@ -177,7 +177,7 @@ type SendResult = wasmtime_wasi_http::Result<(
 
 impl WasiHttpHooks for HttpHooks {
     /// # Security
-    /// The destination is decided by [`sigil_egress::connect_http`] (the one implementation
+    /// The destination is decided by [`sigil_egress::decide`] (the one implementation
     /// every tier uses): `net.connect:<host>:<port>` on the canonical host before any name is
     /// resolved, then each resolved address (its class, Sigil's own listeners), each audited;
     /// the connection goes to exactly the address decided. Only then are placeholders in
@@ -204,20 +204,28 @@ impl WasiHttpHooks for HttpHooks {
             let first_byte_timeout = options
                 .and_then(|o| o.first_byte_timeout)
                 .unwrap_or(FIRST_BYTE_TIMEOUT);
-            let stream =
-                sigil_egress::connect_http(&destination, &CallGate(&call), connect_timeout)
-                    .await
-                    .map_err(|error| {
-                        tracing::debug!(plugin = %call.plugin(), %error, "outgoing HTTP refused or failed");
-                        match error {
-                            sigil_egress::ConnectError::Denied { .. } => Error::HttpRequestDenied,
-                            sigil_egress::ConnectError::Timeout { .. } => Error::ConnectionTimeout,
-                            sigil_egress::ConnectError::Resolve { .. } => Error::DestinationNotFound,
-                            sigil_egress::ConnectError::Tls { .. } => Error::TlsProtocolError,
-                            _ => Error::ConnectionRefused,
-                        }
-                    })?;
+            let refused = |error: sigil_egress::ConnectError| {
+                tracing::debug!(plugin = %call.plugin(), %error, "outgoing HTTP refused or failed");
+                match error {
+                    sigil_egress::ConnectError::Denied { .. } => Error::HttpRequestDenied,
+                    sigil_egress::ConnectError::Timeout { .. } => Error::ConnectionTimeout,
+                    sigil_egress::ConnectError::Resolve { .. } => Error::DestinationNotFound,
+                    sigil_egress::ConnectError::Tls { .. } => Error::TlsProtocolError,
+                    _ => Error::ConnectionRefused,
+                }
+            };
+            let decided = sigil_egress::decide(
+                &destination.host,
+                destination.port,
+                &CallGate(&call),
+                connect_timeout,
+            )
+            .await
+            .map_err(refused)?;
             inject_secrets(request.headers_mut(), &placeholders)?;
+            let stream = sigil_egress::connect_http(decided, &destination, connect_timeout)
+                .await
+                .map_err(refused)?;
             // The origin-form target: scheme and authority went into the decision and the Host
             // header, never onto the wire.
             let path = request
