@@ -68,6 +68,9 @@ pub fn run(home: Option<&Path>, args: ServeArgs, reserved: Vec<String>) -> Resul
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
         let address = listener.local_addr()?;
+        // From the moment it is bound (before `gateway_start` hooks run), no plugin
+        // connection reaches the daemon's own API, whatever it is granted.
+        let _protected = sigil_egress::protect_listener(address);
         let info = DaemonInfo {
             address,
             pid: std::process::id(),

@@ -627,3 +627,82 @@ fn sigil_approvals_lists_and_approves_a_call_the_daemon_holds() {
         );
     });
 }
+
+const FETCHER: &str = r#"
+id = "fetcher"
+name = "Fetcher"
+version = "0.1.0"
+description = "Fetches URLs through the host."
+kinds = ["tool"]
+engine = "*"
+
+[capabilities]
+request = [
+    { capability = "net.connect:127.0.0.1", reason = "names the loopback address outright" },
+    { capability = "net.connect:localhost", reason = "names the loopback host outright" },
+]
+
+[execution]
+tier = "process"
+entry = "plugin"
+
+[execution.limits]
+timeout_ms = 20000
+"#;
+
+#[test]
+fn the_daemons_own_address_is_refused_and_audited_even_for_a_plugin_granted_it_by_name() {
+    let fixtures = sigil_process_guests::build().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(home.path().join("sigil.toml"), CONFIG).unwrap();
+    let plugin = tempfile::tempdir().unwrap();
+    std::fs::copy(&fixtures.echo, plugin.path().join("plugin")).unwrap();
+    std::fs::write(plugin.path().join("plugin.toml"), FETCHER).unwrap();
+    ok(
+        home.path(),
+        &["plugin", "install", plugin.path().to_str().unwrap(), "--yes"],
+    );
+    // Another service on loopback, which the grant does reach.
+    let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let other_port = other.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for socket in other.incoming() {
+            let Ok(mut socket) = socket else { return };
+            let mut buf = [0u8; 4096];
+            let _ = socket.read(&mut buf);
+            let _ = socket.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\npong",
+            );
+        }
+    });
+
+    let daemon = Daemon::start_in(home);
+    let token = token(daemon.home.path(), "local");
+    let port = daemon.address.port();
+    let (status, out) = daemon
+        .invoke(
+            "fetcher/fetch",
+            &token,
+            json!({ "url": format!("http://127.0.0.1:{other_port}/") }),
+        )
+        .unwrap();
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(out["output"]["body"], "pong", "{out}");
+
+    for host in ["127.0.0.1", "localhost", "2130706433", "0.0.0.0"] {
+        let (status, out) = daemon
+            .invoke(
+                "fetcher/fetch",
+                &token,
+                json!({ "url": format!("http://{host}:{port}/v1/plugins") }),
+            )
+            .unwrap();
+        assert_ne!(status, 200, "{host}: {out}");
+        assert!(out.to_string().contains("denied"), "{host}: {out}");
+    }
+    let (status, audit) = daemon.get("/v1/audit?decision=deny", Some(&token));
+    assert_eq!(status, 200, "{audit}");
+    let refused = audit.to_string().matches("where Sigil itself listens").count();
+    assert!(refused >= 4, "{audit}");
+}

@@ -15,9 +15,10 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tokio::task::AbortHandle;
 
+use crate::net::{self, ConnectError, Decided, Gate};
 use crate::serve::Io;
 use crate::target::{BadRequest, Target, http_target, tunnel_target};
-use crate::{EgressPolicy, MAX_HEAD_BYTES, Options};
+use crate::{EgressPolicy, MAX_HEAD_BYTES, Options, Reach};
 
 type Body = Either<Incoming, Full<Bytes>>;
 
@@ -115,8 +116,8 @@ async fn tunnel(
     mut request: Request<Incoming>,
 ) -> Result<Response<Body>, Response<Body>> {
     let target = tunnel_target(request.uri(), request.headers()).map_err(bad_request)?;
-    decide(connection, &target).await?;
-    let upstream = connect(connection, &target).await?;
+    let decided = decide(connection, &target).await?;
+    let upstream = connect(connection, decided, &target).await?;
     let upgrade = hyper::upgrade::on(&mut request);
     *connection
         .tunnel
@@ -147,7 +148,8 @@ async fn forward(
 ) -> Result<Response<Body>, Response<Body>> {
     let (parts, body) = request.into_parts();
     let target = http_target(&parts.method, &parts.uri, &parts.headers).map_err(bad_request)?;
-    decide(connection, &target).await?;
+    // Decided (host, then each address it resolves to) before any secret is injected.
+    let decided = decide(connection, &target).await?;
 
     let mut headers = parts.headers;
     strip_hop_by_hop(&mut headers);
@@ -160,6 +162,7 @@ async fn forward(
         .inject(&target, path, &mut headers)
         .await
         .map_err(|reason| refuse(StatusCode::FORBIDDEN, &format!("refused: {reason}")))?;
+    let upstream = connect(connection, decided, &target).await?;
 
     let uri: Uri = path
         .parse()
@@ -170,7 +173,6 @@ async fn forward(
     *outgoing.version_mut() = parts.version;
     *outgoing.headers_mut() = headers;
 
-    let upstream = connect(connection, &target).await?;
     let unreachable = |error: hyper::Error| {
         tracing::debug!(%target, %error, "egress upstream failed");
         refuse(
@@ -200,41 +202,64 @@ async fn forward(
     Ok(Response::from_parts(parts, Either::Left(body)))
 }
 
-/// Asks the policy; a denial becomes the client's `403`.
-async fn decide(connection: &Connection, target: &Target) -> Result<(), Response<Body>> {
-    match connection.policy.connect(target).await {
-        Ok(()) => {
-            tracing::debug!(%target, kind = ?target.kind, "egress allowed");
-            Ok(())
-        }
-        Err(reason) => {
-            tracing::debug!(%target, kind = ?target.kind, %reason, "egress denied");
-            Err(refuse(
-                StatusCode::FORBIDDEN,
-                &format!("denied {target}: {reason}"),
-            ))
-        }
+/// One attempt's decisions, asked of the policy for `target`.
+struct TargetGate<'a> {
+    policy: &'a dyn EgressPolicy,
+    target: &'a Target,
+}
+
+#[async_trait::async_trait]
+impl Gate for TargetGate<'_> {
+    async fn host(&self, _capability: &str) -> Result<(), String> {
+        self.policy.connect(self.target).await
+    }
+
+    async fn address(&self, address: &str, _host: &str, reach: Reach<'_>) -> Result<(), String> {
+        self.policy
+            .connect_address(self.target, address, reach)
+            .await
     }
 }
 
-/// Connects to exactly the decided host and port; a name is resolved here, on the host, and
-/// not decided again.
-async fn connect(connection: &Connection, target: &Target) -> Result<TcpStream, Response<Body>> {
-    let attempt = TcpStream::connect((target.connect_host(), target.port));
-    match tokio::time::timeout(connection.connect_timeout, attempt).await {
-        Ok(Ok(stream)) => {
-            let _ = stream.set_nodelay(true);
-            Ok(stream)
+/// Decides `target`: its host, then each address it resolves to ([`net::decide`]). A denial is
+/// the client's `403`.
+async fn decide(connection: &Connection, target: &Target) -> Result<Decided, Response<Body>> {
+    let host = target
+        .destination()
+        .map_err(|e| refuse(StatusCode::BAD_REQUEST, &e.to_string()))?;
+    let gate = TargetGate {
+        policy: connection.policy.as_ref(),
+        target,
+    };
+    net::decide(&host, target.port, &gate, connection.connect_timeout)
+        .await
+        .map_err(|error| refusal(target, &error))
+}
+
+/// Connects to exactly an address decided for `target`, never resolving it again.
+async fn connect(
+    connection: &Connection,
+    decided: Decided,
+    target: &Target,
+) -> Result<TcpStream, Response<Body>> {
+    match decided.connect(connection.connect_timeout).await {
+        Ok(connected) => {
+            tracing::debug!(%target, address = %connected.address, kind = ?target.kind, "egress allowed");
+            Ok(connected.stream)
         }
-        Ok(Err(error)) => Err(refuse(
-            StatusCode::BAD_GATEWAY,
-            &format!("cannot connect to {target}: {error}"),
-        )),
-        Err(_) => Err(refuse(
-            StatusCode::GATEWAY_TIMEOUT,
-            &format!("connecting to {target} timed out"),
-        )),
+        Err(error) => Err(refusal(target, &error)),
     }
+}
+
+/// The client's answer to an attempt that went nowhere.
+fn refusal(target: &Target, error: &ConnectError) -> Response<Body> {
+    let status = match error {
+        ConnectError::Denied { .. } => StatusCode::FORBIDDEN,
+        ConnectError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        _ => StatusCode::BAD_GATEWAY,
+    };
+    tracing::debug!(%target, kind = ?target.kind, %error, "egress refused");
+    refuse(status, &error.to_string())
 }
 
 /// Removes hop-by-hop headers, including every header the `Connection` header names.

@@ -9,7 +9,7 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use sigil_egress::{EgressPolicy, Proxy, Target};
+//! use sigil_egress::{EgressPolicy, Proxy, Reach, Target};
 //!
 //! /// Lets plugins reach one host and port, and nothing else.
 //! #[derive(Debug)]
@@ -22,6 +22,18 @@
 //!             Ok(())
 //!         } else {
 //!             Err(format!("net.connect:{target} is not granted"))
+//!         }
+//!     }
+//!     async fn connect_address(
+//!         &self,
+//!         _: &Target,
+//!         _address: &str,
+//!         reach: Reach<'_>,
+//!     ) -> Result<(), String> {
+//!         // Public addresses only: example.com names no loopback or private address.
+//!         match reach {
+//!             Reach::Open => Ok(()),
+//!             _ => Err("a restricted address".into()),
 //!         }
 //!     }
 //!     async fn inject(&self, _: &Target, _: &str, _: &mut http::HeaderMap) -> Result<(), String> {
@@ -45,10 +57,13 @@
 //! # Security
 //!
 //! - Every request, including each one on a kept-alive connection, is decided separately,
-//!   after its target host is normalised (lower case, no trailing dot, canonical IP literals,
-//!   IPv4-mapped IPv6 as IPv4, no numeric forms such as `127.1` that a resolver would accept).
-//! - The upstream connection goes to exactly the decided host and port; a name is resolved on
-//!   the host and connected by name.
+//!   after its target host is canonicalised ([`Host::parse`]: lower case, no trailing dot,
+//!   canonical IP literals, IPv4-mapped IPv6 as IPv4, no numeric forms such as `127.1` that a
+//!   resolver would accept).
+//! - The host is decided before it is resolved; it is resolved once, each address is
+//!   classified and decided ([`EgressPolicy::connect_address`]), and the upstream connection
+//!   goes to exactly the address decided ([`net`] is the one implementation every tier uses).
+//!   Sigil's own listening addresses are never reachable ([`protect_listener`]).
 //! - A plain request whose `Host` header names anything but its target is refused, so a
 //!   request cannot be decided for one host and served by another.
 //! - `Proxy-Authorization` (surfaced as [`Target::call`]) and hop-by-hop headers never leave.
@@ -59,13 +74,19 @@
 #![forbid(unsafe_code)]
 
 mod forward;
+pub mod net;
 mod serve;
 mod target;
 
 use std::fmt;
 use std::time::Duration;
 
+pub use net::{
+    AddressClass, ConnectError, Connected, Decided, Gate, Host, HostError, HttpDestination,
+    ListenerGuard, connect, connect_http, decide, is_own_listener, protect_listener,
+};
 pub use serve::{Proxy, ProxyHandle};
+pub use sigil_policy::Reach;
 pub use target::{Target, TargetKind};
 
 /// The largest request head (request line and headers) the proxy reads.
@@ -84,6 +105,21 @@ pub trait EgressPolicy: Send + Sync + fmt::Debug + 'static {
     ///
     /// `Err(reason)` denies; the client gets `403` with the reason.
     async fn connect(&self, target: &Target) -> Result<(), String>;
+
+    /// Decides one address `target`'s host resolved to (`address` is
+    /// `net.connect:<ip>:<port>`), after [`EgressPolicy::connect`] allowed the host; `reach`
+    /// says what the address's class takes ([`Gate::address`]). The implementation records
+    /// the decision in the audit log.
+    ///
+    /// # Errors
+    ///
+    /// `Err(reason)` denies this address; the client gets `403` when no address is allowed.
+    async fn connect_address(
+        &self,
+        target: &Target,
+        address: &str,
+        reach: Reach<'_>,
+    ) -> Result<(), String>;
 
     /// For a plain-HTTP request to an allowed target, for `path` (its path and query): replace
     /// secret placeholders in header values (the implementation knows which placeholders it

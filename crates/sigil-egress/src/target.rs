@@ -2,12 +2,13 @@
 //! then shown to the policy.
 
 use std::fmt;
-use std::net::{Ipv4Addr, Ipv6Addr};
 
 use base64::Engine as _;
 use http::header::{HOST, PROXY_AUTHORIZATION};
 use http::uri::Authority;
 use http::{HeaderMap, Method, Uri};
+
+use crate::net::Host;
 
 /// One attempt to reach a destination, as the policy sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,12 +51,10 @@ impl Target {
         }
     }
 
-    /// The host in the form a resolver takes: IPv6 without brackets.
-    pub(crate) fn connect_host(&self) -> &str {
-        self.host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(&self.host)
+    /// The host as a [`Host`]; `host` is canonical already, so this cannot fail on a target
+    /// the proxy parsed.
+    pub(crate) fn destination(&self) -> Result<Host, crate::net::HostError> {
+        Host::parse(&self.host)
     }
 }
 
@@ -166,58 +165,11 @@ fn split_authority(
     Ok((host, port))
 }
 
-/// Normalises a host as written in a URI or `Host` header.
-///
-/// # Security
-///
-/// The decision is made on this string and the connection made to it, so it must name one
-/// destination only: numeric forms a resolver would turn into an address (`127.1`,
-/// `2130706433`, `0x7f.0.0.1`) are refused rather than slipping past a deny on `127.0.0.1`.
+/// Normalises a host as written in a URI or `Host` header; see [`Host::parse`].
 pub(crate) fn normalise_host(raw: &str) -> Result<String, String> {
-    if let Some(inner) = raw.strip_prefix('[') {
-        let inner = inner
-            .strip_suffix(']')
-            .ok_or_else(|| "the IPv6 address is missing `]`".to_string())?;
-        let address: Ipv6Addr = inner
-            .parse()
-            .map_err(|_| format!("`{inner}` is not an IPv6 address"))?;
-        return Ok(match address.to_ipv4_mapped() {
-            Some(v4) => v4.to_string(),
-            None => format!("[{address}]"),
-        });
-    }
-    let lower = raw.to_ascii_lowercase();
-    let host = lower.strip_suffix('.').unwrap_or(&lower);
-    if host.is_empty() {
-        return Err("the host is empty".into());
-    }
-    if host.len() > 253 {
-        return Err("the host name is longer than 253 characters".into());
-    }
-    if let Ok(address) = host.parse::<Ipv4Addr>() {
-        return Ok(address.to_string());
-    }
-    let mut last = "";
-    for label in host.split('.') {
-        if label.is_empty()
-            || label.len() > 63
-            || !label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return Err(format!("host `{host}` has an invalid label `{label}`"));
-        }
-        last = label;
-    }
-    let hex = last
-        .strip_prefix("0x")
-        .is_some_and(|digits| digits.bytes().all(|b| b.is_ascii_hexdigit()));
-    if hex || last.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!(
-            "host `{host}` is neither a name nor a dotted-quad IPv4 address"
-        ));
-    }
-    Ok(host.to_string())
+    Host::parse(raw)
+        .map(|host| host.as_str().to_string())
+        .map_err(|e| e.reason().to_string())
 }
 
 /// The call token from `Proxy-Authorization: Basic base64(<token>:)`.
@@ -258,34 +210,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hosts_normalise_to_one_spelling() {
-        let table = [
-            ("Example.COM.", Some("example.com")),
-            ("example.com", Some("example.com")),
-            ("127.0.0.1", Some("127.0.0.1")),
-            ("[::1]", Some("[::1]")),
-            ("[0:0:0:0:0:0:0:1]", Some("[::1]")),
-            ("[::FFFF:127.0.0.1]", Some("127.0.0.1")),
-            ("[2001:DB8::1]", Some("[2001:db8::1]")),
-            ("my_host.internal", Some("my_host.internal")),
-            ("127.1", None),
-            ("2130706433", None),
-            ("0x7f.0.0.1", None),
-            ("0x7f000001", None),
-            ("a..b", None),
-            ("", None),
-            (".", None),
-            ("[::1", None),
-            ("[fe80::1%25eth0]", None),
-            ("ex%61mple.com", None),
-            ("exämple.com", None),
-        ];
-        for (raw, want) in table {
-            assert_eq!(normalise_host(raw).ok().as_deref(), want, "{raw}");
-        }
-    }
-
-    #[test]
     fn plain_targets_default_to_port_80_and_must_match_host() {
         let uri: Uri = "http://Example.com./x".parse().unwrap();
         let mut headers = HeaderMap::new();
@@ -309,7 +233,10 @@ mod tests {
         let with: Uri = "[::1]:443".parse().unwrap();
         let target = tunnel_target(&with, &HeaderMap::new()).unwrap();
         assert_eq!(target.to_string(), "[::1]:443");
-        assert_eq!(target.connect_host(), "::1");
+        assert_eq!(
+            target.destination().unwrap().ip(),
+            Some(std::net::Ipv6Addr::LOCALHOST.into())
+        );
         let without: Uri = "example.com".parse().unwrap();
         assert!(tunnel_target(&without, &HeaderMap::new()).is_err());
     }

@@ -202,12 +202,26 @@ async fn connect_targets_are_normalised_and_need_a_port() {
     assert_eq!(policy.decisions()[0].0.host, "127.0.0.1");
     drop(stream);
 
-    // No port, or a numeric spelling a resolver would accept, is refused before any decision.
-    for target in [
-        "127.0.0.1".to_string(),
-        format!("127.1:{port}"),
-        format!("2130706433:{port}"),
-    ] {
+    // A numeric spelling a resolver would accept is the address it denotes.
+    for target in [format!("127.1:{port}"), format!("2130706433:{port}")] {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(format!("CONNECT {target} HTTP/1.1\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let head = read_head(&mut stream).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{target}: {head}");
+    }
+    assert!(
+        policy
+            .decisions()
+            .iter()
+            .all(|(target, _)| target.host == "127.0.0.1")
+    );
+
+    // No port, or a host that ends in a number but is no address, is refused before any
+    // decision.
+    for target in ["127.0.0.1".to_string(), format!("1.2.3.4.5:{port}")] {
         let reply = exchange(
             addr,
             format!("CONNECT {target} HTTP/1.1\r\nConnection: close\r\n\r\n").as_bytes(),
@@ -215,8 +229,7 @@ async fn connect_targets_are_normalised_and_need_a_port() {
         .await;
         assert_eq!(reply.status, 400, "{target}: {}", reply.all());
     }
-    assert_eq!(policy.decisions().len(), 1);
-    assert_eq!(echo.connections.load(Ordering::SeqCst), 1);
+    assert_eq!(policy.decisions().len(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -650,4 +663,184 @@ async fn curl_tunnels_through_connect_with_its_call_token() {
             .collect::<Vec<_>>(),
         [true, false]
     );
+}
+
+/// Every spelling of a loopback, unspecified or link-local destination a client can write.
+const RESTRICTED_SPELLINGS: [&str; 15] = [
+    "127.0.0.1",
+    "2130706433",
+    "127.1",
+    "0x7f.0.0.1",
+    "127.000.000.001",
+    "0177.0.0.1",
+    "[::ffff:127.0.0.1]",
+    "[0:0:0:0:0:ffff:7f00:1]",
+    "[::1]",
+    "0",
+    "0.0.0.0",
+    "localhost",
+    "localhost.",
+    "LOCALHOST",
+    "169.254.169.254",
+];
+
+async fn grants_proxy(policy: &Arc<common::Grants>) -> sigil_egress::ProxyHandle {
+    // Short connect timeout: 169.254.169.254 must be refused, never tried.
+    let options = Options::new().connect_timeout(Duration::from_secs(5));
+    Proxy::serve_tcp_with("127.0.0.1:0".parse().unwrap(), policy.clone(), &options)
+        .await
+        .unwrap()
+}
+
+/// Runs curl through the proxy, tunnelling with `CONNECT` or not; stdout ends with the status.
+async fn curl(proxy: std::net::SocketAddr, url: String, tunnel: bool) -> String {
+    tokio::task::spawn_blocking(move || {
+        let mut command = std::process::Command::new("curl");
+        command.args(["-sS", "--max-time", "20", "--noproxy", ""]);
+        if tunnel {
+            command.arg("--proxytunnel");
+        }
+        let output = command
+            .args(["--proxy", &format!("http://{proxy}")])
+            .args(["-w", "\n%{http_code} %{http_connect}", "-g", &url])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .output()
+            .unwrap_or_else(|error| {
+                panic!("cannot run curl ({error}); install it with `apt-get install -y curl`")
+            });
+        String::from_utf8_lossy(&output.stdout).to_string()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restricted_addresses_in_every_spelling_are_refused_and_recorded_under_a_wildcard_grant() {
+    // What an outside attacker had: everything granted, the loopback address denied, and a
+    // service listening there.
+    let upstream = Upstream::start("loopback service").await;
+    let port = upstream.port();
+    let policy = Arc::new(common::Grants::new(
+        &["net.connect:*"],
+        &["net.connect:127.0.0.1"],
+    ));
+    let proxy = grants_proxy(&policy).await;
+    let addr = proxy.local_addr().unwrap();
+
+    for spelling in RESTRICTED_SPELLINGS {
+        let authority = format!("{spelling}:{port}");
+        let attempts = [
+            format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n").into_bytes(),
+            get(&format!("http://{authority}/"), &authority),
+        ];
+        for attempt in attempts {
+            let before = policy.denials().len();
+            let reply = exchange(addr, &attempt).await;
+            assert_eq!(reply.status, 403, "{authority}: {}", reply.all());
+            let denials = policy.denials();
+            assert!(denials.len() > before, "{authority}: no deny recorded");
+            let (capability, rule) = denials.last().unwrap();
+            assert!(capability.starts_with("net.connect:"), "{capability}");
+            assert!(
+                rule.contains("denies `net.connect:127.0.0.1`")
+                    || rule.contains("reachable only through a grant naming it"),
+                "{authority}: {rule}"
+            );
+        }
+        for tunnel in [true, false] {
+            let before = policy.denials().len();
+            let out = curl(addr, format!("http://{authority}/"), tunnel).await;
+            assert!(!out.contains("hello from"), "{authority}: {out}");
+            assert!(out.contains("403"), "{authority} (tunnel {tunnel}): {out}");
+            assert!(policy.denials().len() > before, "{authority}: no deny recorded");
+        }
+    }
+    assert_eq!(upstream.connections.load(Ordering::SeqCst), 0);
+    assert!(upstream.seen().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_naming_a_loopback_address_or_host_reaches_it() {
+    let upstream = Upstream::start("named").await;
+    let port = upstream.port();
+    for grant in [
+        format!("net.connect:127.0.0.1:{port}"),
+        format!("net.connect:localhost:{port}"),
+    ] {
+        let policy = Arc::new(common::Grants::new(&[&grant], &[]));
+        let proxy = grants_proxy(&policy).await;
+        let named = grant.trim_start_matches("net.connect:").to_string();
+        let out = curl(proxy.local_addr().unwrap(), format!("http://{named}/"), true).await;
+        assert!(out.starts_with("hello from named"), "{grant}: {out}");
+        let reply = exchange(
+            proxy.local_addr().unwrap(),
+            &get(&format!("http://{named}/"), &named),
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{grant}: {}", reply.all());
+        assert!(
+            policy
+                .records
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|(capability, allowed, _)| *allowed
+                    && *capability == format!("net.connect:127.0.0.1:{port}")),
+            "the address connected to was decided"
+        );
+    }
+    // A wildcard names nothing, even with the exact port.
+    let policy = Arc::new(common::Grants::new(&[&format!("net.connect:*:{port}")], &[]));
+    let proxy = grants_proxy(&policy).await;
+    let reply = exchange(
+        proxy.local_addr().unwrap(),
+        &get(&format!("http://127.0.0.1:{port}/"), &format!("127.0.0.1:{port}")),
+    )
+    .await;
+    assert_eq!(reply.status, 403, "{}", reply.all());
+    assert!(
+        policy.denials()[0]
+            .1
+            .contains("a loopback address is reachable only through a grant naming it"),
+        "{:?}",
+        policy.denials()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigils_own_listener_is_refused_even_when_explicitly_granted() {
+    let daemon = Upstream::start("sigil api").await;
+    let port = daemon.port();
+    let _protected = sigil_egress::protect_listener(daemon.addr);
+    let policy = Arc::new(common::Grants::new(
+        &[
+            &format!("net.connect:127.0.0.1:{port}"),
+            &format!("net.connect:localhost:{port}"),
+            &format!("net.connect:0.0.0.0:{port}"),
+            &format!("net.connect:[::1]:{port}"),
+        ],
+        &[],
+    ));
+    let proxy = grants_proxy(&policy).await;
+    let addr = proxy.local_addr().unwrap();
+    for spelling in ["127.0.0.1", "2130706433", "localhost", "0.0.0.0", "0", "[::ffff:127.0.0.1]"]
+    {
+        let authority = format!("{spelling}:{port}");
+        for attempt in [
+            format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n").into_bytes(),
+            get(&format!("http://{authority}/"), &authority),
+        ] {
+            let reply = exchange(addr, &attempt).await;
+            assert_eq!(reply.status, 403, "{authority}: {}", reply.all());
+            let denials = policy.denials();
+            let (_, rule) = denials.last().unwrap();
+            assert!(
+                rule.contains("unreachable whatever is granted")
+                    && rule.contains("where Sigil itself listens"),
+                "{authority}: {rule}"
+            );
+        }
+    }
+    assert_eq!(daemon.connections.load(Ordering::SeqCst), 0);
 }

@@ -147,6 +147,10 @@ impl Gateway {
     ///
     /// # Errors
     /// When accepting connections fails for good.
+    ///
+    /// # Security
+    /// While serving, the listener's address is protected ([`sigil_egress::protect_listener`]):
+    /// no plugin connection reaches it, whatever the plugin is granted.
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
@@ -158,6 +162,8 @@ impl Gateway {
             shutdown: stop,
             ..
         } = self;
+        // No plugin connection reaches the API it is served behind, whatever it is granted.
+        let _protected = sigil_egress::protect_listener(listener.local_addr()?);
         let signal = async move {
             shutdown.await;
             tracing::info!("shutting down: no new connections; finishing requests in flight");

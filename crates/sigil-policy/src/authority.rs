@@ -126,6 +126,22 @@ pub enum DenyRule {
         /// Which plugin, workspace or user that is.
         holder: String,
     },
+    /// The destination address is of a class (loopback, private, link-local, ...) that only a
+    /// grant naming it reaches, and this level holds no such grant.
+    Restricted {
+        /// The address class, as the host named it (`loopback`, `private`, ...).
+        class: String,
+        /// The level without a naming grant: [`Level::Plugin`] or [`Level::Consent`].
+        level: Level,
+        /// The plugin.
+        holder: String,
+    },
+    /// The destination is never reachable, whatever is granted (Sigil's own listening
+    /// address).
+    Unreachable {
+        /// Why, as the host said it.
+        reason: String,
+    },
     /// The capability text did not parse.
     InvalidCapability {
         /// The parse error.
@@ -226,6 +242,113 @@ pub fn decide(capability: &Capability, layers: Layers<'_>) -> Decision {
     }
 }
 
+/// How an address a connection would go to may be reached, by its class. The host that
+/// resolves and connects (`sigil-egress`) classifies the address; the policy decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach<'a> {
+    /// An ordinary address: the grants on the host as the plugin named it decide.
+    Open,
+    /// An address of a restricted class (loopback, private, link-local, unspecified,
+    /// multicast, ...): reachable only when the plugin's grant and the operator's consent each
+    /// hold a pattern naming the host or the address without a wildcard
+    /// ([`Pattern::names_host`]).
+    Named {
+        /// The class, for the rule (`loopback`).
+        class: &'a str,
+    },
+    /// Never reachable, whatever is granted.
+    Closed {
+        /// Why, for the rule.
+        reason: &'a str,
+    },
+}
+
+/// Decides a connection to `address` (`net.connect:<ip>:<port>`, the address actually
+/// connected to, after name resolution), reached through `host` (`net.connect:<host>:<port>`
+/// as the plugin named it; the same as `address` when the plugin named the address).
+///
+/// In order: a [`Reach::Closed`] address is denied; a deny at any level that matches the
+/// address is denied (so `net.connect:127.0.0.1` denied holds for `localhost` too); the host
+/// is decided as by [`decide`]; for a [`Reach::Named`] address the plugin's grant and the
+/// operator's consent must each name the host or the address.
+pub fn decide_destination(
+    address: &Capability,
+    host: &Capability,
+    reach: Reach<'_>,
+    layers: Layers<'_>,
+) -> Decision {
+    if let Reach::Closed { reason } = reach {
+        return Decision::Deny {
+            rule: DenyRule::Unreachable {
+                reason: reason.to_string(),
+            },
+        };
+    }
+    if address != host {
+        let denies = [
+            (Level::Policy, "sigil.toml", Some(layers.global_deny)),
+            (
+                Level::Plugin,
+                layers.plugin.map_or("", |p| p.id.as_str()),
+                layers.plugin.map(|p| &p.denies),
+            ),
+            (
+                Level::Workspace,
+                layers.workspace.name.as_str(),
+                Some(&layers.workspace.deny),
+            ),
+            (
+                Level::User,
+                layers.user.name.as_str(),
+                Some(&layers.user.deny),
+            ),
+        ];
+        for (level, holder, set) in denies {
+            if let Some(pattern) = set.and_then(|set| set.find(address)) {
+                return Decision::Deny {
+                    rule: DenyRule::Denied {
+                        level,
+                        holder: holder.to_string(),
+                        pattern: pattern.clone(),
+                    },
+                };
+            }
+        }
+    }
+    let decision = decide(host, layers);
+    let Reach::Named { class } = reach else {
+        return decision;
+    };
+    let mut rule = match decision {
+        Decision::Allow { rule } => rule,
+        denied => return denied,
+    };
+    let restricted = |level, holder: &str| Decision::Deny {
+        rule: DenyRule::Restricted {
+            class: class.to_string(),
+            level,
+            holder: holder.to_string(),
+        },
+    };
+    let Some(plugin) = layers.plugin else {
+        // Only a plugin's grant can name a destination.
+        return restricted(Level::Plugin, "");
+    };
+    let naming = |set: &CapabilitySet| {
+        set.find_naming(host)
+            .or_else(|| set.find_naming(address))
+            .cloned()
+    };
+    let Some(grant) = naming(&plugin.grants) else {
+        return restricted(Level::Plugin, &plugin.id);
+    };
+    let Some(consent) = naming(&plugin.consent) else {
+        return restricted(Level::Consent, &plugin.id);
+    };
+    rule.plugin = Some((plugin.id.clone(), grant, consent));
+    Decision::Allow { rule }
+}
+
 impl fmt::Display for Decision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -292,6 +415,23 @@ impl fmt::Display for DenyRule {
                 Level::Workspace => write!(f, "workspace `{holder}` does not allow it"),
                 Level::User => write!(f, "user `{holder}` does not hold it"),
             },
+            DenyRule::Restricted {
+                class,
+                level,
+                holder,
+            } => match level {
+                Level::Consent => write!(
+                    f,
+                    "a {class} address is reachable only through a grant naming it or its host, \
+                     and the operator's consent for `{holder}` names neither"
+                ),
+                _ => write!(
+                    f,
+                    "a {class} address is reachable only through a grant naming it or its host, \
+                     and plugin `{holder}` requests none"
+                ),
+            },
+            DenyRule::Unreachable { reason } => write!(f, "unreachable whatever is granted: {reason}"),
             DenyRule::InvalidCapability { error } => write!(f, "invalid capability: {error}"),
             DenyRule::SecretNotBound { reason } => f.write_str(reason),
             DenyRule::AuditFailed { error } => {

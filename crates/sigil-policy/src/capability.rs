@@ -311,6 +311,19 @@ impl Pattern {
         &self.inner.text
     }
 
+    /// Whether this pattern names one host: a `net` resource whose host has no wildcard
+    /// (`net.connect:127.0.0.1:8080`, `net.connect:localhost`), whatever its port. A grant
+    /// like this is what reaching a restricted address (loopback, private, ...) takes; a
+    /// wildcard (`net.connect:*`, `net.connect:*.example.com`) never names one.
+    pub fn names_host(&self) -> bool {
+        match &self.inner.resource {
+            Some(ResourcePattern::Host { labels, .. }) => {
+                labels.iter().all(|label| matches!(label, Seg::Lit(_)))
+            }
+            _ => false,
+        }
+    }
+
     pub(crate) fn parts(&self) -> &PatternInner {
         &self.inner
     }
@@ -656,6 +669,17 @@ fn host_labels(text: &str, host: &str) -> Result<Vec<Box<str>>, CapabilityError>
     let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
     if host.is_empty() {
         return Err(CapabilityError::new(text, "the host is empty"));
+    }
+    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        // One spelling per IPv6 address, and an IPv4-mapped one is the IPv4 address it maps
+        // to, so a grant or deny written either way meets the destination a host names.
+        return Ok(match inner.parse::<std::net::Ipv6Addr>() {
+            Ok(address) => match address.to_ipv4_mapped() {
+                Some(v4) => v4.to_string().split('.').map(Box::from).collect(),
+                None => vec![format!("[{address}]").into()],
+            },
+            Err(_) => vec![host.as_str().into()],
+        });
     }
     if host.starts_with('[') {
         return Ok(vec![host.into()]);

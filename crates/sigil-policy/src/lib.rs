@@ -34,7 +34,10 @@ mod authority;
 mod capability;
 mod set;
 
-pub use authority::{AllowRule, Decision, DenyRule, Layers, Level, PluginAuthority, Scope, decide};
+pub use authority::{
+    AllowRule, Decision, DenyRule, Layers, Level, PluginAuthority, Reach, Scope, decide,
+    decide_destination,
+};
 pub use capability::{Capability, Pattern, ResourceKind};
 pub use set::CapabilitySet;
 

@@ -13,7 +13,7 @@ use crate::{CapabilityError, Pattern};
 /// A set of capability patterns, compiled for matching.
 ///
 /// An empty set matches nothing.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct CapabilitySet {
     patterns: Vec<Pattern>,
     nodes: Vec<Node>,
@@ -35,6 +35,14 @@ struct Node {
     end: Option<u32>,
     /// Host patterns with an exact port that end here.
     ports: FxHashMap<u16, u32>,
+}
+
+impl Default for CapabilitySet {
+    /// The empty set, which matches nothing. It has its root node like any other set, so
+    /// every lookup in it is defined.
+    fn default() -> Self {
+        CapabilitySet::new([])
+    }
 }
 
 impl CapabilitySet {
@@ -89,6 +97,15 @@ impl CapabilitySet {
     pub fn find(&self, capability: &Capability) -> Option<&Pattern> {
         self.walk_action(0, &capability.action, capability)
             .and_then(|index| self.patterns.get(index as usize))
+    }
+
+    /// A pattern that covers `capability` and names its host without a wildcard
+    /// ([`Pattern::names_host`]), if any. A linear scan: it is asked only for destinations
+    /// that need such a grant.
+    pub fn find_naming(&self, capability: &Capability) -> Option<&Pattern> {
+        self.patterns
+            .iter()
+            .find(|pattern| pattern.names_host() && pattern.matches(capability))
     }
 
     fn insert(&mut self, pattern: Pattern) {

@@ -3,7 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use sigil_policy::{
-    Capability, CapabilitySet, Decision, DenyRule, Layers, Level, PluginAuthority, Scope, decide,
+    Capability, CapabilitySet, Decision, DenyRule, Layers, Level, Pattern, PluginAuthority, Reach,
+    Scope, decide, decide_destination,
 };
 
 fn set(patterns: &[&str]) -> CapabilitySet {
@@ -220,4 +221,178 @@ fn deny_reasons_read_as_sentences() {
     for (rule, text) in cases {
         assert_eq!(rule.to_string(), text);
     }
+}
+
+/// `decide_destination` over a plugin granted `grants` (and consented the same), with
+/// `net.connect:127.0.0.1` denied by the operator.
+fn destination(grants: &[&str], address: &str, host: &str, reach: Reach<'_>) -> Decision {
+    let plugin = PluginAuthority {
+        id: "fetcher".into(),
+        grants: set(grants),
+        consent: set(grants),
+        denies: set(&[]),
+    };
+    let workspace = scope("home", &["*"], &[]);
+    let user = scope("alice", &["*"], &[]);
+    let global_deny = set(&["net.connect:127.0.0.1"]);
+    let layers = Layers {
+        plugin: Some(&plugin),
+        workspace: &workspace,
+        user: &user,
+        global_deny: &global_deny,
+    };
+    decide_destination(
+        &Capability::parse(address).unwrap(),
+        &Capability::parse(host).unwrap(),
+        reach,
+        layers,
+    )
+}
+
+#[test]
+fn restricted_addresses_need_a_grant_naming_them_and_denies_hold_on_the_address() {
+    let loopback = Reach::Named { class: "loopback" };
+    let private = Reach::Named { class: "private" };
+    let own = Reach::Closed {
+        reason: "127.0.0.2:8080 is where Sigil itself listens",
+    };
+    let restricted = |level| {
+        Some(DenyRule::Restricted {
+            class: "private".into(),
+            level,
+            holder: "fetcher".into(),
+        })
+    };
+    // (grants, address, host as named, reach, expected deny or None for allow)
+    let table: Vec<(&[&str], &str, &str, Reach<'_>, Option<DenyRule>)> = vec![
+        // A name resolving to a denied address is denied, whatever the name's grant.
+        (
+            &["net.connect:localhost:8080"],
+            "net.connect:127.0.0.1:8080",
+            "net.connect:localhost:8080",
+            loopback,
+            denied(Level::Policy, "sigil.toml", "net.connect:127.0.0.1"),
+        ),
+        // Wildcards name nothing.
+        (
+            &["net.connect:*"],
+            "net.connect:10.0.0.5:80",
+            "net.connect:intranet.example.com:80",
+            private,
+            restricted(Level::Plugin),
+        ),
+        (
+            &["net.connect:*.example.com"],
+            "net.connect:10.0.0.5:80",
+            "net.connect:intranet.example.com:80",
+            private,
+            restricted(Level::Plugin),
+        ),
+        (
+            &["net.connect:*:80"],
+            "net.connect:10.0.0.5:80",
+            "net.connect:10.0.0.5:80",
+            private,
+            restricted(Level::Plugin),
+        ),
+        // Naming the host or the address reaches it.
+        (
+            &["net.connect:intranet.example.com:80"],
+            "net.connect:10.0.0.5:80",
+            "net.connect:intranet.example.com:80",
+            private,
+            None,
+        ),
+        (
+            &["net.connect:10.0.0.5"],
+            "net.connect:10.0.0.5:80",
+            "net.connect:10.0.0.5:80",
+            private,
+            None,
+        ),
+        (
+            &["net.connect:*", "net.connect:10.0.0.5:80"],
+            "net.connect:10.0.0.5:80",
+            "net.connect:intranet.example.com:80",
+            private,
+            None,
+        ),
+        // A public address needs only the grant on the host.
+        (
+            &["net.connect:*"],
+            "net.connect:93.184.215.14:443",
+            "net.connect:example.com:443",
+            Reach::Open,
+            None,
+        ),
+        // The host's own grant still decides first.
+        (
+            &["net.connect:other.example.com"],
+            "net.connect:93.184.215.14:443",
+            "net.connect:example.com:443",
+            Reach::Open,
+            not_granted(Level::Plugin, "fetcher"),
+        ),
+        // Sigil's own listener: never, even named.
+        (
+            &["net.connect:127.0.0.2:8080"],
+            "net.connect:127.0.0.2:8080",
+            "net.connect:127.0.0.2:8080",
+            own,
+            Some(DenyRule::Unreachable {
+                reason: "127.0.0.2:8080 is where Sigil itself listens".into(),
+            }),
+        ),
+    ];
+    for (grants, address, host, reach, expected) in table {
+        let decision = destination(grants, address, host, reach);
+        let got = match &decision {
+            Decision::Allow { .. } => None,
+            Decision::Deny { rule } => Some(rule.clone()),
+        };
+        assert_eq!(got, expected, "{grants:?} {address} via {host}: {decision}");
+    }
+}
+
+#[test]
+fn a_consent_that_names_nothing_keeps_a_restricted_address_closed() {
+    let plugin = PluginAuthority {
+        id: "fetcher".into(),
+        grants: set(&["net.connect:10.0.0.5:80"]),
+        consent: set(&["net.*"]),
+        denies: set(&[]),
+    };
+    let (workspace, user, global_deny) = (scope("home", &["*"], &[]), scope("alice", &["*"], &[]), set(&[]));
+    let layers = Layers {
+        plugin: Some(&plugin),
+        workspace: &workspace,
+        user: &user,
+        global_deny: &global_deny,
+    };
+    let address = Capability::parse("net.connect:10.0.0.5:80").unwrap();
+    let decision = decide_destination(&address, &address, Reach::Named { class: "private" }, layers);
+    assert_eq!(
+        decision,
+        Decision::Deny {
+            rule: DenyRule::Restricted {
+                class: "private".into(),
+                level: Level::Consent,
+                holder: "fetcher".into(),
+            }
+        }
+    );
+    assert!(decision.to_string().contains("consent for `fetcher` names neither"));
+}
+
+#[test]
+fn ipv6_hosts_have_one_spelling_in_grants_and_capabilities() {
+    let mapped = Pattern::parse("net.connect:[::FFFF:127.0.0.1]").unwrap();
+    assert_eq!(mapped.as_str(), "net.connect:127.0.0.1");
+    assert!(mapped.matches(&Capability::parse("net.connect:127.0.0.1:80").unwrap()));
+    let long = Pattern::parse("net.connect:[0:0:0:0:0:0:0:1]:80").unwrap();
+    assert!(long.matches(&Capability::parse("net.connect:[::1]:80").unwrap()));
+    assert!(long.names_host());
+    assert!(!Pattern::parse("net.connect:*:80").unwrap().names_host());
+    assert!(!Pattern::parse("net.connect:local*").unwrap().names_host());
+    assert!(!Pattern::parse("net.*").unwrap().names_host());
 }

@@ -361,3 +361,12 @@ fn a_pattern_knows_whether_it_reaches_inside_a_directory() {
         assert_eq!(p.may_cover_within(&d), expected, "{pattern} within {dir}");
     }
 }
+
+#[test]
+fn the_default_set_is_empty_and_answers_every_lookup() {
+    let empty = CapabilitySet::default();
+    let capability = Capability::parse("net.connect:127.0.0.1:80").unwrap();
+    assert!(empty.is_empty());
+    assert_eq!(empty.find(&capability), None);
+    assert_eq!(empty.find_naming(&capability), None);
+}

@@ -307,12 +307,48 @@ async fn inject(
     }
 }
 
+/// The decisions of one call's outbound connection, made by its [`Call`] (enforcer and audit).
+pub(crate) struct CallGate<'a>(pub(crate) &'a Call);
+
+/// The rule of a denial (the destination is named by whoever reports it).
+fn rule_text(error: ToolError) -> String {
+    match error {
+        ToolError::Denied { rule, .. } => rule,
+        other => other.to_string(),
+    }
+}
+
+#[async_trait::async_trait]
+impl sigil_egress::Gate for CallGate<'_> {
+    async fn host(&self, capability: &str) -> Result<(), String> {
+        self.0
+            .authorize(capability)
+            .await
+            .map(|_| ())
+            .map_err(rule_text)
+    }
+
+    async fn address(
+        &self,
+        address: &str,
+        host: &str,
+        reach: sigil_egress::Reach<'_>,
+    ) -> Result<(), String> {
+        self.0
+            .authorize_destination(address, host, reach)
+            .await
+            .map_err(rule_text)
+    }
+}
+
 /// Sends one HTTP request for a plugin.
 ///
 /// # Security
-/// The destination is checked against `net.connect:<host>:<port>` (audited) before anything
-/// leaves the host; only then are placeholders replaced by secret values. A placeholder the
-/// call was not issued makes the request fail.
+/// The destination is decided by [`sigil_egress::decide`]: `net.connect:<host>:<port>`
+/// on the canonical host before resolution, then each resolved address (its class, Sigil's own
+/// listeners), each audited; the connection goes to exactly the address decided. Only then are
+/// placeholders replaced by secret values. A placeholder the call was not issued makes the
+/// request fail.
 async fn send(
     flight: &InFlight,
     request: proto::HttpSendRequest,
@@ -321,34 +357,8 @@ async fn send(
         .url
         .parse()
         .map_err(|e| format!("url `{}` is invalid: {e}", truncate(&request.url)))?;
-    let tls = match uri.scheme_str() {
-        Some("https") => true,
-        Some("http") => false,
-        _ => {
-            return Err(format!(
-                "url `{}` must be http or https",
-                truncate(&request.url)
-            ));
-        }
-    };
-    let host = uri
-        .host()
-        .ok_or_else(|| format!("url `{}` has no host", truncate(&request.url)))?
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
-    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-    let host_text = if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host.clone()
-    };
-    flight
-        .call
-        .authorize(&format!("net.connect:{host_text}:{port}"))
-        .await
-        .map_err(error_text)?;
-
+    let destination = sigil_egress::HttpDestination::of(&uri)
+        .map_err(|e| format!("url `{}`: {}", truncate(&request.url), e.reason()))?;
     let method = http::Method::from_bytes(request.method.as_bytes())
         .map_err(|_| format!("method `{}` is invalid", truncate(&request.method)))?;
     let mut headers = http::HeaderMap::new();
@@ -360,67 +370,47 @@ async fn send(
         headers.append(name, value);
     }
     let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
-    let to = OutboundRequest {
-        host: &host_text,
-        port,
-        path: &path,
-    };
-    inject(flight, &to, &mut headers).await?;
-    let mut outgoing = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .body(Full::new(bytes::Bytes::from(request.body)))
-        .map_err(|e| format!("cannot build the request: {e}"))?;
-    *outgoing.headers_mut() = headers;
-    let authority = if uri.port_u16().is_some() {
-        format!("{host_text}:{port}")
-    } else {
-        host_text.clone()
-    };
-    if let Ok(value) = http::HeaderValue::from_str(&authority) {
-        outgoing.headers_mut().insert(http::header::HOST, value);
-    }
 
+    let target = format!("{}:{}", destination.host, destination.port);
     let exchange = async {
-        let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+        let gate = CallGate(&flight.call);
+        let decided = sigil_egress::decide(
+            &destination.host,
+            destination.port,
+            &gate,
+            HTTP_TIMEOUT,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let host = destination.host.to_string();
+        let to = OutboundRequest {
+            host: &host,
+            port: destination.port,
+            path: &path,
+        };
+        inject(flight, &to, &mut headers).await?;
+        let stream = sigil_egress::connect_http(decided, &destination, HTTP_TIMEOUT)
             .await
-            .map_err(|e| format!("cannot connect to {host_text}:{port}: {e}"))?;
-        if tls {
-            let connector = tls_connector()?;
-            let name = tokio_rustls::rustls::pki_types::ServerName::try_from(host.clone())
-                .map_err(|e| format!("`{host}` is not a TLS server name: {e}"))?;
-            let stream = connector
-                .connect(name, tcp)
-                .await
-                .map_err(|e| format!("TLS with {host_text}:{port} failed: {e}"))?;
-            exchange(hyper_util::rt::TokioIo::new(stream), outgoing).await
-        } else {
-            exchange(hyper_util::rt::TokioIo::new(tcp), outgoing).await
+            .map_err(|e| e.to_string())?;
+        let mut outgoing = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Full::new(bytes::Bytes::from(request.body)))
+            .map_err(|e| format!("cannot build the request: {e}"))?;
+        *outgoing.headers_mut() = headers;
+        if let Ok(value) = http::HeaderValue::from_str(&destination.host_header()) {
+            outgoing.headers_mut().insert(http::header::HOST, value);
         }
+        exchange(hyper_util::rt::TokioIo::new(stream), outgoing).await
     };
     tokio::time::timeout(HTTP_TIMEOUT, exchange)
         .await
         .map_err(|_| {
             format!(
-                "request to {host_text}:{port} took longer than {} s",
+                "request to {target} took longer than {} s",
                 HTTP_TIMEOUT.as_secs()
             )
         })?
-}
-
-fn tls_connector() -> Result<tokio_rustls::TlsConnector, String> {
-    use tokio_rustls::rustls;
-    let roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| format!("cannot configure TLS: {e}"))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
 async fn exchange<S>(
@@ -522,6 +512,23 @@ impl sigil_egress::EgressPolicy for Egress {
                 Err(format!("denied: {reason}"))
             }
         }
+    }
+
+    async fn connect_address(
+        &self,
+        target: &sigil_egress::Target,
+        address: &str,
+        reach: sigil_egress::Reach<'_>,
+    ) -> Result<(), String> {
+        // Only reached once `connect` allowed the host, which needs a call in flight.
+        let flight = self.calls.for_egress(target.call.as_deref())?;
+        sigil_egress::Gate::address(
+            &CallGate(&flight.call),
+            address,
+            &format!("net.connect:{target}"),
+            reach,
+        )
+        .await
     }
 
     async fn inject(

@@ -577,7 +577,8 @@ fn with_several_calls_in_flight_egress_is_decided_for_the_call_the_plugin_names(
         reached[0]
     );
 
-    // Each attempt has its record: decided for the call named, or refused for no call.
+    // Each attempt has its record: decided for the call named (an allowed one twice: the host
+    // as named, then the address connected to), or refused for no call.
     let decisions: Vec<Decided> = w
         .records(Filter::default())
         .into_iter()
@@ -598,6 +599,12 @@ fn with_several_calls_in_flight_egress_is_decided_for_the_call_the_plugin_names(
         [
             (
                 Verdict::Allow,
+                Some(held.clone()),
+                Some("alice".into()),
+                cli.clone()
+            ),
+            (
+                Verdict::Allow,
                 Some(held),
                 Some("alice".into()),
                 cli.clone()
@@ -615,6 +622,174 @@ fn with_several_calls_in_flight_egress_is_decided_for_the_call_the_plugin_names(
     assert!(
         reply.starts_with("HTTP/1.1 200") && reply.ends_with("pong"),
         "{reply}"
+    );
+    still_works(&w);
+}
+
+/// Every spelling of a loopback, unspecified or link-local destination a plugin can write.
+const RESTRICTED_SPELLINGS: [&str; 15] = [
+    "127.0.0.1",
+    "2130706433",
+    "127.1",
+    "0x7f.0.0.1",
+    "127.000.000.001",
+    "0177.0.0.1",
+    "[::ffff:127.0.0.1]",
+    "[0:0:0:0:0:ffff:7f00:1]",
+    "[::1]",
+    "0",
+    "0.0.0.0",
+    "localhost",
+    "localhost.",
+    "LOCALHOST",
+    "169.254.169.254",
+];
+
+fn deny_records(w: &World) -> Vec<sigil_audit::Record> {
+    w.records(Filter {
+        decision: Some(Verdict::Deny),
+        ..Filter::default()
+    })
+}
+
+/// Makes `attempt` and checks it added a deny record for a `net.connect` on `port` whose rule
+/// satisfies `rule_ok`.
+fn assert_refused_and_audited(
+    w: &World,
+    what: &str,
+    port: u16,
+    rule_ok: impl Fn(&str) -> bool,
+    attempt: impl FnOnce() -> String,
+) {
+    let before = deny_records(w).len();
+    let outcome = attempt();
+    let denied = deny_records(w);
+    assert!(denied.len() > before, "{what}: no deny record ({outcome})");
+    let record = &denied.last().unwrap().record;
+    assert!(
+        record
+            .capability
+            .as_deref()
+            .is_some_and(|c| c.starts_with("net.connect:") && c.ends_with(&format!(":{port}"))),
+        "{what}: {record:?}"
+    );
+    assert!(rule_ok(&record.rule), "{what}: {}", record.rule);
+}
+
+/// Every outbound path of a process plugin: the host's HTTP call, and the egress proxy as a
+/// plain request and as a tunnel.
+fn attack_every_path(w: &World, spelling: &str, port: u16, rule_ok: &dyn Fn(&str) -> bool) {
+    let authority = format!("{spelling}:{port}");
+    assert_refused_and_audited(w, &format!("HttpSend {authority}"), port, rule_ok, || {
+        let error = w.error_of("host_get", json!({ "url": format!("http://{authority}/") }));
+        assert!(error.contains("denied"), "HttpSend {authority}: {error}");
+        error
+    });
+    assert_refused_and_audited(w, &format!("proxy GET {authority}"), port, rule_ok, || {
+        let out = w.ok("proxy_get", json!({ "url": format!("http://{authority}/") }));
+        let reply = out["reply"].as_str().unwrap().to_string();
+        assert!(reply.starts_with("HTTP/1.1 403"), "GET {authority}: {reply}");
+        reply
+    });
+    assert_refused_and_audited(w, &format!("CONNECT {authority}"), port, rule_ok, || {
+        let out = w.ok("proxy_connect", json!({ "target": authority }));
+        let reply = out["reply"].as_str().unwrap().to_string();
+        assert!(reply.starts_with("HTTP/1.1 403"), "CONNECT {authority}: {reply}");
+        reply
+    });
+}
+
+#[test]
+fn restricted_addresses_in_every_spelling_are_refused_and_audited_on_every_path() {
+    // What an outside attacker had: everything granted, the loopback address denied, and a
+    // service listening there.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let w = hostile_with(
+        &["net.connect:*"],
+        &["net.connect:127.0.0.1"],
+        r#"PLUGIN_MODE = "test""#,
+    );
+    w.assert_running();
+    let rule_ok = |rule: &str| {
+        rule.contains("`net.connect:127.0.0.1`")
+            || rule.contains("reachable only through a grant naming it")
+    };
+    for spelling in RESTRICTED_SPELLINGS {
+        attack_every_path(&w, spelling, port, &rule_ok);
+    }
+    assert!(
+        listener.accept().is_err(),
+        "nothing reached the host's listener"
+    );
+    still_works(&w);
+}
+
+#[test]
+fn a_grant_naming_a_loopback_address_reaches_it_on_every_path() {
+    let (port, heads) = pong_server();
+    let w = hostile_with(
+        &[&format!("net.connect:127.0.0.1:{port}")],
+        &[],
+        r#"PLUGIN_MODE = "test""#,
+    );
+    let out = w.ok(
+        "host_get",
+        json!({ "url": format!("http://127.0.0.1:{port}/host") }),
+    );
+    assert_eq!(out["status"], 200, "{out}");
+    let out = w.ok(
+        "proxy_get",
+        json!({ "url": format!("http://127.0.0.1:{port}/proxy") }),
+    );
+    let reply = out["reply"].as_str().unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    let out = w.ok(
+        "proxy_connect",
+        json!({ "target": format!("127.0.0.1:{port}") }),
+    );
+    let reply = out["reply"].as_str().unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    let seen: Vec<String> = (0..2)
+        .map(|_| heads.recv_timeout(std::time::Duration::from_secs(10)).unwrap())
+        .collect();
+    assert!(seen[0].starts_with("GET /host "), "{seen:?}");
+    assert!(seen[1].starts_with("GET /proxy "), "{seen:?}");
+    assert!(
+        w.allowed()
+            .iter()
+            .filter(|c| **c == format!("net.connect:127.0.0.1:{port}"))
+            .count()
+            >= 6,
+        "host and address decided on each path: {:?}",
+        w.allowed()
+    );
+}
+
+#[test]
+fn sigils_own_listener_is_refused_and_audited_on_every_path_even_when_explicitly_granted() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let address = listener.local_addr().unwrap();
+    let port = address.port();
+    let _protected = sigil_egress::protect_listener(address);
+    let w = hostile_with(
+        &[
+            &format!("net.connect:127.0.0.1:{port}"),
+            &format!("net.connect:localhost:{port}"),
+            &format!("net.connect:0.0.0.0:{port}"),
+        ],
+        &[],
+        r#"PLUGIN_MODE = "test""#,
+    );
+    let rule_ok = |rule: &str| rule.contains("where Sigil itself listens");
+    for spelling in ["127.0.0.1", "2130706433", "localhost", "0.0.0.0", "[::ffff:127.0.0.1]"] {
+        attack_every_path(&w, spelling, port, &rule_ok);
+    }
+    assert!(
+        listener.accept().is_err(),
+        "nothing reached the host's listener"
     );
     still_works(&w);
 }

@@ -9,7 +9,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use sigil_audit::{Actor, AuditSink, NewRecord, RecordKind, Verdict};
-use sigil_policy::{Capability, CapabilitySet, Decision, DenyRule, Layers, PluginAuthority, Scope};
+use sigil_policy::{
+    Capability, CapabilitySet, Decision, DenyRule, Layers, PluginAuthority, Reach, Scope,
+};
 
 use crate::config::Config;
 use crate::events::{Event, Events};
@@ -202,6 +204,31 @@ impl Enforcer {
         }
     }
 
+    /// Decides a connection to the address in `check.capability` (`net.connect:<ip>:<port>`,
+    /// the address actually connected to after name resolution), reached through `host`
+    /// (`net.connect:<host>:<port>` as the plugin named it), and records it: one record naming
+    /// the address. See [`sigil_policy::decide_destination`] for what `reach` asks.
+    ///
+    /// # Security
+    /// As for [`Enforcer::check`]: exactly one audit record, and a deny if it cannot be
+    /// written. The caller classifies the address; a class refusal or an unreachable address
+    /// is a deny recorded like any other.
+    pub async fn check_destination(
+        &self,
+        check: &Check<'_>,
+        host: &Capability,
+        reach: Reach<'_>,
+    ) -> Decision {
+        let (decision, version) = self.decide_with(check, |layers| {
+            sigil_policy::decide_destination(check.capability, host, reach, layers)
+        });
+        let pending = self.audit.submit(record(check, &decision, version));
+        match pending.await {
+            Ok(seq) => self.published(check, decision, seq),
+            Err(error) => audit_failed(check, error.to_string()),
+        }
+    }
+
     /// [`Enforcer::check`] for threads outside an async runtime.
     pub fn check_blocking(&self, check: &Check<'_>) -> Decision {
         let (decision, version) = self.decide(check);
@@ -288,6 +315,17 @@ impl Enforcer {
     }
 
     fn decide(&self, check: &Check<'_>) -> (Decision, Option<String>) {
+        self.decide_with(check, |layers| {
+            sigil_policy::decide(check.capability, layers)
+        })
+    }
+
+    /// Resolves the layers of `check` and lets `decide` decide on them.
+    fn decide_with(
+        &self,
+        check: &Check<'_>,
+        decide: impl FnOnce(Layers<'_>) -> Decision,
+    ) -> (Decision, Option<String>) {
         let state = match self.state.read() {
             Ok(state) => state,
             Err(_) => {
@@ -326,7 +364,7 @@ impl Enforcer {
             user,
             global_deny: &state.global_deny,
         };
-        (sigil_policy::decide(check.capability, layers), version)
+        (decide(layers), version)
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {

@@ -180,6 +180,47 @@ impl Call {
         }
     }
 
+    /// Asks the enforcer whether the plugin may connect to `address` (`net.connect:<ip>:<port>`,
+    /// the address actually connected to, after name resolution) reached through `host`
+    /// (`net.connect:<host>:<port>` as the plugin named it), with `reach` saying what the
+    /// address's class takes. Records the decision under this call.
+    ///
+    /// # Errors
+    /// [`ToolError::Denied`] naming the address and the rule.
+    pub async fn authorize_destination(
+        &self,
+        address: &str,
+        host: &str,
+        reach: sigil_policy::Reach<'_>,
+    ) -> Result<(), ToolError> {
+        let parse = |text: &str| {
+            Capability::parse(text).map_err(|e| ToolError::Denied {
+                capability: text.to_string(),
+                rule: e.to_string(),
+            })
+        };
+        let address = parse(address)?;
+        let host = parse(host)?;
+        let check = Check {
+            subject: Subject::Plugin(&self.inner.plugin),
+            capability: &address,
+            actor: &self.inner.actor,
+            call_id: Some(&self.inner.call_id),
+        };
+        match self
+            .inner
+            .enforcer
+            .check_destination(&check, &host, reach)
+            .await
+        {
+            Decision::Allow { .. } => Ok(()),
+            Decision::Deny { rule } => Err(ToolError::Denied {
+                capability: address.to_string(),
+                rule: rule.to_string(),
+            }),
+        }
+    }
+
     /// A deny, at any level, that reaches `capability` or anything below it (for a path: any
     /// path under it). A tier must not hand the plugin a whole directory that such a deny
     /// carves into.

@@ -177,10 +177,12 @@ type SendResult = wasmtime_wasi_http::Result<(
 
 impl WasiHttpHooks for HttpHooks {
     /// # Security
-    /// Every request is checked against `net.connect:<host>:<port>` (audited) before anything
-    /// leaves the host. Only then are placeholders in header values replaced by secret
-    /// values, each only where its secret is bound (a refusal is audited); a placeholder this
-    /// call did not issue makes the request fail.
+    /// The destination is decided by [`sigil_egress::decide`] (the one implementation
+    /// every tier uses): `net.connect:<host>:<port>` on the canonical host before any name is
+    /// resolved, then each resolved address (its class, Sigil's own listeners), each audited;
+    /// the connection goes to exactly the address decided. Only then are placeholders in
+    /// header values replaced by secret values, each only where its secret is bound (a
+    /// refusal is audited); a placeholder this call did not issue makes the request fail.
     fn send_request(
         &mut self,
         request: http::Request<wasmtime_wasi_http::WasiBody>,
@@ -194,31 +196,126 @@ impl WasiHttpHooks for HttpHooks {
             use wasmtime_wasi_http::Error;
             let call = call.ok_or(Error::HttpRequestDenied)?;
             let mut request = request;
-            let uri = request.uri();
-            let host = uri.host().ok_or(Error::HttpRequestUriInvalid)?.to_string();
-            let port = uri.port_u16().unwrap_or(match uri.scheme_str() {
-                Some("http") => 80,
-                _ => 443,
-            });
-            call.authorize(&format!("net.connect:{host}:{port}"))
-                .await
-                .map_err(|_| Error::HttpRequestDenied)?;
-            let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+            let destination = sigil_egress::HttpDestination::of(request.uri())
+                .map_err(|_| Error::HttpRequestUriInvalid)?;
+            let connect_timeout = options
+                .and_then(|o| o.connect_timeout)
+                .unwrap_or(CONNECT_TIMEOUT);
+            let first_byte_timeout = options
+                .and_then(|o| o.first_byte_timeout)
+                .unwrap_or(FIRST_BYTE_TIMEOUT);
+            let refused = |error: sigil_egress::ConnectError| {
+                tracing::debug!(plugin = %call.plugin(), %error, "outgoing HTTP refused or failed");
+                match error {
+                    sigil_egress::ConnectError::Denied { .. } => Error::HttpRequestDenied,
+                    sigil_egress::ConnectError::Timeout { .. } => Error::ConnectionTimeout,
+                    sigil_egress::ConnectError::Resolve { .. } => Error::DestinationNotFound,
+                    sigil_egress::ConnectError::Tls { .. } => Error::TlsProtocolError,
+                    _ => Error::ConnectionRefused,
+                }
+            };
+            let decided = sigil_egress::decide(
+                &destination.host,
+                destination.port,
+                &CallGate(&call),
+                connect_timeout,
+            )
+            .await
+            .map_err(refused)?;
+            let host = destination.host.to_string();
+            let target = request
+                .uri()
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_string();
             let to = OutboundRequest {
                 host: &host,
-                port,
-                path: &path,
+                port: destination.port,
+                path: &target,
             };
             let mut headers = std::mem::take(request.headers_mut());
             let injected = inject_secrets(&call, &to, &mut headers, &placeholders).await;
             *request.headers_mut() = headers;
             injected?;
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            let stream = sigil_egress::connect_http(decided, &destination, connect_timeout)
+                .await
+                .map_err(refused)?;
+            // The origin-form target: scheme and authority went into the decision and the Host
+            // header, never onto the wire.
+            let path = request
+                .uri()
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .parse::<http::Uri>()
+                .map_err(|_| Error::HttpRequestUriInvalid)?;
+            *request.uri_mut() = path;
+            let (mut sender, connection) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                    .await?;
+            let mut connection = Box::pin(connection);
+            let sending = tokio::time::timeout(first_byte_timeout, sender.send_request(request));
+            tokio::pin!(sending);
+            // The connection is driven while the response is awaited, and afterwards by the
+            // returned future, which wasmtime runs for as long as the body is read.
+            let mut finished = None;
+            let response = loop {
+                tokio::select! {
+                    biased;
+                    sent = &mut sending => break sent.map_err(|_| Error::ConnectionReadTimeout)??,
+                    ended = &mut connection, if finished.is_none() => finished = Some(ended),
+                }
+            };
+            let io = async move {
+                match finished {
+                    Some(ended) => ended.map_err(Error::from),
+                    None => connection.await.map_err(Error::from),
+                }
+            };
             Ok((
-                response.map(BodyExt::boxed_unsync),
+                response.map(|body| body.map_err(Error::from).boxed_unsync()),
                 Box::new(io) as Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
             ))
         })
+    }
+}
+
+/// How long connecting (resolution and decisions included) may take when the guest sets no
+/// limit of its own; the call's deadline ends it sooner.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long the response head may take when the guest sets no limit of its own.
+const FIRST_BYTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The decisions of one call's outgoing request, made by its [`Call`] (enforcer and audit).
+struct CallGate<'a>(&'a Call);
+
+/// The rule of a denial (the destination is named by whoever reports it).
+fn rule_text(error: ToolError) -> String {
+    match error {
+        ToolError::Denied { rule, .. } => rule,
+        other => other.to_string(),
+    }
+}
+
+#[async_trait::async_trait]
+impl sigil_egress::Gate for CallGate<'_> {
+    async fn host(&self, capability: &str) -> Result<(), String> {
+        self.0
+            .authorize(capability)
+            .await
+            .map(|_| ())
+            .map_err(rule_text)
+    }
+
+    async fn address(
+        &self,
+        address: &str,
+        host: &str,
+        reach: sigil_egress::Reach<'_>,
+    ) -> Result<(), String> {
+        self.0
+            .authorize_destination(address, host, reach)
+            .await
+            .map_err(rule_text)
     }
 }
 

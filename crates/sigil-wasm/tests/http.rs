@@ -49,6 +49,17 @@ async fn server(count: usize) -> (u16, mpsc::Receiver<String>) {
 }
 
 fn open(root: &std::path::Path, requests: &str) -> Runtime {
+    open_with(
+        root,
+        requests,
+        r#"["net.connect:127.0.0.1:*", "secret.use:token", "secret.use:elsewhere"]"#,
+        "",
+    )
+}
+
+/// The fetcher plugin requesting `requests`, consented `consent`, under `policy` (lines of a
+/// `[policy]` table).
+fn open_with(root: &std::path::Path, requests: &str, consent: &str, policy: &str) -> Runtime {
     let plugin_dir = root.join("plugins/fetcher");
     std::fs::create_dir_all(&plugin_dir).unwrap();
     std::fs::copy(sigil_guests::HOSTILE_HTTP, plugin_dir.join("plugin.wasm")).unwrap();
@@ -90,8 +101,11 @@ allow = ["*"]
 [users.alice]
 permissions = ["*"]
 
+[policy]
+{policy}
+
 [plugins.fetcher]
-consent = ["net.connect:127.0.0.1:*", "secret.use:token", "secret.use:elsewhere"]
+consent = {consent}
 
 [secrets.token]
 value = "{SECRET}"
@@ -343,6 +357,25 @@ fn a_secret_is_injected_only_into_requests_to_the_destination_it_is_bound_to() {
     );
 }
 
+/// Every spelling of a loopback, unspecified or link-local destination a plugin can write.
+const RESTRICTED_SPELLINGS: [&str; 15] = [
+    "127.0.0.1",
+    "2130706433",
+    "127.1",
+    "0x7f.0.0.1",
+    "127.000.000.001",
+    "0177.0.0.1",
+    "[::ffff:127.0.0.1]",
+    "[0:0:0:0:0:ffff:7f00:1]",
+    "[::1]",
+    "0",
+    "0.0.0.0",
+    "localhost",
+    "localhost.",
+    "LOCALHOST",
+    "169.254.169.254",
+];
+
 fn denials(sigil: &Runtime) -> Vec<sigil_audit::Record> {
     sigil
         .audit()
@@ -351,4 +384,135 @@ fn denials(sigil: &Runtime) -> Vec<sigil_audit::Record> {
             ..Filter::default()
         })
         .unwrap()
+}
+
+/// A listener nothing may reach: `accept` fails while nobody has connected.
+fn bystander() -> std::net::TcpListener {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    listener
+}
+
+#[test]
+fn restricted_addresses_in_every_spelling_are_refused_and_audited_under_a_wildcard_grant() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let listener = bystander();
+    let port = listener.local_addr().unwrap().port();
+    let sigil = open_with(
+        dir.path(),
+        r#"{ capability = "net.connect:*", reason = "r" }"#,
+        r#"["net.connect:*"]"#,
+        r#"deny = ["net.connect:127.0.0.1"]"#,
+    );
+    for spelling in RESTRICTED_SPELLINGS {
+        let before = denials(&sigil).len();
+        let error = get(
+            &sigil,
+            &rt,
+            json!({ "url": format!("http://{spelling}:{port}/admin") }),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("HTTP-request-denied"), "{spelling}: {error}");
+        let denied = denials(&sigil);
+        assert!(denied.len() > before, "{spelling}: no deny record");
+        let record = &denied.last().unwrap().record;
+        assert!(
+            record
+                .capability
+                .as_deref()
+                .is_some_and(|c| c.starts_with("net.connect:") && c.ends_with(&format!(":{port}"))),
+            "{spelling}: {record:?}"
+        );
+        assert!(
+            record.rule.contains("denies `net.connect:127.0.0.1`")
+                || record.rule.contains("reachable only through a grant naming it"),
+            "{spelling}: {}",
+            record.rule
+        );
+    }
+    assert!(listener.accept().is_err(), "nothing reached the listener");
+}
+
+#[test]
+fn a_grant_naming_a_loopback_address_or_host_reaches_it() {
+    for named in ["127.0.0.1", "localhost"] {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = runtime();
+        let (port, heads) = rt.block_on(server(1));
+        let grant = format!("net.connect:{named}:{port}");
+        let sigil = open_with(
+            dir.path(),
+            &format!(r#"{{ capability = "{grant}", reason = "r" }}"#),
+            &format!(r#"["{grant}"]"#),
+            "",
+        );
+        let out = get(
+            &sigil,
+            &rt,
+            json!({ "url": format!("http://{named}:{port}/ping") }),
+        )
+        .unwrap();
+        assert_eq!(out["status"], 200, "{named}: {out}");
+        assert!(
+            heads
+                .recv_timeout(std::time::Duration::from_secs(5))
+                .is_ok()
+        );
+        let allowed: Vec<_> = sigil
+            .audit()
+            .query(&Filter {
+                decision: Some(Verdict::Allow),
+                ..Filter::default()
+            })
+            .unwrap()
+            .into_iter()
+            .filter_map(|r| r.record.capability)
+            .collect();
+        assert!(
+            allowed.contains(&format!("net.connect:127.0.0.1:{port}")),
+            "the address connected to was decided: {allowed:?}"
+        );
+    }
+}
+
+#[test]
+fn sigils_own_listener_is_refused_and_audited_even_when_explicitly_granted() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let listener = bystander();
+    let address = listener.local_addr().unwrap();
+    let port = address.port();
+    let _protected = sigil_egress::protect_listener(address);
+    let grants = ["127.0.0.1", "localhost", "0.0.0.0"].map(|h| format!("net.connect:{h}:{port}"));
+    let requests: Vec<String> = grants
+        .iter()
+        .map(|g| format!(r#"{{ capability = "{g}", reason = "r" }}"#))
+        .collect();
+    let sigil = open_with(
+        dir.path(),
+        &requests.join(", "),
+        &format!("{grants:?}"),
+        "",
+    );
+    for spelling in ["127.0.0.1", "2130706433", "localhost", "0.0.0.0", "[::ffff:127.0.0.1]"] {
+        let before = denials(&sigil).len();
+        let error = get(
+            &sigil,
+            &rt,
+            json!({ "url": format!("http://{spelling}:{port}/v1/plugins") }),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("HTTP-request-denied"), "{spelling}: {error}");
+        let denied = denials(&sigil);
+        assert!(denied.len() > before, "{spelling}: no deny record");
+        let rule = &denied.last().unwrap().record.rule;
+        assert!(
+            rule.contains("where Sigil itself listens"),
+            "{spelling}: {rule}"
+        );
+    }
+    assert!(listener.accept().is_err(), "nothing reached the listener");
 }

@@ -14,7 +14,11 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use sigil_egress::{EgressPolicy, Options, Proxy, ProxyHandle, Target};
+use sigil_egress::{EgressPolicy, Options, Proxy, ProxyHandle, Reach, Target};
+use sigil_policy::{
+    Capability, CapabilitySet, Decision, Layers, PluginAuthority, Scope, decide,
+    decide_destination,
+};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -24,12 +28,15 @@ pub const PREFIX: &str = "sigil-secret-";
 /// Fails a test that would otherwise hang; never a timing assertion.
 pub const GUARD: Duration = Duration::from_secs(60);
 
-/// Allows exactly the listed `host:port` pairs; records every decision in order.
+/// Allows exactly the listed `host:port` pairs; records every decision in order (hosts in
+/// `decisions`, the addresses they resolve to in `addresses`). A listed pair names its host,
+/// so it reaches a restricted address too; Sigil's own listeners never.
 #[derive(Debug, Default)]
 pub struct AllowList {
     allowed: Vec<(String, u16)>,
     secrets: HashMap<String, String>,
     pub decisions: Mutex<Vec<(Target, bool)>>,
+    pub addresses: Mutex<Vec<(String, bool)>>,
 }
 
 impl AllowList {
@@ -71,6 +78,32 @@ impl EgressPolicy for AllowList {
         }
     }
 
+    async fn connect_address(
+        &self,
+        target: &Target,
+        address: &str,
+        reach: Reach<'_>,
+    ) -> Result<(), String> {
+        let named = self
+            .allowed
+            .iter()
+            .any(|(host, port)| *host == target.host && *port == target.port);
+        let allowed = match reach {
+            Reach::Open => true,
+            Reach::Named { .. } => named,
+            Reach::Closed { .. } => false,
+        };
+        self.addresses
+            .lock()
+            .unwrap()
+            .push((address.to_string(), allowed));
+        if allowed {
+            Ok(())
+        } else {
+            Err(format!("{address} is not reachable: {reach:?}"))
+        }
+    }
+
     async fn inject(
         &self,
         _target: &Target,
@@ -82,6 +115,109 @@ impl EgressPolicy for AllowList {
                 format!("header `{name}` holds a secret placeholder that was not issued")
             })
         })
+    }
+}
+
+/// The policy core's decisions over real grants, as the process tier's enforcer makes them,
+/// with every decision recorded (capability, allowed, rule) as an audit log would.
+#[derive(Debug)]
+pub struct Grants {
+    plugin: PluginAuthority,
+    workspace: Scope,
+    user: Scope,
+    global_deny: CapabilitySet,
+    pub records: Mutex<Vec<(String, bool, String)>>,
+}
+
+impl Grants {
+    /// A plugin requesting (and consented) `grants`, under an operator denying `denies`.
+    pub fn new(grants: &[&str], denies: &[&str]) -> Self {
+        let set = |patterns: &[&str]| CapabilitySet::parse(patterns).unwrap();
+        Self {
+            plugin: PluginAuthority {
+                id: "plugin".into(),
+                grants: set(grants),
+                consent: set(grants),
+                denies: CapabilitySet::default(),
+            },
+            workspace: Scope {
+                name: "home".into(),
+                allow: set(&["*"]),
+                deny: CapabilitySet::default(),
+            },
+            user: Scope {
+                name: "alice".into(),
+                allow: set(&["*"]),
+                deny: CapabilitySet::default(),
+            },
+            global_deny: set(denies),
+            records: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn layers(&self) -> Layers<'_> {
+        Layers {
+            plugin: Some(&self.plugin),
+            workspace: &self.workspace,
+            user: &self.user,
+            global_deny: &self.global_deny,
+        }
+    }
+
+    fn record(&self, capability: &str, decision: Decision) -> Result<(), String> {
+        let allowed = decision.is_allowed();
+        self.records
+            .lock()
+            .unwrap()
+            .push((capability.to_string(), allowed, decision.to_string()));
+        if allowed {
+            Ok(())
+        } else {
+            Err(decision.to_string())
+        }
+    }
+
+    /// The denied capabilities, in order.
+    pub fn denials(&self) -> Vec<(String, String)> {
+        self.records
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, allowed, _)| !allowed)
+            .map(|(capability, _, rule)| (capability.clone(), rule.clone()))
+            .collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl EgressPolicy for Grants {
+    async fn connect(&self, target: &Target) -> Result<(), String> {
+        let text = format!("net.connect:{target}");
+        let capability = Capability::parse(&text).unwrap();
+        self.record(&text, decide(&capability, self.layers()))
+    }
+
+    async fn connect_address(
+        &self,
+        target: &Target,
+        address: &str,
+        reach: Reach<'_>,
+    ) -> Result<(), String> {
+        let host = Capability::parse(&format!("net.connect:{target}")).unwrap();
+        let decided = Capability::parse(address).unwrap();
+        self.record(
+            address,
+            decide_destination(&decided, &host, reach, self.layers()),
+        )
+    }
+
+    async fn inject(
+        &self,
+        _target: &Target,
+        _path: &str,
+        _headers: &mut http::HeaderMap,
+    ) -> Result<(), String> {
+        Ok(())
     }
 }
 

@@ -94,6 +94,34 @@ fn proxy_get_as(url: &str, token: Option<&str>) -> Result<String, String> {
     Ok(reply)
 }
 
+/// `CONNECT target` through the proxy named by `HTTP_PROXY`; the reply up to the end of its
+/// head.
+fn proxy_connect(target: &str) -> Result<String, String> {
+    let proxy = std::env::var("HTTP_PROXY")
+        .or_else(|_| std::env::var("http_proxy"))
+        .map_err(|_| "no HTTP_PROXY in the environment".to_string())?;
+    let address = proxy
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let mut stream = std::net::TcpStream::connect(&address)
+        .map_err(|e| format!("connect proxy {address}: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    write!(stream, "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    Ok(String::from_utf8_lossy(&head).into_owned())
+}
+
 fn path_of(input: &Value) -> String {
     input["path"].as_str().unwrap_or_default().to_string()
 }
@@ -282,6 +310,24 @@ fn main() -> Result<(), sigil_process_kit::KitError> {
         .function("proxy_get", "Fetches a URL through the HTTP_PROXY it was given.", object(), |_ctx, input| async move {
             let url = input["url"].as_str().unwrap_or_default().to_string();
             proxy_get(&url).map(|reply| json!({ "reply": reply })).map_err(failed)
+        })
+        .function("proxy_connect", "Asks the HTTP_PROXY it was given to open a tunnel to `target`; the reply's head.", object(), |_ctx, input| async move {
+            let target = input["target"].as_str().unwrap_or_default().to_string();
+            proxy_connect(&target).map(|reply| json!({ "reply": reply })).map_err(failed)
+        })
+        .function("host_get", "Fetches a URL through the host's HTTP call.", object(), |ctx, input| async move {
+            let response = ctx
+                .http(sigil_process_kit::HttpRequest {
+                    method: "GET".into(),
+                    url: input["url"].as_str().unwrap_or_default().to_string(),
+                    headers: Vec::new(),
+                    body: Vec::new(),
+                })
+                .await?;
+            Ok(json!({
+                "status": response.status,
+                "body": String::from_utf8_lossy(&response.body),
+            }))
         })
         .function(
             "proxy_get_later",
