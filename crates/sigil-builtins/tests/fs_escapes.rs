@@ -41,7 +41,12 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn call(rt: &tokio::runtime::Runtime, sigil: &Runtime, tool: &str, path: &Path) -> Result<Value, InvokeError> {
+fn call(
+    rt: &tokio::runtime::Runtime,
+    sigil: &Runtime,
+    tool: &str,
+    path: &Path,
+) -> Result<Value, InvokeError> {
     let actor = sigil.local_actor(None, None);
     rt.block_on(sigil.invoke(&actor, &format!("fs/{tool}"), json!({ "path": path })))
         .map(|i| i.output)
@@ -174,8 +179,16 @@ fn a_directory_swapped_with_a_link_mid_read_never_leaks_and_each_refusal_is_an_a
                 }
                 served += 1;
             }
-            Err(InvokeError::Failed { step: Step::Invoke, error, .. }) => {
-                let expected = if listing { &private_capability } else { &secret_capability };
+            Err(InvokeError::Failed {
+                step: Step::Invoke,
+                error,
+                ..
+            }) => {
+                let expected = if listing {
+                    &private_capability
+                } else {
+                    &secret_capability
+                };
                 assert!(
                     error.starts_with(&format!("denied `{expected}`")),
                     "call {calls}: {error}"
@@ -274,13 +287,22 @@ fn fifos_sockets_and_devices_are_refused_unopened_and_audited() {
         ("list_dir", fifo.clone(), "is a named pipe (FIFO)"),
         ("read_text", socket.clone(), "is a socket"),
         ("list_dir", socket.clone(), "is a socket"),
-        ("read_text", PathBuf::from("/dev/zero"), "is a character device"),
+        (
+            "read_text",
+            PathBuf::from("/dev/zero"),
+            "is a character device",
+        ),
         ("read_text", shared.join("zero"), "is a character device"),
         ("list_dir", shared.join("zero"), "is a character device"),
     ];
     for (index, (tool, path, says)) in table.iter().enumerate() {
         let err = call(&rt, &sigil, tool, path).unwrap_err();
-        let InvokeError::Failed { step: Step::Invoke, error, .. } = &err else {
+        let InvokeError::Failed {
+            step: Step::Invoke,
+            error,
+            ..
+        } = &err
+        else {
             panic!("{tool} {}: {err}", path.display());
         };
         assert!(
@@ -317,8 +339,5 @@ fn fifos_sockets_and_devices_are_refused_unopened_and_audited() {
         })
         .collect();
     let expected = [("pipe", "fifo"), ("sock", "socket"), ("zero", "symlink")];
-    assert_eq!(
-        kinds,
-        expected.map(|(n, k)| (n.to_string(), k.to_string())),
-    );
+    assert_eq!(kinds, expected.map(|(n, k)| (n.to_string(), k.to_string())),);
 }

@@ -107,7 +107,10 @@ async fn a_file_swapped_for_a_link_mid_install_is_refused_and_never_followed() {
     let installed = server.home.path().join("plugins/echo");
     let body = json!({ "path": plugin.display().to_string(), "force": true });
 
-    let swapper = Swapper::start(plugin.join("assets/data.txt"), root.join("outside/data.txt"));
+    let swapper = Swapper::start(
+        plugin.join("assets/data.txt"),
+        root.join("outside/data.txt"),
+    );
     let (mut landed, mut refused, mut installs) = (0, 0, 0);
     while installs < RACE_INSTALLS || landed < RACE_OUTCOMES || refused < RACE_OUTCOMES {
         assert!(
@@ -127,7 +130,8 @@ async fn a_file_swapped_for_a_link_mid_install_is_refused_and_never_followed() {
             assert_error(&result, 422, "install_refused");
             let message = result.1["error"]["message"].as_str().unwrap();
             assert!(
-                message.contains("assets/data.txt is a symbolic link; plugins may not contain links"),
+                message
+                    .contains("assets/data.txt is a symbolic link; plugins may not contain links"),
                 "install {installs}: {message}"
             );
             // What was installed before stays as it was.

@@ -60,11 +60,8 @@ pub(crate) fn load_dir(dir: &Path, rules: &Rules<'_>) -> Result<ValidatedManifes
 fn read_limited(path: &Path) -> Result<String, String> {
     use rustix::fs::{CWD, FileType, Mode, OFlags};
     let describe = |e: std::io::Error| format!("cannot read the manifest: {}", lowercase(&e));
-    let flags = OFlags::RDONLY
-        | OFlags::NOFOLLOW
-        | OFlags::NONBLOCK
-        | OFlags::NOCTTY
-        | OFlags::CLOEXEC;
+    let flags =
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
     let fd = match rustix::fs::openat(CWD, path, flags, Mode::empty()) {
         Ok(fd) => fd,
         Err(rustix::io::Errno::LOOP) => {

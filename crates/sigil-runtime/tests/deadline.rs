@@ -12,8 +12,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sigil_audit::{Filter, RecordKind};
 use sigil_runtime::{
-    Builtin, Call, InvokeError, Step, Steps, ToolDescriptor, ToolError, ToolPlugin,
-    async_trait,
+    Builtin, Call, InvokeError, Step, Steps, ToolDescriptor, ToolError, ToolPlugin, async_trait,
 };
 
 const MANIFEST: &str = r#"
@@ -156,10 +155,16 @@ fn a_builtin_blocked_in_a_system_call_times_out_at_its_deadline_while_other_call
         .collect();
     let timed_out = outcomes
         .iter()
-        .filter(|o| *o == "error: invoke failed: deadline of 300 ms exceeded (execution.limits.timeout_ms)")
+        .filter(|o| {
+            *o == "error: invoke failed: deadline of 300 ms exceeded (execution.limits.timeout_ms)"
+        })
         .count();
     assert_eq!(timed_out, BLOCKED, "{outcomes:?}");
-    assert_eq!(outcomes.iter().filter(|o| *o == "ok").count(), 1, "{outcomes:?}");
+    assert_eq!(
+        outcomes.iter().filter(|o| *o == "ok").count(),
+        1,
+        "{outcomes:?}"
+    );
     drop(rt);
     drop(watchdog);
 }

@@ -115,7 +115,11 @@ enum Opened {
 }
 
 /// Opens `name` in `dir` by handle and says what it is; `path` names it in errors.
-fn open_entry(dir: &OwnedFd, name: &OsStr, path: &Path) -> Result<Result<Opened, Unfit>, TrustError> {
+fn open_entry(
+    dir: &OwnedFd,
+    name: &OsStr,
+    path: &Path,
+) -> Result<Result<Opened, Unfit>, TrustError> {
     let fd = match rustix::fs::openat(dir, name, ENTRY, Mode::empty()) {
         Ok(fd) => fd,
         Err(Errno::LOOP) => return Ok(Err(Unfit::Link)),
@@ -262,7 +266,11 @@ pub fn copy_plugin_dir(from: &Path, to: &Path, max_bytes: u64) -> Result<Copied,
         let differs: Vec<String> = copied
             .iter()
             .filter(|(path, node)| landed.get(*path) != Some(*node))
-            .chain(landed.iter().filter(|(path, _)| !copied.contains_key(*path)))
+            .chain(
+                landed
+                    .iter()
+                    .filter(|(path, _)| !copied.contains_key(*path)),
+            )
             .map(|(path, _)| path.display().to_string())
             .collect();
         return Err(refused(
@@ -311,7 +319,12 @@ impl Copier<'_> {
 
     /// Copies `source` to `relative` in the target, hashing what it reads; then reads the copy
     /// back and checks that it hashes the same.
-    fn file(&mut self, relative: &Path, source: &mut File, mode: u32) -> Result<[u8; 32], TrustError> {
+    fn file(
+        &mut self,
+        relative: &Path,
+        source: &mut File,
+        mode: u32,
+    ) -> Result<[u8; 32], TrustError> {
         let read_from = self.from.join(relative);
         let written_to = self.to.join(relative);
         let created = rustix::fs::openat(
@@ -322,8 +335,7 @@ impl Copier<'_> {
         )
         .map_err(|e| io(&written_to, e))?;
         // The mode given at creation passes through the umask; the copy keeps the source's.
-        rustix::fs::fchmod(&created, Mode::from_raw_mode(mode))
-            .map_err(|e| io(&written_to, e))?;
+        rustix::fs::fchmod(&created, Mode::from_raw_mode(mode)).map_err(|e| io(&written_to, e))?;
         let mut copy = File::from(created);
         let mut hasher = Sha256::new();
         let mut buffer = vec![0u8; 64 * 1024];
@@ -346,8 +358,7 @@ impl Copier<'_> {
                 .map_err(|e| TrustError::io(&written_to, &e))?;
         }
         let read = digest_of(hasher);
-        copy.rewind()
-            .map_err(|e| TrustError::io(&written_to, &e))?;
+        copy.rewind().map_err(|e| TrustError::io(&written_to, &e))?;
         if sha256(&mut copy, &written_to)? != read {
             return Err(refused(
                 &written_to,

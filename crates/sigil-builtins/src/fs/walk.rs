@@ -15,9 +15,7 @@ use sigil_runtime::ToolError;
 
 /// How each component is looked up: the object itself, whatever it is, without opening it
 /// (a FIFO does not wait for a writer, a device is not touched) and without following a link.
-const LOOKUP: OFlags = OFlags::PATH
-    .union(OFlags::NOFOLLOW)
-    .union(OFlags::CLOEXEC);
+const LOOKUP: OFlags = OFlags::PATH.union(OFlags::NOFOLLOW).union(OFlags::CLOEXEC);
 
 /// What a walk found.
 #[derive(Debug)]
@@ -150,8 +148,8 @@ pub(super) fn walk(path: &Path) -> Result<Step, ToolError> {
         match Kind::of(&stat) {
             Kind::Symlink => {
                 // Read from the handle, not by name: this is the link that was looked up.
-                let target = rustix::fs::readlinkat(&handle, "", Vec::new())
-                    .map_err(|e| failed(&at, e))?;
+                let target =
+                    rustix::fs::readlinkat(&handle, "", Vec::new()).map_err(|e| failed(&at, e))?;
                 let mut next = here.join(OsStr::from_bytes(target.as_bytes()));
                 for rest in &names[index + 1..] {
                     next.push(rest);
@@ -206,11 +204,8 @@ impl Opened {
         };
         // By name once more, but in the directory already held and without following a link,
         // and then checked to be the same object: a swap in between is refused, never read.
-        let flags = OFlags::RDONLY
-            | OFlags::NOFOLLOW
-            | OFlags::NONBLOCK
-            | OFlags::NOCTTY
-            | OFlags::CLOEXEC;
+        let flags =
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
         let fd = rustix::fs::openat(dir, name.as_os_str(), flags, Mode::empty())
             .map_err(|e| failed(&self.path, e))?;
         let stat = rustix::fs::fstat(&fd).map_err(|e| failed(&self.path, e))?;
