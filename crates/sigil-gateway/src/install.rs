@@ -3,10 +3,17 @@
 //!
 //! Install validates the manifest (every problem reported), refuses the builtin tier and
 //! missing artifacts, checks the plugin's signature and the tier its trust level may use
-//! ([`check_trust`]), records the consent in the audit log, copies the directory into `<home>/plugins/<id>` through a staging
-//! directory and a rename (a failed copy leaves nothing half-installed), refusing symbolic
-//! links and anything over [`MAX_PLUGIN_BYTES`], then records consent to every requested
-//! capability in `sigil.toml`, keeping the file's comments and layout.
+//! ([`check_trust`]), records the consent in the audit log, copies the directory into
+//! `<home>/plugins/<id>` through a staging directory and a rename (a failed copy leaves nothing
+//! half-installed), then records consent to every requested capability in `sigil.toml`,
+//! keeping the file's comments and layout.
+//!
+//! # Security
+//! The source directory is its author's, who may change it during the install. It is read
+//! once, by handle, by [`sigil_trust::copy_plugin_dir`]: no entry is followed through a link,
+//! links and special files are refused, anything over [`MAX_PLUGIN_BYTES`] is refused, and what
+//! was written is checked against what was read. The staged copy must then hold the manifest
+//! and trust level that were checked before it was made; only then is it renamed into place.
 
 use std::path::{Path, PathBuf};
 
@@ -231,13 +238,12 @@ pub fn install_validated(
         });
     }
     let consent = consent_to(manifest);
-    let plugins = home.plugins_dir();
-    copy_plugin(source, &plugins, &id)?;
+    copy_plugin(home, source, manifest, &trust)?;
     set_consent(&home.config_path(), &id, Some(&consent))?;
     Ok(Installed {
         id,
         version: manifest.version().to_string(),
-        dir: plugins.join(manifest.id().as_str()),
+        dir: home.plugins_dir().join(manifest.id().as_str()),
         consent,
         trust,
     })
@@ -267,13 +273,29 @@ fn io(path: &Path, error: &dyn std::fmt::Display) -> InstallError {
     }
 }
 
-/// Copies `source` to `<plugins>/<id>` through a staging directory and a rename.
-fn copy_plugin(source: &Path, plugins: &Path, id: &str) -> Result<(), InstallError> {
-    std::fs::create_dir_all(plugins).map_err(|e| io(plugins, &e))?;
+/// Copies `source` to `<plugins>/<id>` through a staging directory and a rename, once the
+/// staged copy has proved to be what was checked ([`same_as_checked`]).
+fn copy_plugin(
+    home: &Home,
+    source: &Path,
+    manifest: &ValidatedManifest,
+    trust: &Trust,
+) -> Result<(), InstallError> {
+    let plugins = home.plugins_dir();
+    let id = manifest.id().as_str();
+    std::fs::create_dir_all(&plugins).map_err(|e| io(&plugins, &e))?;
     let unique = format!("{}-{}", std::process::id(), unique_suffix());
     let staging = plugins.join(format!(".installing-{id}-{unique}"));
-    let mut total = 0u64;
-    if let Err(error) = copy_tree(source, &staging, &mut total) {
+    let staged = sigil_trust::copy_plugin_dir(source, &staging, MAX_PLUGIN_BYTES)
+        .map_err(|error| match error {
+            sigil_trust::TrustError::Io { path, message } => InstallError::Io {
+                path: path.display().to_string(),
+                message,
+            },
+            other => InstallError::Refused(other.to_string()),
+        })
+        .and_then(|_| same_as_checked(home, &staging, manifest, trust));
+    if let Err(error) = staged {
         let _ = std::fs::remove_dir_all(&staging);
         return Err(error);
     }
@@ -289,49 +311,45 @@ fn copy_plugin(source: &Path, plugins: &Path, id: &str) -> Result<(), InstallErr
     Ok(())
 }
 
+/// The staged copy is what was checked before it was made: the same manifest (the one the
+/// consent was given for), its entry present, and the same trust level computed again from
+/// the copied files. The author of a source directory can change it between the checks and
+/// the copy; this is where that is caught.
+fn same_as_checked(
+    home: &Home,
+    staged: &Path,
+    manifest: &ValidatedManifest,
+    trust: &Trust,
+) -> Result<(), InstallError> {
+    let changed = |what: &str| {
+        InstallError::Refused(format!(
+            "the plugin {what} while it was being installed; nothing was installed"
+        ))
+    };
+    let copied = sigil_manifest::load_dir(staged).map_err(|_| changed("manifest changed"))?;
+    if copied.to_json() != manifest.to_json() {
+        return Err(changed("manifest changed"));
+    }
+    if let Some(entry) = &manifest.execution().entry {
+        let present = staged
+            .join(entry)
+            .symlink_metadata()
+            .is_ok_and(|m| m.is_file());
+        if !present {
+            return Err(changed(&format!("entry `{}` disappeared", entry.display())));
+        }
+    }
+    if check_trust(home, staged, manifest)? != *trust {
+        return Err(changed("signature or files changed"));
+    }
+    Ok(())
+}
+
 fn unique_suffix() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0)
-}
-
-fn copy_tree(from: &Path, to: &Path, total: &mut u64) -> Result<(), InstallError> {
-    std::fs::create_dir_all(to).map_err(|e| io(to, &e))?;
-    for entry in std::fs::read_dir(from).map_err(|e| io(from, &e))? {
-        let entry = entry.map_err(|e| io(from, &e))?;
-        let path = entry.path();
-        let kind = entry.file_type().map_err(|e| io(&path, &e))?;
-        let name = entry.file_name();
-        // The same names a signature's digest list leaves out.
-        if sigil_trust::is_skipped(&name) {
-            continue;
-        }
-        if kind.is_symlink() {
-            return Err(InstallError::Refused(format!(
-                "{} is a symbolic link; plugins may not contain links",
-                path.display()
-            )));
-        } else if kind.is_dir() {
-            copy_tree(&path, &to.join(&name), total)?;
-        } else if kind.is_file() {
-            *total += entry.metadata().map_err(|e| io(&path, &e))?.len();
-            if *total > MAX_PLUGIN_BYTES {
-                return Err(InstallError::Refused(format!(
-                    "{} is larger than {} MiB",
-                    from.display(),
-                    MAX_PLUGIN_BYTES >> 20
-                )));
-            }
-            std::fs::copy(&path, to.join(&name)).map_err(|e| io(&path, &e))?;
-        } else {
-            return Err(InstallError::Refused(format!(
-                "{} is not a regular file or directory",
-                path.display()
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// Writes (`Some`) or removes (`None`) `[plugins.<id>] consent` in sigil.toml, keeping its

@@ -21,7 +21,9 @@ pub const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
 pub(crate) fn load_dir(dir: &Path, rules: &Rules<'_>) -> Result<ValidatedManifest, ManifestErrors> {
     let present: Vec<(String, Format)> = MANIFEST_FILES
         .iter()
-        .filter(|(name, _)| dir.join(name).is_file())
+        // Present whatever it is: a link or special file named like a manifest is refused
+        // when read, not passed over.
+        .filter(|(name, _)| dir.join(name).symlink_metadata().is_ok())
         .map(|(name, format)| (dir.join(name).display().to_string(), *format))
         .collect();
     let (file, format) = match present.as_slice() {
@@ -52,9 +54,28 @@ pub(crate) fn load_dir(dir: &Path, rules: &Rules<'_>) -> Result<ValidatedManifes
     parse_str_with(&text, format, &file, rules)
 }
 
+/// Reads the manifest without following a link (a plugin's author could point it at any file
+/// the host can read, and parse errors quote the text) and only if it is a regular file (a
+/// FIFO would wait for a writer).
 fn read_limited(path: &Path) -> Result<String, String> {
+    use rustix::fs::{CWD, FileType, Mode, OFlags};
     let describe = |e: std::io::Error| format!("cannot read the manifest: {}", lowercase(&e));
-    let file = std::fs::File::open(path).map_err(describe)?;
+    let flags =
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let fd = match rustix::fs::openat(CWD, path, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::LOOP) => {
+            return Err(
+                "the manifest is a symbolic link; plugins may not contain links".to_string(),
+            );
+        }
+        Err(error) => return Err(describe(error.into())),
+    };
+    let stat = rustix::fs::fstat(&fd).map_err(|e| describe(e.into()))?;
+    if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+        return Err("the manifest is not a regular file".to_string());
+    }
+    let file = std::fs::File::from(fd);
     let mut bytes = Vec::new();
     file.take(MAX_MANIFEST_BYTES + 1)
         .read_to_end(&mut bytes)

@@ -15,11 +15,9 @@
 //! 5. an outcome record with the steps taken, the duration and the result;
 //!    then the `after_tool_execute` hooks observe the result, which they cannot change.
 
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::FutureExt;
 use serde::Serialize;
 use serde_json::Value;
 use sigil_audit::{Actor, AuditLog, AuditSink, NewRecord, RecordKind};
@@ -33,12 +31,14 @@ use crate::kv::KvStore;
 use crate::lifecycle::State;
 use crate::manager::{Builtin, Manager, PluginEntry, TierLoader, ToolEntry};
 use crate::tool::{Call, ToolDescriptor, ToolError};
+use deadline::{Confinement, Ended};
 
 mod approvals;
 mod approve;
 mod commands;
 mod config_reload;
 mod control;
+mod deadline;
 mod hooks;
 mod watch;
 pub use approvals::{ApprovalRequest, DecidedApproval};
@@ -589,7 +589,7 @@ impl Runtime {
         let result = pipeline(
             &entry,
             tool_entry,
-            &*implementation,
+            &implementation,
             &call,
             &input,
             &mut steps,
@@ -614,10 +614,14 @@ impl Runtime {
 }
 
 /// Runs the execution pipeline, noting each step in `steps`.
+///
+/// Each step runs under the manifest's deadline, confined as [`Confinement::of`] says, so a
+/// step that blocks holds neither the runtime's worker threads nor its caller past the
+/// deadline.
 async fn pipeline(
     entry: &PluginEntry,
     tool: &ToolEntry,
-    plugin: &dyn crate::tool::ToolPlugin,
+    plugin: &Arc<dyn crate::tool::ToolPlugin>,
     call: &Call,
     input: &Value,
     steps: &mut Vec<String>,
@@ -627,6 +631,7 @@ async fn pipeline(
         .timeout_ms
         .map(Duration::from_millis)
         .unwrap_or(DEFAULT_TIMEOUT);
+    let confinement = Confinement::of(entry);
     let output_cap = limits.output_bytes.unwrap_or(DEFAULT_OUTPUT_BYTES);
     let has = tool.descriptor.steps;
     let fail = |step, error: String, rollback| InvokeError::Failed {
@@ -634,16 +639,24 @@ async fn pipeline(
         error,
         rollback,
     };
+    // Each step owns what it uses: a confined step may outlive this call's wait for it.
+    let owned = || (plugin.clone(), call.clone(), input.clone());
 
     if has.validate_pre {
-        let result = guarded(deadline, plugin.validate_pre(call, input)).await;
+        let (plugin, call, input) = owned();
+        let step = async move { plugin.validate_pre(&call, &input).await };
+        let result = guarded(deadline, confinement, step).await;
         note(steps, "validate-pre", &result);
         if let Err(error) = result {
             return Err(fail(Step::ValidatePre, error, None));
         }
     }
 
-    let invoked = guarded(deadline, plugin.invoke(call, input.clone())).await.and_then(|output| {
+    let step = {
+        let (plugin, call, input) = owned();
+        async move { plugin.invoke(&call, input).await }
+    };
+    let invoked = guarded(deadline, confinement, step).await.and_then(|output| {
         let size = serde_json::to_vec(&output).map(|v| v.len() as u64).unwrap_or(u64::MAX);
         if size > output_cap {
             return Err(format!("output of {size} bytes exceeds the limit of {output_cap} bytes (execution.limits.output_bytes)"));
@@ -660,7 +673,10 @@ async fn pipeline(
     let (failed_step, error, output) = match invoked {
         Err(error) => (Step::Invoke, error, None),
         Ok(output) if has.validate_post => {
-            let result = guarded(deadline, plugin.validate_post(call, input, &output)).await;
+            let (plugin, call, input) = owned();
+            let checked = output.clone();
+            let step = async move { plugin.validate_post(&call, &input, &checked).await };
+            let result = guarded(deadline, confinement, step).await;
             note(steps, "validate-post", &result);
             match result {
                 Ok(()) => return Ok(output),
@@ -670,7 +686,9 @@ async fn pipeline(
         Ok(output) => return Ok(output),
     };
     let rollback = if has.rollback {
-        let result = guarded(deadline, plugin.rollback(call, input, output.as_ref())).await;
+        let (plugin, call, input) = owned();
+        let step = async move { plugin.rollback(&call, &input, output.as_ref()).await };
+        let result = guarded(deadline, confinement, step).await;
         note(steps, "rollback", &result);
         Some(match result {
             Ok(()) => "rolled back".to_string(),
@@ -683,18 +701,20 @@ async fn pipeline(
 }
 
 /// Runs one plugin step under the deadline, turning a panic into an error: a plugin fault
-/// never takes the host down.
-async fn guarded<T>(
+/// never takes the host down, and a step that overruns its deadline ends its call whatever it
+/// does ([`deadline::within`]).
+async fn guarded<T: Send + 'static>(
     deadline: Duration,
-    step: impl std::future::Future<Output = Result<T, ToolError>>,
+    confinement: Confinement,
+    step: impl std::future::Future<Output = Result<T, ToolError>> + Send + 'static,
 ) -> Result<T, String> {
-    match tokio::time::timeout(deadline, AssertUnwindSafe(step).catch_unwind()).await {
-        Err(_) => Err(format!(
+    match deadline::within(deadline, confinement, step).await {
+        Ended::TimedOut => Err(format!(
             "deadline of {} ms exceeded (execution.limits.timeout_ms)",
             deadline.as_millis()
         )),
-        Ok(Err(_panic)) => Err("the plugin panicked".to_string()),
-        Ok(Ok(result)) => result.map_err(|e| e.to_string()),
+        Ended::Panicked => Err("the plugin panicked".to_string()),
+        Ended::Returned(result) => result.map_err(|e| e.to_string()),
     }
 }
 

@@ -319,6 +319,15 @@ impl Call {
 
 /// A plugin that provides tools. Only [`ToolPlugin::tools`] and [`ToolPlugin::invoke`] are
 /// required; the pipeline steps are called only for tools whose [`Steps`] say they exist.
+///
+/// # Deadlines and blocking
+/// Every step runs under a deadline (the manifest's `execution.limits.timeout_ms`, a hook's
+/// `timeout_ms`) that ends the call whatever the step does; a result that comes later is a
+/// timeout. A compiled-in plugin's steps run on a blocking-pool thread of their own, so one
+/// that blocks holds neither the runtime's worker threads nor its caller; it should still do
+/// its blocking work with `tokio::task::spawn_blocking`, since a thread stuck in a system call
+/// is only released when the call returns. A tier's implementation must never block in a
+/// poll: its steps run on the caller's task.
 #[async_trait]
 pub trait ToolPlugin: Send + Sync + std::fmt::Debug {
     /// The tools this plugin provides.

@@ -1,12 +1,10 @@
 //! The digest list: every file of a plugin directory with its SHA-256.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
-
 use crate::TrustError;
+use crate::tree::{self, Entry, Unfit};
 
 /// The digest list's file name, at the top of the plugin directory.
 pub const DIGESTS_FILE: &str = "SIGIL-DIGESTS";
@@ -32,15 +30,15 @@ pub struct DigestList {
 
 impl DigestList {
     /// Hashes every regular file under `dir`, except the digest list and its signature at the
-    /// top and the entries named in [`SKIPPED_NAMES`].
+    /// top and the entries named in [`SKIPPED_NAMES`]. Each entry is opened by handle, never
+    /// through a link, and hashed from what was opened.
     ///
     /// # Errors
     /// [`TrustError::Unsignable`] for a symbolic link (links are refused whether or not they
     /// lead out of the directory), a special file, or a name that is not UTF-8 or holds a
     /// newline or backslash; [`TrustError::Io`] when something cannot be read.
     pub fn compute(dir: &Path) -> Result<DigestList, TrustError> {
-        let mut files = BTreeMap::new();
-        walk(dir, "", &mut files, is_skipped)?;
+        let files = hash_files(dir, is_skipped)?;
         Ok(DigestList { files })
     }
 
@@ -129,10 +127,7 @@ impl DigestList {
     pub fn check(&self, dir: &Path) -> Result<(), TrustError> {
         // Python runs bytecode it finds in `__pycache__` beside a source whose time and size
         // match: such a file is never signed, so a signed plugin holding one is refused.
-        let mut files = BTreeMap::new();
-        walk(dir, "", &mut files, |name| {
-            is_skipped(name) && name != "__pycache__"
-        })?;
+        let files = hash_files(dir, |name| is_skipped(name) && name != "__pycache__")?;
         let actual = DigestList { files };
         let mut problems = Vec::new();
         for (file, digest) in &self.files {
@@ -164,70 +159,50 @@ impl DigestList {
     }
 }
 
-fn walk(
+/// Hashes every regular file under `dir` by handle (see `tree.rs`) but those `skipped` by
+/// name and the digest list and its signature at the top.
+fn hash_files(
     dir: &Path,
-    prefix: &str,
-    files: &mut BTreeMap<String, String>,
     skipped: fn(&std::ffi::OsStr) -> bool,
-) -> Result<(), TrustError> {
-    let entries = std::fs::read_dir(dir).map_err(|e| TrustError::io(dir, &e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| TrustError::io(dir, &e))?;
-        let path = entry.path();
-        let name = entry.file_name();
-        if skipped(&name) {
-            continue;
+) -> Result<BTreeMap<String, String>, TrustError> {
+    let mut files = BTreeMap::new();
+    let skip = |relative: &Path| {
+        relative.file_name().is_some_and(skipped)
+            || relative == Path::new(DIGESTS_FILE)
+            || relative == Path::new(SIGNATURE_FILE)
+    };
+    let unfit = |relative: &Path, unfit: Unfit| TrustError::Unsignable {
+        path: dir.join(relative),
+        reason: match unfit {
+            Unfit::Link => "is a symbolic link; a signed plugin may not contain links",
+            Unfit::Special => "is not a regular file or directory",
         }
+        .to_string(),
+    };
+    tree::walk(dir, &skip, &unfit, &mut |relative, entry| {
+        let path = dir.join(relative);
         let unsignable = |reason: &str| TrustError::Unsignable {
             path: path.clone(),
             reason: reason.to_string(),
         };
-        let name = name
+        let listed = relative
             .to_str()
             .ok_or_else(|| unsignable("the name is not UTF-8, so it cannot be listed"))?;
-        if name.contains(['\n', '\r', '\\']) {
+        if listed.contains(['\n', '\r', '\\']) {
             return Err(unsignable(
                 "the name holds a newline or backslash, so it cannot be listed",
             ));
         }
-        let relative = format!("{prefix}{name}");
-        if prefix.is_empty() && (name == DIGESTS_FILE || name == SIGNATURE_FILE) {
-            continue;
+        if let Entry::File(file, _) = entry {
+            let digest = tree::sha256(file, &path)?;
+            files.insert(
+                listed.to_string(),
+                digest.iter().map(|b| format!("{b:02x}")).collect(),
+            );
         }
-        let kind = entry.file_type().map_err(|e| TrustError::io(&path, &e))?;
-        if kind.is_symlink() {
-            return Err(unsignable(
-                "is a symbolic link; a signed plugin may not contain links",
-            ));
-        } else if kind.is_dir() {
-            walk(&path, &format!("{relative}/"), files, skipped)?;
-        } else if kind.is_file() {
-            files.insert(relative, sha256_file(&path)?);
-        } else {
-            return Err(unsignable("is not a regular file or directory"));
-        }
-    }
-    Ok(())
-}
-
-fn sha256_file(path: &Path) -> Result<String, TrustError> {
-    let mut file = std::fs::File::open(path).map_err(|e| TrustError::io(path, &e))?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 64 * 1024];
-    loop {
-        let read = file
-            .read(&mut buffer)
-            .map_err(|e| TrustError::io(path, &e))?;
-        if read == 0 {
-            break;
-        }
-        hasher.update(&buffer[..read]);
-    }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+        Ok(())
+    })?;
+    Ok(files)
 }
 
 #[cfg(test)]

@@ -22,6 +22,16 @@ pub enum TrustError {
         /// Why it cannot be signed.
         reason: String,
     },
+    /// An entry no plugin directory may hold, met while reading or copying one: a symbolic
+    /// link or a special file (nothing is read through it), or a directory over the size limit
+    /// or a copy that does not hold what was read.
+    #[error("{} {reason}", path.display())]
+    Refused {
+        /// The offending entry.
+        path: PathBuf,
+        /// Why it is refused.
+        reason: String,
+    },
     /// `SIGIL-DIGESTS` is not a digest list.
     #[error("{}:{line}: {message}", path.display())]
     BadDigestList {

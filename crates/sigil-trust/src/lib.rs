@@ -33,6 +33,9 @@
 //! # }
 //! ```
 //!
+//! A plugin directory is read by handle, never through a link, the same way whether it is
+//! hashed, checked or copied ([`copy_plugin_dir`]): its author may change it while it is read.
+//!
 //! This crate knows nothing of manifests, tiers or the runtime: it reads files and checks
 //! signatures. The cryptography and the minisign formats are the `minisign` crate's.
 
@@ -42,10 +45,12 @@ mod digest;
 mod error;
 mod key;
 mod sign;
+mod tree;
 mod trust;
 
 pub use digest::{DIGESTS_FILE, DigestList, SIGNATURE_FILE, SKIPPED_NAMES, is_skipped};
 pub use error::TrustError;
 pub use key::{KeyId, KeyPair, PublicKey, TrustedKeys, valid_key_name};
 pub use sign::{Signature, Signed, sign_dir, verify_dir};
+pub use tree::{Copied, copy_plugin_dir};
 pub use trust::Trust;

@@ -6,6 +6,12 @@ use std::path::Path;
 use crate::TrustError;
 use crate::digest::{DIGESTS_FILE, DigestList, SIGNATURE_FILE};
 use crate::key::{KeyId, KeyPair, TrustedKeys};
+use crate::tree;
+
+/// The largest `SIGIL-DIGESTS.minisig` read.
+const MAX_SIGNATURE_BYTES: u64 = 64 * 1024;
+/// The largest `SIGIL-DIGESTS` read.
+const MAX_DIGESTS_BYTES: u64 = 64 * 1024 * 1024;
 
 /// What [`sign_dir`] wrote.
 #[derive(Debug, Clone)]
@@ -85,13 +91,15 @@ pub fn sign_dir(dir: &Path, key: &KeyPair) -> Result<Signed, TrustError> {
 /// [`DigestList::compute`].
 pub fn verify_dir(dir: &Path, keys: &TrustedKeys) -> Result<Signature, TrustError> {
     let signature_path = dir.join(SIGNATURE_FILE);
-    let signature_text = match std::fs::read_to_string(&signature_path) {
-        Ok(text) => text,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(Signature::Unsigned);
-        }
-        Err(error) => return Err(TrustError::io(&signature_path, &error)),
+    // Both files are read by handle, as every file of the plugin is: never through a link.
+    let Some(signature_bytes) = tree::read_top(dir, SIGNATURE_FILE, MAX_SIGNATURE_BYTES)? else {
+        return Ok(Signature::Unsigned);
     };
+    let signature_text =
+        String::from_utf8(signature_bytes).map_err(|_| TrustError::BadSignature {
+            path: signature_path.clone(),
+            message: "not UTF-8".into(),
+        })?;
     let signature = minisign::SignatureBox::from_string(&signature_text).map_err(|e| {
         TrustError::BadSignature {
             path: signature_path.clone(),
@@ -103,15 +111,11 @@ pub fn verify_dir(dir: &Path, keys: &TrustedKeys) -> Result<Signature, TrustErro
         return Ok(Signature::UnknownSigner { id });
     };
     let digests_path = dir.join(DIGESTS_FILE);
-    let digests_text = match std::fs::read(&digests_path) {
-        Ok(bytes) => bytes,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            return Err(TrustError::Tampered {
-                dir: dir.to_path_buf(),
-                problems: vec![format!("{DIGESTS_FILE} is missing beside its signature")],
-            });
-        }
-        Err(error) => return Err(TrustError::io(&digests_path, &error)),
+    let Some(digests_text) = tree::read_top(dir, DIGESTS_FILE, MAX_DIGESTS_BYTES)? else {
+        return Err(TrustError::Tampered {
+            dir: dir.to_path_buf(),
+            problems: vec![format!("{DIGESTS_FILE} is missing beside its signature")],
+        });
     };
     minisign::verify(
         key.inner(),

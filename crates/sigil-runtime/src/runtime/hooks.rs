@@ -23,16 +23,15 @@
 //! the output or error), the actor and the call id; never the call's secrets. Its own host
 //! actions pass the enforcer as the hook plugin, for the same actor.
 
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::FutureExt;
 use serde_json::{Value, json};
 use sigil_audit::{Actor, AuditSink, NewRecord, RecordKind, Verdict};
 use sigil_manifest::{HookEvent, Kind};
 use sigil_policy::Capability;
 
+use super::deadline::{self, Confinement, Ended};
 use super::{InvokeError, Runtime, schema_errors};
 use crate::config::Config;
 use crate::events::Event;
@@ -309,15 +308,16 @@ impl Runtime {
                 .unwrap_or_default();
             return Err(format!("failed: the hook plugin is {state}{why}"));
         };
-        let run = plugin.on_event(&call, event, payload, hook.timeout);
-        match tokio::time::timeout(hook.timeout, AssertUnwindSafe(run).catch_unwind()).await {
-            Err(_) => Err(format!(
+        let (plugin, payload, timeout) = (plugin.clone(), payload.clone(), hook.timeout);
+        let run = async move { plugin.on_event(&call, event, &payload, timeout).await };
+        match deadline::within(timeout, Confinement::of(&hook.entry), run).await {
+            Ended::TimedOut => Err(format!(
                 "timed out after {} ms (hooks.timeout_ms)",
-                hook.timeout.as_millis()
+                timeout.as_millis()
             )),
-            Ok(Err(_panic)) => Err("failed: the hook panicked".to_string()),
-            Ok(Ok(Err(error))) => Err(format!("failed: {}", clip(&error.to_string()))),
-            Ok(Ok(Ok(verdict))) => Ok(verdict),
+            Ended::Panicked => Err("failed: the hook panicked".to_string()),
+            Ended::Returned(Err(error)) => Err(format!("failed: {}", clip(&error.to_string()))),
+            Ended::Returned(Ok(verdict)) => Ok(verdict),
         }
     }
 
