@@ -660,7 +660,12 @@ fn the_daemons_own_address_is_refused_and_audited_even_for_a_plugin_granted_it_b
     std::fs::write(plugin.path().join("plugin.toml"), FETCHER).unwrap();
     ok(
         home.path(),
-        &["plugin", "install", plugin.path().to_str().unwrap(), "--yes"],
+        &[
+            "plugin",
+            "install",
+            plugin.path().to_str().unwrap(),
+            "--yes",
+        ],
     );
     // Another service on loopback, which the grant does reach.
     let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -703,6 +708,9 @@ fn the_daemons_own_address_is_refused_and_audited_even_for_a_plugin_granted_it_b
     }
     let (status, audit) = daemon.get("/v1/audit?decision=deny", Some(&token));
     assert_eq!(status, 200, "{audit}");
-    let refused = audit.to_string().matches("where Sigil itself listens").count();
+    let refused = audit
+        .to_string()
+        .matches("where Sigil itself listens")
+        .count();
     assert!(refused >= 4, "{audit}");
 }

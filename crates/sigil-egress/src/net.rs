@@ -683,7 +683,10 @@ impl HttpDestination {
             .authority()
             .ok_or_else(|| HostError::new(&shown, "the URI has no host"))?;
         if authority.as_str().contains('@') {
-            return Err(HostError::new(&shown, "the URI must not carry user information"));
+            return Err(HostError::new(
+                &shown,
+                "the URI must not carry user information",
+            ));
         }
         if authority.port().is_some() && authority.port_u16().is_none() {
             return Err(HostError::new(&shown, "the URI has an invalid port"));
@@ -763,13 +766,7 @@ fn tls_connector() -> Result<tokio_rustls::TlsConnector, String> {
             rustls::crypto::ring::default_provider(),
         ))
         .with_safe_default_protocol_versions()
-        .map(|builder| {
-            Arc::new(
-                builder
-                    .with_root_certificates(roots)
-                    .with_no_client_auth(),
-            )
-        })
+        .map(|builder| Arc::new(builder.with_root_certificates(roots).with_no_client_auth()))
         .map_err(|e| format!("cannot configure TLS: {e}"))
     });
     config.clone().map(tokio_rustls::TlsConnector::from)

@@ -753,7 +753,10 @@ async fn restricted_addresses_in_every_spelling_are_refused_and_recorded_under_a
             let out = curl(addr, format!("http://{authority}/"), tunnel).await;
             assert!(!out.contains("hello from"), "{authority}: {out}");
             assert!(out.contains("403"), "{authority} (tunnel {tunnel}): {out}");
-            assert!(policy.denials().len() > before, "{authority}: no deny recorded");
+            assert!(
+                policy.denials().len() > before,
+                "{authority}: no deny recorded"
+            );
         }
     }
     assert_eq!(upstream.connections.load(Ordering::SeqCst), 0);
@@ -771,7 +774,12 @@ async fn a_grant_naming_a_loopback_address_or_host_reaches_it() {
         let policy = Arc::new(common::Grants::new(&[&grant], &[]));
         let proxy = grants_proxy(&policy).await;
         let named = grant.trim_start_matches("net.connect:").to_string();
-        let out = curl(proxy.local_addr().unwrap(), format!("http://{named}/"), true).await;
+        let out = curl(
+            proxy.local_addr().unwrap(),
+            format!("http://{named}/"),
+            true,
+        )
+        .await;
         assert!(out.starts_with("hello from named"), "{grant}: {out}");
         let reply = exchange(
             proxy.local_addr().unwrap(),
@@ -791,11 +799,17 @@ async fn a_grant_naming_a_loopback_address_or_host_reaches_it() {
         );
     }
     // A wildcard names nothing, even with the exact port.
-    let policy = Arc::new(common::Grants::new(&[&format!("net.connect:*:{port}")], &[]));
+    let policy = Arc::new(common::Grants::new(
+        &[&format!("net.connect:*:{port}")],
+        &[],
+    ));
     let proxy = grants_proxy(&policy).await;
     let reply = exchange(
         proxy.local_addr().unwrap(),
-        &get(&format!("http://127.0.0.1:{port}/"), &format!("127.0.0.1:{port}")),
+        &get(
+            &format!("http://127.0.0.1:{port}/"),
+            &format!("127.0.0.1:{port}"),
+        ),
     )
     .await;
     assert_eq!(reply.status, 403, "{}", reply.all());
@@ -824,8 +838,14 @@ async fn sigils_own_listener_is_refused_even_when_explicitly_granted() {
     ));
     let proxy = grants_proxy(&policy).await;
     let addr = proxy.local_addr().unwrap();
-    for spelling in ["127.0.0.1", "2130706433", "localhost", "0.0.0.0", "0", "[::ffff:127.0.0.1]"]
-    {
+    for spelling in [
+        "127.0.0.1",
+        "2130706433",
+        "localhost",
+        "0.0.0.0",
+        "0",
+        "[::ffff:127.0.0.1]",
+    ] {
         let authority = format!("{spelling}:{port}");
         for attempt in [
             format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n").into_bytes(),

@@ -431,7 +431,9 @@ impl fmt::Display for DenyRule {
                      and plugin `{holder}` requests none"
                 ),
             },
-            DenyRule::Unreachable { reason } => write!(f, "unreachable whatever is granted: {reason}"),
+            DenyRule::Unreachable { reason } => {
+                write!(f, "unreachable whatever is granted: {reason}")
+            }
             DenyRule::InvalidCapability { error } => write!(f, "invalid capability: {error}"),
             DenyRule::SecretNotBound { reason } => f.write_str(reason),
             DenyRule::AuditFailed { error } => {

@@ -362,7 +362,11 @@ fn a_consent_that_names_nothing_keeps_a_restricted_address_closed() {
         consent: set(&["net.*"]),
         denies: set(&[]),
     };
-    let (workspace, user, global_deny) = (scope("home", &["*"], &[]), scope("alice", &["*"], &[]), set(&[]));
+    let (workspace, user, global_deny) = (
+        scope("home", &["*"], &[]),
+        scope("alice", &["*"], &[]),
+        set(&[]),
+    );
     let layers = Layers {
         plugin: Some(&plugin),
         workspace: &workspace,
@@ -370,7 +374,12 @@ fn a_consent_that_names_nothing_keeps_a_restricted_address_closed() {
         global_deny: &global_deny,
     };
     let address = Capability::parse("net.connect:10.0.0.5:80").unwrap();
-    let decision = decide_destination(&address, &address, Reach::Named { class: "private" }, layers);
+    let decision = decide_destination(
+        &address,
+        &address,
+        Reach::Named { class: "private" },
+        layers,
+    );
     assert_eq!(
         decision,
         Decision::Deny {
@@ -381,7 +390,11 @@ fn a_consent_that_names_nothing_keeps_a_restricted_address_closed() {
             }
         }
     );
-    assert!(decision.to_string().contains("consent for `fetcher` names neither"));
+    assert!(
+        decision
+            .to_string()
+            .contains("consent for `fetcher` names neither")
+    );
 }
 
 #[test]

@@ -374,14 +374,10 @@ async fn send(
     let target = format!("{}:{}", destination.host, destination.port);
     let exchange = async {
         let gate = CallGate(&flight.call);
-        let decided = sigil_egress::decide(
-            &destination.host,
-            destination.port,
-            &gate,
-            HTTP_TIMEOUT,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+        let decided =
+            sigil_egress::decide(&destination.host, destination.port, &gate, HTTP_TIMEOUT)
+                .await
+                .map_err(|e| e.to_string())?;
         let host = destination.host.to_string();
         let to = OutboundRequest {
             host: &host,

@@ -686,15 +686,24 @@ fn attack_every_path(w: &World, spelling: &str, port: u16, rule_ok: &dyn Fn(&str
         error
     });
     assert_refused_and_audited(w, &format!("proxy GET {authority}"), port, rule_ok, || {
-        let out = w.ok("proxy_get", json!({ "url": format!("http://{authority}/") }));
+        let out = w.ok(
+            "proxy_get",
+            json!({ "url": format!("http://{authority}/") }),
+        );
         let reply = out["reply"].as_str().unwrap().to_string();
-        assert!(reply.starts_with("HTTP/1.1 403"), "GET {authority}: {reply}");
+        assert!(
+            reply.starts_with("HTTP/1.1 403"),
+            "GET {authority}: {reply}"
+        );
         reply
     });
     assert_refused_and_audited(w, &format!("CONNECT {authority}"), port, rule_ok, || {
         let out = w.ok("proxy_connect", json!({ "target": authority }));
         let reply = out["reply"].as_str().unwrap().to_string();
-        assert!(reply.starts_with("HTTP/1.1 403"), "CONNECT {authority}: {reply}");
+        assert!(
+            reply.starts_with("HTTP/1.1 403"),
+            "CONNECT {authority}: {reply}"
+        );
         reply
     });
 }
@@ -752,7 +761,11 @@ fn a_grant_naming_a_loopback_address_reaches_it_on_every_path() {
     let reply = out["reply"].as_str().unwrap();
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     let seen: Vec<String> = (0..2)
-        .map(|_| heads.recv_timeout(std::time::Duration::from_secs(10)).unwrap())
+        .map(|_| {
+            heads
+                .recv_timeout(std::time::Duration::from_secs(10))
+                .unwrap()
+        })
         .collect();
     assert!(seen[0].starts_with("GET /host "), "{seen:?}");
     assert!(seen[1].starts_with("GET /proxy "), "{seen:?}");
@@ -784,7 +797,13 @@ fn sigils_own_listener_is_refused_and_audited_on_every_path_even_when_explicitly
         r#"PLUGIN_MODE = "test""#,
     );
     let rule_ok = |rule: &str| rule.contains("where Sigil itself listens");
-    for spelling in ["127.0.0.1", "2130706433", "localhost", "0.0.0.0", "[::ffff:127.0.0.1]"] {
+    for spelling in [
+        "127.0.0.1",
+        "2130706433",
+        "localhost",
+        "0.0.0.0",
+        "[::ffff:127.0.0.1]",
+    ] {
         attack_every_path(&w, spelling, port, &rule_ok);
     }
     assert!(

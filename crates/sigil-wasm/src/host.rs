@@ -250,8 +250,7 @@ impl WasiHttpHooks for HttpHooks {
                 .map_err(|_| Error::HttpRequestUriInvalid)?;
             *request.uri_mut() = path;
             let (mut sender, connection) =
-                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                    .await?;
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
             let mut connection = Box::pin(connection);
             let sending = tokio::time::timeout(first_byte_timeout, sender.send_request(request));
             tokio::pin!(sending);

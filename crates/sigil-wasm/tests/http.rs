@@ -427,7 +427,9 @@ fn restricted_addresses_in_every_spelling_are_refused_and_audited_under_a_wildca
         );
         assert!(
             record.rule.contains("denies `net.connect:127.0.0.1`")
-                || record.rule.contains("reachable only through a grant naming it"),
+                || record
+                    .rule
+                    .contains("reachable only through a grant naming it"),
             "{spelling}: {}",
             record.rule
         );
@@ -490,13 +492,14 @@ fn sigils_own_listener_is_refused_and_audited_even_when_explicitly_granted() {
         .iter()
         .map(|g| format!(r#"{{ capability = "{g}", reason = "r" }}"#))
         .collect();
-    let sigil = open_with(
-        dir.path(),
-        &requests.join(", "),
-        &format!("{grants:?}"),
-        "",
-    );
-    for spelling in ["127.0.0.1", "2130706433", "localhost", "0.0.0.0", "[::ffff:127.0.0.1]"] {
+    let sigil = open_with(dir.path(), &requests.join(", "), &format!("{grants:?}"), "");
+    for spelling in [
+        "127.0.0.1",
+        "2130706433",
+        "localhost",
+        "0.0.0.0",
+        "[::ffff:127.0.0.1]",
+    ] {
         let before = denials(&sigil).len();
         let error = get(
             &sigil,

@@ -16,8 +16,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use sigil_egress::{EgressPolicy, Options, Proxy, ProxyHandle, Reach, Target};
 use sigil_policy::{
-    Capability, CapabilitySet, Decision, Layers, PluginAuthority, Scope, decide,
-    decide_destination,
+    Capability, CapabilitySet, Decision, Layers, PluginAuthority, Scope, decide, decide_destination,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
