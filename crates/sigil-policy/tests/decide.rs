@@ -264,7 +264,9 @@ fn restricted_addresses_need_a_grant_naming_them_and_denies_hold_on_the_address(
         })
     };
     // (grants, address, host as named, reach, expected deny or None for allow)
-    let table: Vec<(&[&str], &str, &str, Reach<'_>, Option<DenyRule>)> = vec![
+    // (grants, address, host, reach, expected deny)
+    type Row<'a> = (&'a [&'a str], &'a str, &'a str, Reach<'a>, Option<DenyRule>);
+    let table: Vec<Row<'_>> = vec![
         // A name resolving to a denied address is denied, whatever the name's grant.
         (
             &["net.connect:localhost:8080"],
