@@ -59,6 +59,8 @@
 #![forbid(unsafe_code)]
 
 mod forward;
+#[doc(hidden)]
+pub mod fuzzing;
 mod serve;
 mod target;
 

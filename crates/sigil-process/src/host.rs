@@ -292,35 +292,16 @@ async fn send(
     flight: &InFlight,
     request: proto::HttpSendRequest,
 ) -> Result<proto::HttpSendResponse, String> {
-    let uri: http::Uri = request
-        .url
-        .parse()
-        .map_err(|e| format!("url `{}` is invalid: {e}", truncate(&request.url)))?;
-    let tls = match uri.scheme_str() {
-        Some("https") => true,
-        Some("http") => false,
-        _ => {
-            return Err(format!(
-                "url `{}` must be http or https",
-                truncate(&request.url)
-            ));
-        }
-    };
-    let host = uri
-        .host()
-        .ok_or_else(|| format!("url `{}` has no host", truncate(&request.url)))?
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
-    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-    let host_text = if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host.clone()
-    };
+    let Destination {
+        uri,
+        tls,
+        host,
+        host_text,
+        port,
+    } = Destination::parse(&request.url)?;
     flight
         .call
-        .authorize(&format!("net.connect:{host_text}:{port}"))
+        .authorize(&destination_capability(&host_text, port))
         .await
         .map_err(error_text)?;
 
@@ -376,6 +357,56 @@ async fn send(
                 HTTP_TIMEOUT.as_secs()
             )
         })?
+}
+
+/// Where a plugin's HTTP request goes, read once from its URL: the host the connection is
+/// made to and the host the decision names are the same text.
+#[derive(Debug)]
+pub(crate) struct Destination {
+    pub(crate) uri: http::Uri,
+    pub(crate) tls: bool,
+    /// The host as the resolver takes it: an IPv6 address without brackets.
+    pub(crate) host: String,
+    /// The host as a capability and a `Host` header write it: an IPv6 address in brackets.
+    pub(crate) host_text: String,
+    pub(crate) port: u16,
+}
+
+impl Destination {
+    pub(crate) fn parse(url: &str) -> Result<Destination, String> {
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e| format!("url `{}` is invalid: {e}", truncate(url)))?;
+        let tls = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => return Err(format!("url `{}` must be http or https", truncate(url))),
+        };
+        let host = uri
+            .host()
+            .ok_or_else(|| format!("url `{}` has no host", truncate(url)))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        let host_text = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.clone()
+        };
+        Ok(Destination {
+            uri,
+            tls,
+            host,
+            host_text,
+            port,
+        })
+    }
+}
+
+/// The capability a plugin's HTTP request to `host_text:port` needs.
+pub(crate) fn destination_capability(host_text: &str, port: u16) -> String {
+    format!("net.connect:{host_text}:{port}")
 }
 
 fn tls_connector() -> Result<tokio_rustls::TlsConnector, String> {
@@ -503,3 +534,4 @@ impl sigil_egress::EgressPolicy for Egress {
         inject(&flight, headers)
     }
 }
+
