@@ -535,3 +535,30 @@ impl sigil_egress::EgressPolicy for Egress {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    #[test]
+    fn an_http_send_is_decided_on_the_address_its_connection_reaches() {
+        let deny = sigil_policy::Pattern::parse("net.connect:127.0.0.1:*").unwrap();
+        for url in [
+            "http://127.0.0.1:8080/",
+            "http://127.1:8080/x",
+            "http://2130706433:8080/",
+            "http://0x7f.0.0.1:8080/",
+            "http://[::ffff:127.0.0.1]:8080/",
+        ] {
+            let destination = Destination::parse(url).unwrap();
+            let capability = sigil_policy::Capability::parse(&destination_capability(
+                &destination.host_text,
+                destination.port,
+            ))
+            .unwrap();
+            assert_eq!(capability.as_str(), "net.connect:127.0.0.1:8080", "{url}");
+            assert!(deny.matches(&capability), "{url}");
+        }
+    }
+}
