@@ -44,7 +44,10 @@ pub fn init(reply: &proto::InitResponse) -> Result<(), String> {
 ///
 /// # Errors
 /// Why the plugin does not load.
-pub fn describe(reply: proto::DescribeResponse, instance: &Value) -> Result<Vec<CheckedTool>, String> {
+pub fn describe(
+    reply: proto::DescribeResponse,
+    instance: &Value,
+) -> Result<Vec<CheckedTool>, String> {
     let tools = reply
         .tools
         .into_iter()
@@ -71,10 +74,7 @@ pub struct HttpDestination {
 pub fn http_destination(request: &proto::HttpSendRequest) -> Result<HttpDestination, String> {
     let destination = crate::host::Destination::parse(&request.url)?;
     Ok(HttpDestination {
-        capability: crate::host::destination_capability(
-            &destination.host_text,
-            destination.port,
-        ),
+        capability: crate::host::destination_capability(&destination.host_text, destination.port),
         connect_host: destination.host,
         port: destination.port,
     })
