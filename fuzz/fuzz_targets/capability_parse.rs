@@ -26,10 +26,16 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
             let again = Capability::parse(capability.as_str()).unwrap_or_else(|e| {
                 panic!("canonical capability `{capability}` does not parse: {e}")
             });
-            assert_eq!(again, capability, "canonical capability reads back differently");
+            assert_eq!(
+                again, capability,
+                "canonical capability reads back differently"
+            );
             let literal = !capability.as_str().contains('*');
             if let (true, Ok(own)) = (literal, Pattern::parse(capability.as_str())) {
-                assert!(own.matches(&capability), "`{own}` does not cover `{capability}`");
+                assert!(
+                    own.matches(&capability),
+                    "`{own}` does not cover `{capability}`"
+                );
                 assert!(own.may_cover_within(&capability));
             }
             if let Ok(pattern) = &pattern

@@ -33,8 +33,16 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         .as_str()
         .strip_prefix("fs.read:")
         .unwrap_or_else(|| panic!("`{capability}` lost its action"));
-    let components: Vec<&str> = rendered.split('/').skip(1).filter(|c| !c.is_empty()).collect();
-    assert_eq!(components, resolve(path), "`{path}` resolved as `{rendered}`");
+    let components: Vec<&str> = rendered
+        .split('/')
+        .skip(1)
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert_eq!(
+        components,
+        resolve(path),
+        "`{path}` resolved as `{rendered}`"
+    );
     assert!(
         components.iter().all(|c| *c != ".." && *c != "."),
         "`{rendered}` keeps a dot component"
@@ -45,7 +53,10 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     if !path.contains(':')
         && let Ok(legacy) = Capability::parse(&format!("filesystem.read.{path}"))
     {
-        assert_eq!(legacy, capability, "the legacy spelling of `{path}` differs");
+        assert_eq!(
+            legacy, capability,
+            "the legacy spelling of `{path}` differs"
+        );
     }
 
     // A grant on the first directory the path names covers it only if the path stays inside.
@@ -59,7 +70,15 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         return;
     };
     let inside = components.first() == Some(&first);
-    assert_eq!(grant.matches(&capability), inside, "`{grant}` and `{capability}`");
+    assert_eq!(
+        grant.matches(&capability),
+        inside,
+        "`{grant}` and `{capability}`"
+    );
     let set = CapabilitySet::new([grant.clone()]);
-    assert_eq!(set.contains(&capability), inside, "compiled `{grant}` and `{capability}`");
+    assert_eq!(
+        set.contains(&capability),
+        inside,
+        "compiled `{grant}` and `{capability}`"
+    );
 });

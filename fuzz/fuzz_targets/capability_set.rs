@@ -138,12 +138,18 @@ libfuzzer_sys::fuzz_target!(|input: Input| {
             patterns.iter().map(Pattern::as_str).collect::<Vec<_>>()
         );
         if let Some(rule) = compiled {
-            assert!(rule.matches(&capability), "`{rule}` named for `{capability}`");
+            assert!(
+                rule.matches(&capability),
+                "`{rule}` named for `{capability}`"
+            );
         }
         assert_eq!(set.contains(&capability), direct.is_some());
         for pattern in &patterns {
             if pattern.matches(&capability) {
-                assert!(pattern.may_cover_within(&capability), "`{pattern}` `{capability}`");
+                assert!(
+                    pattern.may_cover_within(&capability),
+                    "`{pattern}` `{capability}`"
+                );
             }
         }
     }

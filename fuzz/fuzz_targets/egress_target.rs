@@ -53,9 +53,15 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         Ok(target.host.as_str()),
         "the host of `{uri}` is not normalised"
     );
-    let raw_host = uri.host().unwrap_or_else(|| panic!("`{uri}` accepted without a host"));
+    let raw_host = uri
+        .host()
+        .unwrap_or_else(|| panic!("`{uri}` accepted without a host"));
     let reached = sigil_fuzz::net::reached(raw_host);
-    assert_eq!(target.host, reached.canonical(), "`{uri}` reaches {reached:?}");
+    assert_eq!(
+        target.host,
+        reached.canonical(),
+        "`{uri}` reaches {reached:?}"
+    );
     let capability = format!("net.connect:{target}");
     let parsed = Capability::parse(&capability)
         .unwrap_or_else(|e| panic!("`{capability}` is decided but does not parse: {e}"));
@@ -81,7 +87,9 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         }
     }
     if let Some(call) = &target.call {
-        assert!(!call.is_empty() && call.len() <= 256 && call.bytes().all(|b| b.is_ascii_graphic()));
+        assert!(
+            !call.is_empty() && call.len() <= 256 && call.bytes().all(|b| b.is_ascii_graphic())
+        );
     }
 });
 
@@ -90,6 +98,10 @@ fn check_host(raw: &str) {
     let Ok(host) = normalise_host(raw) else {
         return;
     };
-    assert_eq!(normalise_host(&host).as_deref(), Ok(host.as_str()), "`{raw}`");
+    assert_eq!(
+        normalise_host(&host).as_deref(),
+        Ok(host.as_str()),
+        "`{raw}`"
+    );
     assert_eq!(host, sigil_fuzz::net::reached(raw).canonical(), "`{raw}`");
 }

@@ -24,7 +24,10 @@ fn located(text: &str, errors: &ManifestErrors) {
     let lines: Vec<&str> = text.split('\n').collect();
     for d in errors {
         assert_eq!(d.file, FILE, "{d}");
-        assert!(!d.message.trim().is_empty(), "a diagnostic without a message: {d:?}");
+        assert!(
+            !d.message.trim().is_empty(),
+            "a diagnostic without a message: {d:?}"
+        );
         assert!(
             !d.message.contains("internal error"),
             "validation disagrees with loading: {d}"
