@@ -671,9 +671,11 @@ fn parse_port(text: &str, port: &str) -> Result<u16, CapabilityError> {
 /// canonically, an IPv4-mapped one as the IPv4 address it reaches, and the numeric forms a
 /// resolver reads as an IPv4 address (`127.1`, `2130706433`, `0x7f.0.0.1`, `0177.0.0.1`) as
 /// that address in dotted-quad form, so a deny on `127.0.0.1` covers every spelling of it.
-/// A host whose last label is a number but no address is refused: no name ends so. Hosts
-/// with a `*` (patterns) are left as written.
+/// A host whose last label is a number but no address is refused, with a trailing dot too
+/// (`127.0.0.1.` is a name to a resolver): no name ends so. Hosts with a `*` (patterns) are
+/// left as written.
 fn host_labels(text: &str, host: &str) -> Result<Vec<Box<str>>, CapabilityError> {
+    let rooted = host.ends_with('.');
     let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
     if host.is_empty() {
         return Err(CapabilityError::new(text, "the host is empty"));
@@ -711,7 +713,8 @@ fn host_labels(text: &str, host: &str) -> Result<Vec<Box<str>>, CapabilityError>
     if host.contains('*') || !numeric {
         return Ok(labels);
     }
-    match numeric_ipv4(&host) {
+    // With a trailing dot, numbers are no address to a resolver but a name to look up.
+    match numeric_ipv4(&host).filter(|_| !rooted) {
         Some(address) => Ok(ipv4_labels(address)),
         None => Err(CapabilityError::new(
             text,

@@ -374,7 +374,6 @@ fn every_numeric_spelling_of_an_ipv4_address_is_decided_as_its_dotted_quad() {
         "0x7f.0.0.1",
         "0177.0.0.1",
         "127.0.0.01",
-        "127.0.0.1.",
         "[::ffff:127.0.0.1]",
         "[::FFFF:7f00:1]",
     ];
@@ -409,11 +408,14 @@ fn an_ipv6_host_is_decided_in_its_canonical_spelling() {
 
 #[test]
 fn a_host_that_ends_in_a_number_but_is_no_address_is_refused() {
+    // With a trailing dot, numbers are a name to a resolver, not an address.
     for host in [
         "256.0.0.1",
         "1.2.3.4.5",
         "08.0.0.1",
         "example.123",
+        "127.0.0.1.",
+        "0.",
         "[fe80::1%eth0]",
         "[nope]",
     ] {
