@@ -75,6 +75,8 @@
 
 mod forward;
 pub mod net;
+#[doc(hidden)]
+pub mod fuzzing;
 mod serve;
 mod target;
 

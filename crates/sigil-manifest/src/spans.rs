@@ -271,14 +271,11 @@ pub(crate) fn parse_yaml(text: &str, file: &str) -> Result<Located, Vec<Diagnost
     let documents = match MarkedYaml::load_from_str(text) {
         Ok(documents) => documents,
         Err(error) => {
-            let marker = error.marker();
-            let pos = Pos {
-                line: to_u32(marker.line().max(1)),
-                column: to_u32(marker.col() + 1),
-            };
-            let offset = char_offset_to_byte(text, marker.index());
+            // The marker's line can run past the end of the text (an error found at the end
+            // of the stream); its character index cannot, so the position comes from that.
+            let offset = char_offset_to_byte(text, error.marker().index());
             sink.push(
-                pos,
+                lines.pos(offset),
                 "",
                 format!("invalid yaml: {}", lowercase_first(error.info().trim())),
                 lines.line_at(offset),
@@ -471,6 +468,27 @@ mod tests {
         assert_eq!(index.value("/hooks/0/event"), Pos { line: 5, column: 9 });
         // An unwritten member falls back to its table, here the `[[hooks]]` header.
         assert_eq!(index.value("/hooks/0/missing"), Pos { line: 4, column: 1 });
+    }
+
+    #[test]
+    fn a_yaml_syntax_error_is_located_on_a_line_the_text_has() {
+        // (text, line, column): the error found at the end of the stream is placed where the
+        // text ends, never on a line after it.
+        let cases = [
+            ("id: a\nname: b\nve", 3, 3),
+            ("id: a\nve", 2, 3),
+            ("a: [1,\n", 2, 1),
+            ("a: b\n  c: d\n", 2, 4),
+            ("a: \"b\n", 1, 4),
+        ];
+        for (text, line, column) in cases {
+            let diagnostics = match parse_yaml(text, "plugin.yaml") {
+                Ok(_) => unreachable!("{text:?} parsed"),
+                Err(diagnostics) => diagnostics,
+            };
+            let at: Vec<(u32, u32)> = diagnostics.iter().map(|d| (d.line, d.column)).collect();
+            assert_eq!(at, vec![(line, column)], "{text:?}: {diagnostics:?}");
+        }
     }
 
     #[test]

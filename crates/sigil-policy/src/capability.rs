@@ -19,6 +19,7 @@
 //!   `./` starts the path, and the namespace `filesystem` is renamed `fs`.
 
 use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::CapabilityError;
 
@@ -522,6 +523,16 @@ fn split(text: &str) -> Result<(String, Option<String>), CapabilityError> {
             Some(at) => {
                 let action = &text[..at];
                 let path = &text[at + 1..];
+                // As in the native form, a resource follows an action of two or more segments:
+                // `fs./etc` would otherwise read as `fs:/etc`, which is no capability at all.
+                if !action.contains('.') {
+                    return Err(CapabilityError::new(
+                        text,
+                        format!(
+                            "a resource scope needs an action of two or more segments before it, not `{action}`"
+                        ),
+                    ));
+                }
                 let action = match action.split_once('.') {
                     Some(("filesystem", rest)) => format!("fs.{rest}"),
                     _ => action.to_string(),
@@ -665,26 +676,37 @@ fn parse_port(text: &str, port: &str) -> Result<u16, CapabilityError> {
     })
 }
 
+/// Reads a host: lower case, no trailing dot, and an IP address in its one spelling.
+///
+/// # Security
+/// A decision is made on this text, and a connection made to what a resolver makes of the
+/// text the plugin wrote, so both must name one destination. An IPv6 address is written
+/// canonically, an IPv4-mapped one as the IPv4 address it reaches, and the numeric forms a
+/// resolver reads as an IPv4 address (`127.1`, `2130706433`, `0x7f.0.0.1`, `0177.0.0.1`) as
+/// that address in dotted-quad form, so a deny on `127.0.0.1` covers every spelling of it.
+/// A host whose last label is a number but no address is refused, with a trailing dot too
+/// (`127.0.0.1.` is a name to a resolver): no name ends so. Hosts with a `*` (patterns) are
+/// left as written.
 fn host_labels(text: &str, host: &str) -> Result<Vec<Box<str>>, CapabilityError> {
+    let rooted = host.ends_with('.');
     let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
     if host.is_empty() {
         return Err(CapabilityError::new(text, "the host is empty"));
     }
     if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        // One spelling per IPv6 address, and an IPv4-mapped one is the IPv4 address it maps
-        // to, so a grant or deny written either way meets the destination a host names.
-        return Ok(match inner.parse::<std::net::Ipv6Addr>() {
-            Ok(address) => match address.to_ipv4_mapped() {
-                Some(v4) => v4.to_string().split('.').map(Box::from).collect(),
-                None => vec![format!("[{address}]").into()],
-            },
-            Err(_) => vec![host.as_str().into()],
+        if inner.contains('*') {
+            return Ok(vec![host.into()]);
+        }
+        let address: Ipv6Addr = inner.parse().map_err(|_| {
+            CapabilityError::new(text, format!("host `{host}` is not an IPv6 address"))
+        })?;
+        return Ok(match address.to_ipv4_mapped() {
+            Some(v4) => ipv4_labels(v4),
+            None => vec![format!("[{address}]").into()],
         });
     }
-    if host.starts_with('[') {
-        return Ok(vec![host.into()]);
-    }
-    host.split('.')
+    let labels = host
+        .split('.')
         .map(|label| {
             if label.is_empty()
                 || !label
@@ -699,5 +721,67 @@ fn host_labels(text: &str, host: &str) -> Result<Vec<Box<str>>, CapabilityError>
                 Ok(label.into())
             }
         })
+        .collect::<Result<Vec<Box<str>>, _>>()?;
+    let numeric = labels.last().is_some_and(|last| is_number(last));
+    if host.contains('*') || !numeric {
+        return Ok(labels);
+    }
+    // With a trailing dot, numbers are no address to a resolver but a name to look up.
+    match numeric_ipv4(&host).filter(|_| !rooted) {
+        Some(address) => Ok(ipv4_labels(address)),
+        None => Err(CapabilityError::new(
+            text,
+            format!("host `{host}` is neither a name nor an IPv4 address"),
+        )),
+    }
+}
+
+fn ipv4_labels(address: Ipv4Addr) -> Vec<Box<str>> {
+    address
+        .octets()
+        .iter()
+        .map(|o| o.to_string().into())
         .collect()
+}
+
+/// Whether a label is a number as an address part is written: decimal, octal (a leading
+/// `0`) or hexadecimal (`0x`).
+fn is_number(label: &str) -> bool {
+    match label.strip_prefix("0x") {
+        Some(digits) => digits.bytes().all(|b| b.is_ascii_hexdigit()),
+        None => label.bytes().all(|b| b.is_ascii_digit()),
+    }
+}
+
+/// The IPv4 address a resolver reads from numbers and dots, as `inet_aton(3)` does: one to
+/// four parts, each decimal, octal (leading `0`) or hexadecimal (`0x`, alone meaning 0), the
+/// last filling the bytes the others leave.
+fn numeric_ipv4(host: &str) -> Option<Ipv4Addr> {
+    let parts = host
+        .split('.')
+        .map(address_part)
+        .collect::<Option<Vec<u32>>>()?;
+    let (last, leading) = parts.split_last()?;
+    if leading.len() > 3 || leading.iter().any(|part| *part > 0xff) {
+        return None;
+    }
+    let room = 32 - 8 * leading.len() as u32;
+    if room < 32 && *last >> room != 0 {
+        return None;
+    }
+    let high = leading
+        .iter()
+        .enumerate()
+        .fold(0u32, |acc, (i, part)| acc | part << (24 - 8 * i as u32));
+    Some(Ipv4Addr::from(high | last))
+}
+
+fn address_part(part: &str) -> Option<u32> {
+    let (digits, radix) = match part.strip_prefix("0x") {
+        Some("") => return Some(0),
+        Some(hex) => (hex, 16),
+        None if part.len() > 1 && part.starts_with('0') => (&part[1..], 8),
+        None => (part, 10),
+    };
+    u32::from_str_radix(digits, radix).ok()
 }

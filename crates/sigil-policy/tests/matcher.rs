@@ -370,3 +370,90 @@ fn the_default_set_is_empty_and_answers_every_lookup() {
     assert_eq!(empty.find(&capability), None);
     assert_eq!(empty.find_naming(&capability), None);
 }
+
+#[test]
+fn every_numeric_spelling_of_an_ipv4_address_is_decided_as_its_dotted_quad() {
+    // What a resolver reads as 127.0.0.1 (inet_aton's forms) and IPv4-mapped IPv6.
+    let spellings = [
+        "127.0.0.1",
+        "127.1",
+        "127.0.1",
+        "2130706433",
+        "0x7f000001",
+        "0x7f.0.0.1",
+        "0177.0.0.1",
+        "127.0.0.01",
+        "[::ffff:127.0.0.1]",
+        "[::FFFF:7f00:1]",
+    ];
+    let deny = CapabilitySet::parse(["net.connect:127.0.0.1:*"]).unwrap();
+    for host in spellings {
+        let capability = Capability::parse(&format!("net.connect:{host}:80"))
+            .unwrap_or_else(|e| panic!("{host}: {e}"));
+        assert_eq!(capability.as_str(), "net.connect:127.0.0.1:80", "{host}");
+        assert!(deny.contains(&capability), "{host} slips past the deny");
+        // A pattern spelled so means the same address.
+        let pattern = Pattern::parse(&format!("net.connect:{host}:*")).unwrap();
+        assert_eq!(pattern.as_str(), "net.connect:127.0.0.1", "{host}");
+    }
+}
+
+#[test]
+fn an_ipv6_host_is_decided_in_its_canonical_spelling() {
+    let cases = [
+        ("[0:0:0:0:0:0:0:1]", "[::1]"),
+        ("[::1]", "[::1]"),
+        ("[2001:DB8:0::1]", "[2001:db8::1]"),
+    ];
+    for (host, canonical) in cases {
+        let capability = Capability::parse(&format!("net.connect:{host}:443")).unwrap();
+        assert_eq!(capability.as_str(), format!("net.connect:{canonical}:443"));
+        let pattern = Pattern::parse(&format!("net.connect:{host}:443")).unwrap();
+        assert!(
+            pattern.matches(&Capability::parse(&format!("net.connect:{canonical}:443")).unwrap())
+        );
+    }
+}
+
+#[test]
+fn a_host_that_ends_in_a_number_but_is_no_address_is_refused() {
+    // With a trailing dot, numbers are a name to a resolver, not an address.
+    for host in [
+        "256.0.0.1",
+        "1.2.3.4.5",
+        "08.0.0.1",
+        "example.123",
+        "127.0.0.1.",
+        "0.",
+        "[fe80::1%eth0]",
+        "[nope]",
+    ] {
+        let error = Capability::parse(&format!("net.connect:{host}:80"))
+            .map(|c| c.to_string())
+            .unwrap_err();
+        assert!(
+            error
+                .reason()
+                .contains("neither a name nor an IPv4 address")
+                || error.reason().contains("not an IPv6 address"),
+            "{host}: {error}"
+        );
+    }
+    // Globs are left as written: they match dotted quads, which is all a capability holds.
+    let pattern = Pattern::parse("net.connect:10.0.*:*").unwrap();
+    assert!(pattern.matches(&Capability::parse("net.connect:10.0.3.4:22").unwrap()));
+    assert!(pattern.matches(&Capability::parse("net.connect:10.0.772:22").unwrap()));
+}
+
+#[test]
+fn a_legacy_path_capability_needs_an_action_of_two_segments() {
+    // `fs./etc` would read as `fs:/etc`, whose canonical text is no capability at all.
+    for text in ["fs./etc/passwd", "filesystem./data"] {
+        assert!(Pattern::parse(text).is_err(), "{text}");
+        assert!(Capability::parse(text).is_err(), "{text}");
+    }
+    assert_eq!(
+        Pattern::parse("filesystem.read./data/*").map(|p| p.to_string()),
+        Ok("fs.read:/data/*".to_string())
+    );
+}

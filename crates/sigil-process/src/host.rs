@@ -542,3 +542,4 @@ impl sigil_egress::EgressPolicy for Egress {
         inject(&flight, &to, headers).await
     }
 }
+

@@ -56,6 +56,8 @@
 #![forbid(unsafe_code)]
 
 mod bridge;
+#[doc(hidden)]
+pub mod fuzzing;
 mod host;
 mod instance;
 mod plugin;

@@ -240,7 +240,7 @@ pub(crate) async fn check_binds(binds: &[Bind], call: &Call) -> Result<(), ToolE
     Ok(())
 }
 
-fn tool_error(error: Option<proto::ToolError>) -> Result<(), ToolError> {
+pub(crate) fn tool_error(error: Option<proto::ToolError>) -> Result<(), ToolError> {
     error.map_or(Ok(()), |e| Err(lift(e)))
 }
 
@@ -256,7 +256,7 @@ fn lift(error: proto::ToolError) -> ToolError {
 }
 
 /// Lifts a hook's wire verdict. A patch must be JSON; reasons are capped like error messages.
-fn verdict(reply: proto::HookVerdict) -> Result<HookVerdict, ToolError> {
+pub(crate) fn verdict(reply: proto::HookVerdict) -> Result<HookVerdict, ToolError> {
     let reason = |text: String| text.chars().take(4096).collect::<String>();
     match reply.verdict {
         Some(hook_verdict::Verdict::Allow(_)) => Ok(HookVerdict::Allow),
@@ -267,6 +267,17 @@ fn verdict(reply: proto::HookVerdict) -> Result<HookVerdict, ToolError> {
             .map_err(|e| ToolError::Failed(format!("the hook's patch is not JSON: {e}"))),
         None => Err(ToolError::Failed(
             "the hook's reply holds no verdict".into(),
+        )),
+    }
+}
+
+/// Lifts a tool's wire result: its output as JSON, or its error.
+pub(crate) fn invoke_result(reply: proto::InvokeResponse) -> Result<Value, ToolError> {
+    match reply.result {
+        Some(proto::invoke_response::Result::Output(output)) => parse_output(&output),
+        Some(proto::invoke_response::Result::Error(error)) => Err(lift(error)),
+        None => Err(ToolError::Failed(
+            "the plugin's reply holds no result".into(),
         )),
     }
 }
@@ -374,13 +385,7 @@ impl ToolPlugin for ProcessPlugin {
                 },
             )
             .await?;
-        match reply.result {
-            Some(proto::invoke_response::Result::Output(output)) => parse_output(&output),
-            Some(proto::invoke_response::Result::Error(error)) => Err(lift(error)),
-            None => Err(ToolError::Failed(
-                "the plugin's reply holds no result".into(),
-            )),
-        }
+        invoke_result(reply)
     }
 
     async fn validate_pre(&self, call: &Call, input: &Value) -> Result<(), ToolError> {

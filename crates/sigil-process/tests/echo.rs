@@ -294,3 +294,49 @@ fn a_secret_is_injected_only_into_requests_to_the_destination_it_is_bound_to() {
         "{head}"
     );
 }
+
+#[test]
+fn http_to_another_spelling_of_a_denied_address_is_denied_as_that_address_and_audited() {
+    let binaries = common::binaries();
+    let probe = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (port, heads) = probe.block_on(http_server(1));
+    // Any host on this port is granted; the user's deny carves out the loopback address.
+    let request = format!(r#"{{ capability = "net.connect:*:{port}", reason = "fetches" }}"#);
+    let consent = format!("net.connect:*:{port}");
+    let mut setup = Setup::new("spellings", &binaries.echo);
+    let requests = [request.as_str()];
+    let consents = [consent.as_str()];
+    setup.requests = &requests;
+    setup.consent = &consents;
+    setup.user_deny = &["net.connect:127.0.0.1:*"];
+    let w = common::open(&setup);
+    w.assert_running();
+
+    let decided = format!("net.connect:127.0.0.1:{port}");
+    let spellings = [
+        "127.1",
+        "2130706433",
+        "0x7f.0.0.1",
+        "0177.0.0.1",
+        "[::ffff:127.0.0.1]",
+    ];
+    for (i, host) in spellings.iter().enumerate() {
+        let url = format!("http://{host}:{port}/x");
+        let error = w.error_of("fetch", json!({ "url": url }));
+        assert!(error.contains("denied"), "{url}: {error}");
+        let denials = w.denials();
+        assert_eq!(
+            denials.iter().filter(|d| **d == decided).count(),
+            i + 1,
+            "{url} is recorded as a deny of {decided}: {denials:?}"
+        );
+    }
+    assert!(
+        heads.try_recv().is_err(),
+        "a request reached the denied address"
+    );
+}

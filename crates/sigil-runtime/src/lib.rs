@@ -10,6 +10,8 @@ mod approvals;
 mod config;
 mod enforcer;
 mod events;
+#[doc(hidden)]
+pub mod fuzzing;
 mod kv;
 mod lifecycle;
 mod manager;

@@ -559,36 +559,7 @@ impl Manager {
         if !declares_tools && !descriptors.is_empty() {
             return Err("provides tools but its manifest's `kinds` does not list `tool`".into());
         }
-        let mut tools = Vec::with_capacity(descriptors.len());
-        for descriptor in descriptors {
-            let name = &descriptor.name;
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
-            {
-                return Err(format!(
-                    "tool name `{name}` must be lowercase letters, digits, `_` or `-`"
-                ));
-            }
-            if tools.iter().any(|t: &ToolEntry| t.descriptor.name == *name) {
-                return Err(format!("tool `{name}` is described twice"));
-            }
-            let input = jsonschema::validator_for(&descriptor.input_schema).map_err(|e| {
-                format!("tool `{name}`: input schema is not a valid JSON Schema: {e}")
-            })?;
-            let output = match &descriptor.output_schema {
-                Some(schema) => Some(jsonschema::validator_for(schema).map_err(|e| {
-                    format!("tool `{name}`: output schema is not a valid JSON Schema: {e}")
-                })?),
-                None => None,
-            };
-            tools.push(ToolEntry {
-                descriptor,
-                input,
-                output,
-            });
-        }
+        let tools = compile_tools(descriptors)?;
         entry.tools = tools;
         entry.plugin = Some(plugin);
         Ok(())
@@ -607,6 +578,42 @@ impl Manager {
             failures.push(Failure { dir, diagnostics });
         }
     }
+}
+
+/// Checks the tools a plugin describes and compiles their schemas: names of lowercase letters,
+/// digits, `_` and `-`, each named once, input and output schemas that compile. The
+/// descriptors come from the plugin, so nothing in them is trusted.
+pub(crate) fn compile_tools(descriptors: Vec<ToolDescriptor>) -> Result<Vec<ToolEntry>, String> {
+    let mut tools: Vec<ToolEntry> = Vec::with_capacity(descriptors.len());
+    for descriptor in descriptors {
+        let name = &descriptor.name;
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+        {
+            return Err(format!(
+                "tool name `{name}` must be lowercase letters, digits, `_` or `-`"
+            ));
+        }
+        if tools.iter().any(|t| t.descriptor.name == *name) {
+            return Err(format!("tool `{name}` is described twice"));
+        }
+        let input = jsonschema::validator_for(&descriptor.input_schema)
+            .map_err(|e| format!("tool `{name}`: input schema is not a valid JSON Schema: {e}"))?;
+        let output = match &descriptor.output_schema {
+            Some(schema) => Some(jsonschema::validator_for(schema).map_err(|e| {
+                format!("tool `{name}`: output schema is not a valid JSON Schema: {e}")
+            })?),
+            None => None,
+        };
+        tools.push(ToolEntry {
+            descriptor,
+            input,
+            output,
+        });
+    }
+    Ok(tools)
 }
 
 fn grants(manifest: &ValidatedManifest) -> CapabilitySet {

@@ -725,7 +725,7 @@ fn note<T>(steps: &mut Vec<String>, name: &str, result: &Result<T, String>) {
     });
 }
 
-fn schema_errors(validator: &jsonschema::Validator, value: &Value) -> Vec<String> {
+pub(crate) fn schema_errors(validator: &jsonschema::Validator, value: &Value) -> Vec<String> {
     validator
         .iter_errors(value)
         .map(|e| {
