@@ -74,9 +74,9 @@
 #![forbid(unsafe_code)]
 
 mod forward;
-pub mod net;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod net;
 mod serve;
 mod target;
 

@@ -542,4 +542,3 @@ impl sigil_egress::EgressPolicy for Egress {
         inject(&flight, &to, headers).await
     }
 }
-
