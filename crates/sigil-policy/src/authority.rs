@@ -286,7 +286,7 @@ impl fmt::Display for DenyRule {
                 Level::Workspace => write!(f, "workspace `{holder}` does not allow it"),
                 Level::User => write!(f, "user `{holder}` does not hold it"),
             },
-            DenyRule::InvalidCapability { error } => write!(f, "invalid capability: {error}"),
+            DenyRule::InvalidCapability { error } => write!(f, "malformed capability: {error}"),
             DenyRule::AuditFailed { error } => {
                 write!(
                     f,

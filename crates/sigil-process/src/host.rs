@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full, Limited};
-use sigil_runtime::{Actor, Call, Check, Enforcer, SecretValue, Subject, ToolError};
+use sigil_runtime::{Actor, Call, Enforcer, SecretValue, Subject, ToolError};
 use tonic::{Request, Response, Status};
 
 use crate::proto;
@@ -292,23 +292,34 @@ async fn send(
     flight: &InFlight,
     request: proto::HttpSendRequest,
 ) -> Result<proto::HttpSendResponse, String> {
-    let uri: http::Uri = request
-        .url
-        .parse()
-        .map_err(|e| format!("url `{}` is invalid: {e}", truncate(&request.url)))?;
+    // A URL that names no destination cannot become a capability; the refusal is still a
+    // recorded deny.
+    let malformed = |reason: String| async move {
+        let asked = format!("net.connect:{}", request.url);
+        flight.call.refuse_malformed(&asked, &reason).await;
+        reason
+    };
+    let uri: http::Uri = match request.url.parse() {
+        Ok(uri) => uri,
+        Err(e) => {
+            return Err(malformed(format!("url `{}` is invalid: {e}", truncate(&request.url))).await);
+        }
+    };
     let tls = match uri.scheme_str() {
         Some("https") => true,
         Some("http") => false,
         _ => {
-            return Err(format!(
+            return Err(malformed(format!(
                 "url `{}` must be http or https",
                 truncate(&request.url)
-            ));
+            ))
+            .await);
         }
     };
-    let host = uri
-        .host()
-        .ok_or_else(|| format!("url `{}` has no host", truncate(&request.url)))?
+    let Some(host) = uri.host() else {
+        return Err(malformed(format!("url `{}` has no host", truncate(&request.url))).await);
+    };
+    let host = host
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_string();
@@ -473,22 +484,15 @@ impl sigil_egress::EgressPolicy for Egress {
                 // enforcer decision with its audit record (a deny, naming no workspace), and it
                 // is refused whatever that record says.
                 tracing::warn!(plugin = %self.calls.plugin, %target, %reason, "egress outside a call");
-                if let Ok(parsed) = sigil_policy::Capability::parse(&capability) {
-                    let actor = Actor {
-                        channel: Some("egress".into()),
-                        ..Actor::default()
-                    };
-                    let _ = self
-                        .calls
-                        .enforcer
-                        .check(&Check {
-                            subject: Subject::Plugin(&self.calls.plugin),
-                            capability: &parsed,
-                            actor: &actor,
-                            call_id: None,
-                        })
-                        .await;
-                }
+                let actor = Actor {
+                    channel: Some("egress".into()),
+                    ..Actor::default()
+                };
+                let _ = self
+                    .calls
+                    .enforcer
+                    .check_text(Subject::Plugin(&self.calls.plugin), &capability, &actor, None)
+                    .await;
                 Err(format!("denied: {reason}"))
             }
         }

@@ -194,7 +194,12 @@ impl WasiHttpHooks for HttpHooks {
             let call = call.ok_or(Error::HttpRequestDenied)?;
             let mut request = request;
             let uri = request.uri();
-            let host = uri.host().ok_or(Error::HttpRequestUriInvalid)?.to_string();
+            let Some(host) = uri.host().map(str::to_string) else {
+                // No destination, so no capability to decide; still a recorded deny.
+                call.refuse_malformed(&format!("net.connect:{uri}"), "the url has no host")
+                    .await;
+                return Err(Error::HttpRequestUriInvalid.into());
+            };
             let port = uri.port_u16().unwrap_or(match uri.scheme_str() {
                 Some("http") => 80,
                 _ => 443,
