@@ -57,7 +57,12 @@ impl ChainKey {
 
     /// A record's chain value: `hex(HMAC-SHA256(key, prev_hash || canonical_json))`.
     pub fn record_mac(&self, prev_hash: &str, canonical_json: &[u8]) -> String {
-        to_hex(&self.record(prev_hash, canonical_json).finalize().into_bytes())
+        to_hex(
+            &self
+                .record(prev_hash, canonical_json)
+                .finalize()
+                .into_bytes(),
+        )
     }
 
     /// Whether `stored` is the record's chain value, compared in constant time.
@@ -166,15 +171,18 @@ mod tests {
         assert_eq!(to_hex(&[0x00, 0x0f, 0xa0, 0xff]), "000fa0ff");
         let bytes: Vec<u8> = (0u8..32).collect();
         assert_eq!(from_hex32(&to_hex(&bytes)).map(Vec::from), Some(bytes));
-        assert_eq!(from_hex32(&"AB".repeat(32)), None, "upper case is not the encoding");
+        assert_eq!(
+            from_hex32(&"AB".repeat(32)),
+            None,
+            "upper case is not the encoding"
+        );
         assert_eq!(from_hex32("00"), None);
     }
 
     #[test]
     fn record_mac_is_hmac_sha256_of_prev_and_canonical() -> Result<(), String> {
         let key = ChainKey::from_bytes(&[7u8; 32]).ok_or("32 bytes make a key")?;
-        let mut reference =
-            HmacSha256::new_from_slice(&[7u8; 32]).map_err(|e| e.to_string())?;
+        let mut reference = HmacSha256::new_from_slice(&[7u8; 32]).map_err(|e| e.to_string())?;
         reference.update(b"prev");
         reference.update(b"{\"v\":1}");
         assert_eq!(

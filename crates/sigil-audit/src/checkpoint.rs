@@ -270,8 +270,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_signed_checkpoint_round_trips_and_any_change_breaks_it() -> Result<(), Box<dyn std::error::Error>>
-    {
+    fn a_signed_checkpoint_round_trips_and_any_change_breaks_it()
+    -> Result<(), Box<dyn std::error::Error>> {
         let (signer, _) = Signer::generate()?;
         let head = "ab".repeat(32);
         let checkpoint = signer.sign(12, &head, 1_700_000_000_000)?;

@@ -69,9 +69,12 @@ pub(crate) fn read_chain_key(path: &Path) -> Result<Option<ChainKey>, AuditError
     let Some(bytes) = read_key_file(path)? else {
         return Ok(None);
     };
-    ChainKey::from_bytes(&bytes)
-        .map(Some)
-        .ok_or_else(|| key_error(path, format!("holds {} bytes, not {CHAIN_KEY_BYTES}", bytes.len())))
+    ChainKey::from_bytes(&bytes).map(Some).ok_or_else(|| {
+        key_error(
+            path,
+            format!("holds {} bytes, not {CHAIN_KEY_BYTES}", bytes.len()),
+        )
+    })
 }
 
 /// Creates a random chain key in `path` (which must not exist).
@@ -173,10 +176,7 @@ fn write_new(path: &Path, bytes: &[u8]) -> Result<(), AuditError> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let temporary = dir.join(format!(
-        ".{name}.{}.tmp",
-        crate::chain::to_hex(&suffix)
-    ));
+    let temporary = dir.join(format!(".{name}.{}.tmp", crate::chain::to_hex(&suffix)));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -216,12 +216,20 @@ mod tests {
             use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::metadata(files.chain())?.permissions().mode() & 0o777;
             assert_eq!(mode, 0o600);
-            let mode = std::fs::metadata(dir.path().join("state"))?.permissions().mode() & 0o777;
+            let mode = std::fs::metadata(dir.path().join("state"))?
+                .permissions()
+                .mode()
+                & 0o777;
             assert_eq!(mode, 0o700);
         }
-        assert!(matches!(create_chain_key(files.chain()), Err(AuditError::Key { .. })));
+        assert!(matches!(
+            create_chain_key(files.chain()),
+            Err(AuditError::Key { .. })
+        ));
         assert_eq!(
-            read_chain_key(files.chain())?.map(|k| k.id().to_owned()).as_deref(),
+            read_chain_key(files.chain())?
+                .map(|k| k.id().to_owned())
+                .as_deref(),
             Some(created.id()),
             "the first key is kept"
         );
@@ -238,8 +246,8 @@ mod tests {
     }
 
     #[test]
-    fn damaged_key_files_are_errors_that_do_not_quote_them() -> Result<(), Box<dyn std::error::Error>>
-    {
+    fn damaged_key_files_are_errors_that_do_not_quote_them()
+    -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let files = KeyFiles::in_dir(dir.path());
         std::fs::write(files.chain(), b"zzzz-not-a-key")?;

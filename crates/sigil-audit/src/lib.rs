@@ -434,12 +434,13 @@ impl AuditLog {
     /// [`AuditError::Read`] if SQLite fails.
     pub fn checkpoints(&self) -> Result<Vec<Checkpoint>, AuditError> {
         let reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
-        let stored = store::checkpoints(&reader, self.keys.signer.public_key()).map_err(|cause| {
-            AuditError::Read {
-                path: (*self.path).clone(),
-                cause: Arc::new(cause),
-            }
-        })?;
+        let stored =
+            store::checkpoints(&reader, self.keys.signer.public_key()).map_err(|cause| {
+                AuditError::Read {
+                    path: (*self.path).clone(),
+                    cause: Arc::new(cause),
+                }
+            })?;
         Ok(stored
             .into_iter()
             .filter_map(|c| match c {

@@ -252,11 +252,11 @@ fn upgrade(tx: &Transaction<'_>, path: &Path, key_files: &KeyFiles) -> Result<Ke
         }
     };
     let head_seq = u64::try_from(head_seq).map_err(|_| AuditError::Unusable {
-            path: path.to_owned(),
-            reason: format!(
-                "cannot upgrade the audit log: its chain head's sequence number {head_seq} is negative"
-            ),
-        })?;
+        path: path.to_owned(),
+        reason: format!(
+            "cannot upgrade the audit log: its chain head's sequence number {head_seq} is negative"
+        ),
+    })?;
 
     // The checkpoint key first: the chain key's existence is what says a log was keyed, so it
     // is written last, just before the commit.
@@ -275,7 +275,7 @@ fn upgrade(tx: &Transaction<'_>, path: &Path, key_files: &KeyFiles) -> Result<Ke
     tx.execute(
         "INSERT INTO audit_chain (id, keyed_from, legacy_head, key_id, mac) VALUES (1, ?1, ?2, ?3, ?4)",
         params![
-            keyed_from,
+            crate::store::sql_int(keyed_from),
             head_hash,
             chain.id(),
             chain.marker_mac(keyed_from, &head_hash)
@@ -285,7 +285,11 @@ fn upgrade(tx: &Transaction<'_>, path: &Path, key_files: &KeyFiles) -> Result<Ke
     tx.execute(
         "INSERT INTO audit_head (id, seq, hash, mac) VALUES (1, ?1, ?2, ?3)
          ON CONFLICT (id) DO UPDATE SET mac = excluded.mac",
-        params![head_seq, head_hash, chain.head_mac(head_seq, &head_hash)],
+        params![
+            crate::store::sql_int(head_seq),
+            head_hash,
+            chain.head_mac(head_seq, &head_hash)
+        ],
     )
     .map_err(open_err)?;
     tx.execute(
@@ -315,9 +319,10 @@ fn load_keys(tx: &Transaction<'_>, path: &Path, key_files: &KeyFiles) -> Result<
     };
     let marker = read_marker(tx).map_err(open_err)?;
     let Some(chain) = keys::read_chain_key(key_files.chain())? else {
-        let since = marker
-            .as_ref()
-            .map_or_else(|| "its keyed records".to_owned(), |m| format!("records from {}", m.keyed_from));
+        let since = marker.as_ref().map_or_else(
+            || "its keyed records".to_owned(),
+            |m| format!("records from {}", m.keyed_from),
+        );
         return Err(key_error(
             key_files.chain(),
             format!(
@@ -436,7 +441,11 @@ pub(crate) fn table_exists(conn: &Connection, table: &str) -> rusqlite::Result<b
     )
 }
 
-pub(crate) fn column_exists(conn: &Connection, table: &str, column: &str) -> rusqlite::Result<bool> {
+pub(crate) fn column_exists(
+    conn: &Connection,
+    table: &str,
+    column: &str,
+) -> rusqlite::Result<bool> {
     conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2)",
         [table, column],

@@ -98,7 +98,7 @@ pub(crate) fn write_batch(
             let hash = keys.chain.record_mac(&prev_hash, queued.canonical_json);
             insert
                 .execute(params![
-                    seq,
+                    sql_int(seq),
                     queued.time_ms,
                     canonical.kind,
                     canonical.user,
@@ -128,7 +128,11 @@ pub(crate) fn write_batch(
     if last != head_seq {
         tx.prepare_cached("UPDATE audit_head SET seq = ?1, hash = ?2, mac = ?3 WHERE id = 1")
             .and_then(|mut stmt| {
-                stmt.execute(params![last, prev_hash, keys.chain.head_mac(last, &prev_hash)])
+                stmt.execute(params![
+                    sql_int(last),
+                    prev_hash,
+                    keys.chain.head_mac(last, &prev_hash)
+                ])
             })
             .map_err(write_err)?;
     }
@@ -139,14 +143,16 @@ pub(crate) fn write_batch(
     }
     let checkpoint = match sign_head {
         SignHead::No => None,
-        SignHead::Yes => Some(match stored_checkpoint(&tx, keys, last).map_err(write_err)? {
-            Some(existing) => existing,
-            None => {
-                let checkpoint = sign(keys, path, last, &prev_hash, now)?;
-                insert_checkpoint(&tx, &checkpoint).map_err(write_err)?;
-                checkpoint
-            }
-        }),
+        SignHead::Yes => Some(
+            match stored_checkpoint(&tx, keys, last).map_err(write_err)? {
+                Some(existing) => existing,
+                None => {
+                    let checkpoint = sign(keys, path, last, &prev_hash, now)?;
+                    insert_checkpoint(&tx, &checkpoint).map_err(write_err)?;
+                    checkpoint
+                }
+            },
+        ),
     };
     tx.commit().map_err(write_err)?;
     Ok(Written { first, checkpoint })
@@ -175,7 +181,9 @@ pub(crate) fn checkpoint_if_behind(
         .map_err(write_err)?;
     let (head_seq, head_hash) = read_head(&tx, path, keys)?;
     let newest: Option<i64> = tx
-        .query_row("SELECT MAX(seq) FROM audit_checkpoints", [], |row| row.get(0))
+        .query_row("SELECT MAX(seq) FROM audit_checkpoints", [], |row| {
+            row.get(0)
+        })
         .map_err(write_err)?;
     let newest = newest.and_then(|s| u64::try_from(s).ok()).unwrap_or(0);
     if head_seq <= newest {
@@ -206,7 +214,10 @@ fn read_head(conn: &Connection, path: &Path, keys: &Keys) -> Result<(u64, String
             reason: "the chain head row in audit_head is missing; run verify".to_owned(),
         });
     };
-    let Some(seq) = u64::try_from(head_seq).ok().filter(|s| *s < i64::MAX.unsigned_abs()) else {
+    let Some(seq) = u64::try_from(head_seq)
+        .ok()
+        .filter(|s| *s < i64::MAX.unsigned_abs())
+    else {
         return Err(AuditError::Unusable {
             path: path.to_owned(),
             reason: format!("the chain head's sequence number {head_seq} is out of range"),
@@ -248,7 +259,7 @@ pub(crate) fn insert_checkpoint(
          ON CONFLICT (seq) DO NOTHING",
     )?
     .execute(params![
-        checkpoint.seq,
+        sql_int(checkpoint.seq),
         checkpoint.head,
         checkpoint.time_ms,
         checkpoint.signature
@@ -256,10 +267,14 @@ pub(crate) fn insert_checkpoint(
     Ok(())
 }
 
-fn stored_checkpoint(conn: &Connection, keys: &Keys, seq: u64) -> rusqlite::Result<Option<Checkpoint>> {
+fn stored_checkpoint(
+    conn: &Connection,
+    keys: &Keys,
+    seq: u64,
+) -> rusqlite::Result<Option<Checkpoint>> {
     conn.query_row(
         "SELECT seq, head, time_ms, signature FROM audit_checkpoints WHERE seq = ?1",
-        [seq],
+        [sql_int(seq)],
         |row| checkpoint_row(row, keys.signer.public_key()),
     )
     .optional()
@@ -269,7 +284,10 @@ fn stored_checkpoint(conn: &Connection, keys: &Keys, seq: u64) -> rusqlite::Resu
 ///
 /// A row whose values have the wrong types is returned with a sequence number
 /// of its own and an empty signature, so verify reports it as forged.
-pub(crate) fn checkpoints(conn: &Connection, public_key: &str) -> rusqlite::Result<Vec<StoredCheckpoint>> {
+pub(crate) fn checkpoints(
+    conn: &Connection,
+    public_key: &str,
+) -> rusqlite::Result<Vec<StoredCheckpoint>> {
     let mut stmt =
         conn.prepare("SELECT seq, head, time_ms, signature FROM audit_checkpoints ORDER BY seq")?;
     let mut rows = stmt.query([])?;
@@ -306,6 +324,12 @@ fn checkpoint_row(row: &Row<'_>, public_key: &str) -> rusqlite::Result<Checkpoin
         public_key: public_key.to_owned(),
         signature: row.get(3)?,
     })
+}
+
+/// A sequence number as SQLite stores it. Numbers come from a head checked to be
+/// below `i64::MAX`; one past it would saturate and collide, failing its batch.
+pub(crate) fn sql_int(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// A stored row as SQLite returned it, before interpretation.

@@ -8,13 +8,13 @@ use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension};
 
+use crate::AuditError;
 use crate::chain::legacy_hash;
 use crate::checkpoint::{CHECKPOINT_EVERY, Checkpoint};
 use crate::keys::Keys;
 use crate::record::GENESIS_HASH;
 use crate::schema::{column_exists, read_marker, table_exists};
 use crate::store::{COLUMNS, RawRow, StoredCheckpoint};
-use crate::AuditError;
 
 /// The result of [`AuditLog::verify`](crate::AuditLog::verify).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -230,10 +230,9 @@ impl fmt::Display for Tamper {
                 f,
                 "records after {last} were deleted: a signed checkpoint covers records up to {seq}"
             ),
-            Tamper::CheckpointMissing { seq } => write!(
-                f,
-                "the periodic checkpoint at record {seq} was deleted"
-            ),
+            Tamper::CheckpointMissing { seq } => {
+                write!(f, "the periodic checkpoint at record {seq} was deleted")
+            }
         }
     }
 }
@@ -276,7 +275,9 @@ pub(crate) fn verify(
         "SELECT seq, hash, NULL FROM audit_head WHERE id = 1"
     };
     let head: Option<(i64, String, Option<String>)> = tx
-        .query_row(head_sql, [], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .query_row(head_sql, [], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
         .optional()
         .map_err(read_err)?;
     let stored = if table_exists(&tx, "audit_checkpoints").map_err(read_err)? {
@@ -399,7 +400,9 @@ pub(crate) fn verify(
     if let Some(problem) = checked.stored(&stored, &mut verified) {
         return Ok(report(Some(problem)));
     }
-    Ok(report(external.and_then(|c| checked.external(c, &verified))))
+    Ok(report(
+        external.and_then(|c| checked.external(c, &verified)),
+    ))
 }
 
 /// The checkpoint checks, once the records and head are known to be consistent.
@@ -415,7 +418,8 @@ impl Checked<'_> {
     /// order. Fills `verified` with the records of those that match.
     fn stored(&self, stored: &[StoredCheckpoint], verified: &mut Vec<u64>) -> Option<Tamper> {
         // Multiples of CHECKPOINT_EVERY in keyed_from..=last.
-        let mut next_periodic = self.keyed_from.div_ceil(CHECKPOINT_EVERY).max(1) * CHECKPOINT_EVERY;
+        let mut next_periodic =
+            self.keyed_from.div_ceil(CHECKPOINT_EVERY).max(1) * CHECKPOINT_EVERY;
         let mut since = 0;
         for entry in stored {
             let seq = match entry {

@@ -4,8 +4,8 @@
 mod common;
 
 use common::{
-    Rule, TestResult, chain_key, documented_hash, documented_mac, fill, keys, raw, rechain,
-    sample, temp_db,
+    Rule, TestResult, chain_key, documented_hash, documented_mac, fill, keys, raw, rechain, sample,
+    temp_db,
 };
 use rusqlite::Connection;
 use sigil_audit::{
@@ -234,7 +234,11 @@ fn periodic_checkpoints_fix_the_chain_against_the_key_holder() -> TestResult {
         p.wait()?;
     }
     let stored: Vec<u64> = log.checkpoints()?.iter().map(|c| c.seq).collect();
-    assert_eq!(stored, [CHECKPOINT_EVERY], "signed with the batch that reached it");
+    assert_eq!(
+        stored,
+        [CHECKPOINT_EVERY],
+        "signed with the batch that reached it"
+    );
     assert!(log.verify()?.is_intact());
     log.close()?;
 

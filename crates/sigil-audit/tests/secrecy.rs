@@ -148,17 +148,16 @@ fn the_audit_keys_never_appear_in_logs_debug_output_or_errors() -> TestResult {
     let secret = base64_decode(line);
     // sig_alg, kdf_alg, chk_alg (2 each), salt (32), limits (8 + 8), key number (8), then the
     // 64-byte Ed25519 secret key (seed and public half).
-    let ed25519 = secret.get(62..126).ok_or("a minisign secret key is 158 bytes")?;
+    let ed25519 = secret
+        .get(62..126)
+        .ok_or("a minisign secret key is 158 bytes")?;
     let mut forbidden = vec![line.to_owned()];
     forbidden.extend(spellings(&key));
     forbidden.extend(spellings(ed25519));
     forbidden.extend(spellings(&ed25519[..32]));
     for text in &shown {
         for secret in &forbidden {
-            assert!(
-                !text.contains(secret.as_str()),
-                "a key appears in:\n{text}"
-            );
+            assert!(!text.contains(secret.as_str()), "a key appears in:\n{text}");
         }
     }
     Ok(())

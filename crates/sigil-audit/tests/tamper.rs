@@ -236,11 +236,8 @@ fn verify_names_the_first_tampered_record() -> TestResult {
             "delete every record and reset the head",
             Box::new(|conn: &Connection, _: &[u8]| {
                 conn.execute_batch("DELETE FROM audit_records")?;
-                conn.execute(
-                    "UPDATE audit_head SET seq = 0, hash = ?1",
-                    [GENESIS_HASH],
-                )
-                .map(drop)
+                conn.execute("UPDATE audit_head SET seq = 0, hash = ?1", [GENESIS_HASH])
+                    .map(drop)
             }),
             Tamper::HeadForged { seq: 0 },
         ),

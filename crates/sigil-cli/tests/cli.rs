@@ -309,7 +309,9 @@ fn canonical(db: &rusqlite::Connection, seq: i64) -> String {
             let text = |i: usize| -> rusqlite::Result<String> {
                 Ok(row
                     .get::<_, Option<String>>(i)?
-                    .map_or("null".to_string(), |s| serde_json::Value::String(s).to_string()))
+                    .map_or("null".to_string(), |s| {
+                        serde_json::Value::String(s).to_string()
+                    }))
             };
             let duration: Option<i64> = row.get(12)?;
             Ok(format!(
@@ -454,7 +456,10 @@ fn audit_verify_finds_a_deny_turned_into_an_allow_with_every_hash_recomputed() {
         "{out}"
     );
     let (out, _) = sigil.fails(&["doctor"]);
-    assert!(out.contains(&format!("record {denied} was edited")), "{out}");
+    assert!(
+        out.contains(&format!("record {denied} was edited")),
+        "{out}"
+    );
 }
 
 #[test]
@@ -464,7 +469,11 @@ fn an_exported_checkpoint_proves_an_edit_by_someone_holding_the_chain_key() {
     let denied = calls_with_one_deny(&sigil);
     let kept = sigil.home.path().join("kept-elsewhere.json");
     let out = sigil.run(&["audit", "checkpoint", "export", kept.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let exported: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&kept).unwrap()).unwrap();
     let at = exported["seq"].as_i64().unwrap();
@@ -520,7 +529,9 @@ fn an_exported_checkpoint_proves_an_edit_by_someone_holding_the_chain_key() {
     let original = exported["head"].as_str().unwrap();
     std::fs::write(
         &forged,
-        std::fs::read_to_string(&kept).unwrap().replace(original, &head),
+        std::fs::read_to_string(&kept)
+            .unwrap()
+            .replace(original, &head),
     )
     .unwrap();
     let (_, err) = sigil.fails(&["audit", "verify", "--checkpoint", forged.to_str().unwrap()]);

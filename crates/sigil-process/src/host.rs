@@ -302,7 +302,9 @@ async fn send(
     let uri: http::Uri = match request.url.parse() {
         Ok(uri) => uri,
         Err(e) => {
-            return Err(malformed(format!("url `{}` is invalid: {e}", truncate(&request.url))).await);
+            return Err(
+                malformed(format!("url `{}` is invalid: {e}", truncate(&request.url))).await,
+            );
         }
     };
     let tls = match uri.scheme_str() {
@@ -491,7 +493,12 @@ impl sigil_egress::EgressPolicy for Egress {
                 let _ = self
                     .calls
                     .enforcer
-                    .check_text(Subject::Plugin(&self.calls.plugin), &capability, &actor, None)
+                    .check_text(
+                        Subject::Plugin(&self.calls.plugin),
+                        &capability,
+                        &actor,
+                        None,
+                    )
                     .await;
                 Err(format!("denied: {reason}"))
             }

@@ -123,7 +123,11 @@ fn a_kv_key_that_breaks_the_capability_grammar_is_a_recorded_deny() {
     let table = [
         (None, "nul\0byte", "kv.read:nul\\0byte"),
         (Some("x"), "line\nbreak", "kv.write:line\\nbreak"),
-        (Some("x"), "tab\tand\u{202e}bidi", "kv.write:tab\\tand\\u{202e}bidi"),
+        (
+            Some("x"),
+            "tab\tand\u{202e}bidi",
+            "kv.write:tab\\tand\\u{202e}bidi",
+        ),
     ];
     for (value, key, recorded) in table {
         let before = w.denials().len();

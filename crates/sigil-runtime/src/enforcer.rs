@@ -285,11 +285,12 @@ impl Enforcer {
         call_id: Option<&str>,
     ) -> Denial {
         let capability = shown_text(text);
-        let version = self
-            .state
-            .read()
-            .ok()
-            .and_then(|state| state.plugins.get(subject.plugin()).map(|p| p.version.clone()));
+        let version = self.state.read().ok().and_then(|state| {
+            state
+                .plugins
+                .get(subject.plugin())
+                .map(|p| p.version.clone())
+        });
         let rule = DenyRule::InvalidCapability {
             error: shown_reason(reason),
         };

@@ -347,7 +347,10 @@ fn a_capability_that_does_not_parse_is_a_recorded_deny() {
         .unwrap_err();
         let message = err.to_string();
         assert!(message.contains("malformed capability"), "{message}");
-        assert!(!message.contains('\n') && !message.contains('\0'), "{message}");
+        assert!(
+            !message.contains('\n') && !message.contains('\0'),
+            "{message}"
+        );
 
         let denies = sigil
             .audit()

@@ -321,7 +321,10 @@ fn a_kv_key_that_breaks_the_capability_grammar_is_a_recorded_deny() {
             "kv",
             json!({ "op": op, "key": key, "value": "x" }),
         ));
-        assert!(error.contains("malformed capability"), "{op} {key:?}: {error}");
+        assert!(
+            error.contains("malformed capability"),
+            "{op} {key:?}: {error}"
+        );
         let denied = denials(&w);
         assert_eq!(denied.len(), before + 1, "{op} {key:?}: one deny record");
         assert_eq!(denied.last().map(String::as_str), Some(recorded));
