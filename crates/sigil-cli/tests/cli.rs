@@ -485,6 +485,23 @@ fn an_exported_checkpoint_proves_an_edit_by_someone_holding_the_chain_key() {
             .ok(&["audit", "verify", "--checkpoint", kept.to_str().unwrap()])
             .contains(&format!("matches the checkpoint at record {at}"))
     );
+    // minisign itself checks it, without Sigil.
+    let statement = sigil.home.path().join("statement");
+    let signature = sigil.home.path().join("statement.minisig");
+    std::fs::write(&statement, exported["statement"].as_str().unwrap()).unwrap();
+    std::fs::write(&signature, exported["signature"].as_str().unwrap()).unwrap();
+    let minisign = Command::new("minisign")
+        .args(["-V", "-q", "-P", exported["public_key"].as_str().unwrap(), "-m"])
+        .arg(&statement)
+        .arg("-x")
+        .arg(&signature)
+        .output()
+        .expect("minisign is installed (scripts/install-*)");
+    assert!(
+        minisign.status.success(),
+        "{}",
+        String::from_utf8_lossy(&minisign.stderr)
+    );
 
     // The attacker holds sigil.db and state/audit.key, not the checkpoint key.
     let key = std::fs::read(sigil.home.path().join("state/audit.key")).unwrap();

@@ -294,8 +294,9 @@ async fn send(
 ) -> Result<proto::HttpSendResponse, String> {
     // A URL that names no destination cannot become a capability; the refusal is still a
     // recorded deny.
+    let url = request.url.as_str();
     let malformed = |reason: String| async move {
-        let asked = format!("net.connect:{}", request.url);
+        let asked = format!("net.connect:{url}");
         flight.call.refuse_malformed(&asked, &reason).await;
         reason
     };
