@@ -342,14 +342,14 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Recomputes every chain value from record `from` on and the head, with `mac` (prev, canonical)
-/// -> value, and the head's MAC with `head_mac` when the attacker can make one.
-fn rechain(
-    db: &rusqlite::Connection,
-    from: i64,
-    mac: &dyn Fn(&str, &str) -> String,
-    head_mac: Option<&dyn Fn(i64, &str) -> String>,
-) {
+/// How the attacker makes a chain value from (prev_hash, canonical JSON).
+type ChainRule<'a> = &'a dyn Fn(&str, &str) -> String;
+
+/// How the attacker makes the head's MAC from (seq, chain value), when it can.
+type HeadRule<'a> = Option<&'a dyn Fn(i64, &str) -> String>;
+
+/// Recomputes every chain value from record `from` on and the head.
+fn rechain(db: &rusqlite::Connection, from: i64, mac: ChainRule<'_>, head_mac: HeadRule<'_>) {
     let mut prev: String = db
         .query_row(
             "SELECT prev_hash FROM audit_records WHERE seq = ?1",
@@ -491,7 +491,13 @@ fn an_exported_checkpoint_proves_an_edit_by_someone_holding_the_chain_key() {
     std::fs::write(&statement, exported["statement"].as_str().unwrap()).unwrap();
     std::fs::write(&signature, exported["signature"].as_str().unwrap()).unwrap();
     let minisign = Command::new("minisign")
-        .args(["-V", "-q", "-P", exported["public_key"].as_str().unwrap(), "-m"])
+        .args([
+            "-V",
+            "-q",
+            "-P",
+            exported["public_key"].as_str().unwrap(),
+            "-m",
+        ])
         .arg(&statement)
         .arg("-x")
         .arg(&signature)

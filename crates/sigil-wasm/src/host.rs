@@ -198,7 +198,7 @@ impl WasiHttpHooks for HttpHooks {
                 // No destination, so no capability to decide; still a recorded deny.
                 call.refuse_malformed(&format!("net.connect:{uri}"), "the url has no host")
                     .await;
-                return Err(Error::HttpRequestUriInvalid.into());
+                return Err(Error::HttpRequestUriInvalid);
             };
             let port = uri.port_u16().unwrap_or(match uri.scheme_str() {
                 Some("http") => 80,
