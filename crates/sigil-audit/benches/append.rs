@@ -40,7 +40,8 @@ fn record(i: u64) -> NewRecord {
 
 fn durable_append(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let log = AuditLog::open(&dir.path().join("sigil.db")).expect("open audit log");
+    let keys = sigil_audit::KeyFiles::in_dir(&dir.path().join("state"));
+    let log = AuditLog::open(&dir.path().join("sigil.db"), &keys).expect("open audit log");
     let mut group = c.benchmark_group("durable_append");
 
     group.throughput(Throughput::Elements(GROUP_RECORDS));

@@ -90,6 +90,32 @@ pub enum AuditError {
         cause: Arc<std::io::Error>,
     },
 
+    /// A key file of the log is missing, damaged, or not the one the log was written with.
+    /// The message names the file and what is wrong, never the key.
+    #[error("audit key {}: {reason}", path.display())]
+    Key {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong with it, or with the log it should fit.
+        reason: String,
+    },
+
+    /// A checkpoint could not be signed or stored.
+    #[error("cannot checkpoint audit database {}: {reason}", path.display())]
+    CheckpointFailed {
+        /// The database file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+
+    /// A checkpoint given to verify against is not one this log's checkpoint key signed.
+    #[error("checkpoint refused: {reason}")]
+    CheckpointRefused {
+        /// Why, naming the offending value.
+        reason: String,
+    },
+
     /// A `--since`-style time could not be parsed.
     #[error(
         "invalid time `{input}`: expected an RFC 3339 time like 2026-11-23T10:00:00Z \

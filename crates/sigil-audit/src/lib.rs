@@ -1,12 +1,14 @@
 //! Sigil's tamper-evident audit log: one record per policy decision (and per
-//! call outcome), hash-chained, in embedded SQLite, written by a single
-//! group-committing writer thread.
+//! call outcome), chained with a keyed MAC, in embedded SQLite, written by a
+//! single group-committing writer thread, with signed checkpoints.
 //!
 //! ```
-//! use sigil_audit::{AuditLog, AuditSink, Filter, NewRecord, Verdict};
+//! use sigil_audit::{AuditLog, AuditSink, Filter, KeyFiles, NewRecord, Verdict};
 //!
 //! let dir = tempfile::tempdir()?;
-//! let log = AuditLog::open(&dir.path().join("sigil.db"))?;
+//! // The keys live outside the database; they are created with a new log.
+//! let keys = KeyFiles::in_dir(&dir.path().join("state"));
+//! let log = AuditLog::open(&dir.path().join("sigil.db"), &keys)?;
 //!
 //! // Blocking append: returns once the record is durable.
 //! let seq = log.append(
@@ -26,6 +28,11 @@
 //! assert_eq!(denied[0].record.rule, "no grant for net.connect");
 //!
 //! assert!(log.verify()?.is_intact());
+//!
+//! // A signed checkpoint, to keep somewhere the database's attacker cannot write.
+//! let exported = log.checkpoint()?.to_json();
+//! let kept = sigil_audit::Checkpoint::from_json(&exported)?;
+//! assert!(log.verify_checkpoint(&kept)?.is_intact());
 //! log.close()?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -49,18 +56,21 @@
 //! is committed. [`AuditLog::close`] and dropping an [`AuditLog`] both let the
 //! writer commit everything already submitted before the thread is joined.
 //!
-//! # The hash chain
+//! # The keyed chain
 //!
 //! Records are numbered `1, 2, 3, ...` (`seq`). Each stores `prev_hash`, the
-//! previous record's hash (64 zeros for record 1), and
+//! previous record's chain value (64 zeros, [`GENESIS_HASH`], for record 1),
+//! and its own chain value
 //!
 //! ```text
-//! hash = hex(SHA-256(prev_hash || canonical))
+//! hash = hex(HMAC-SHA256(chain_key, prev_hash || canonical))
 //! ```
 //!
-//! where `prev_hash` enters as its 64 lowercase hex characters in ASCII and
-//! `canonical` is this JSON object, compact (no whitespace), keys in exactly
-//! this order, absent values as `null`, strings escaped as `serde_json` does:
+//! where `chain_key` is 32 random bytes kept in a file outside the database
+//! ([`KeyFiles`]), `prev_hash` enters as its 64 lowercase hex characters in
+//! ASCII and `canonical` is this JSON object, compact (no whitespace), keys in
+//! exactly this order, absent values as `null`, strings escaped as
+//! `serde_json` does:
 //!
 //! ```text
 //! {"v":1,"time_ms":<i64>,"kind":"decision"|"outcome"|"approval","user":..,"workspace":..,
@@ -69,26 +79,76 @@
 //!  "duration_us":<i64>|null,"outcome":..}
 //! ```
 //!
-//! `seq` itself is not hashed: a record's place is fixed by the link to its
+//! `seq` itself is not covered: a record's place is fixed by the link to its
 //! predecessor. The encoding is rebuilt by [`AuditLog::verify`] from the stored
-//! columns, so it hashes exactly what is in the database.
+//! columns, so it checks exactly what is in the database.
 //!
-//! A one-row `audit_head` table holds the last `seq` and hash, updated in the
-//! same transaction as each batch, so deleting the newest records is detected
-//! too. See [`Tamper`] for what verify reports.
+//! A one-row `audit_head` table holds the last `seq` and chain value, with a
+//! MAC over both, updated in the same transaction as each batch, so deleting
+//! the newest records is detected too. See [`Tamper`] for what verify reports.
+//!
+//! Logs written before keyed chains (plain SHA-256, schema version 1) are
+//! upgraded in place when first opened: their records keep their hashes and
+//! are verified with the old rule up to a MACed marker, and the keyed chain
+//! continues from their last hash. See *Upgrading* below.
+//!
+//! # Checkpoints
+//!
+//! The writer signs [`Checkpoint`]s (sequence number, chain value, time) with a
+//! second key kept outside the database, an Ed25519 key in minisign's format:
+//! every [`CHECKPOINT_EVERY`] records, at a clean shutdown, on demand
+//! ([`AuditLog::checkpoint`]), and when a log is upgraded. They are stored in
+//! the database, and one exported ([`Checkpoint::to_json`]) and kept elsewhere
+//! proves later edits ([`AuditLog::verify_checkpoint`]).
 //!
 //! # Security
 //!
-//! The chain makes edits, deletions and reordering by someone with write
-//! access to the file *evident*; it does not prevent them, and someone who
-//! rewrites every hash from the first changed record onward, head included,
-//! produces a chain that verifies. Copying the head hash somewhere the
-//! attacker cannot write (a log shipper, a signed checkpoint) closes that gap.
+//! Tampering is made *evident*, not impossible. Who can do what:
+//!
+//! - Write access to the database alone: any edit, insertion, reordering or
+//!   deletion of records is found, including a deny turned into an allow with
+//!   every hash recomputed by the unkeyed rule, since a new chain value needs
+//!   the chain key. So is a rolled-back head (its MAC), a moved or deleted
+//!   marker, and a deleted periodic checkpoint. Not found: putting back an
+//!   older copy of the whole database, or deleting the newest records and
+//!   putting back the head row of an older copy (it carries a valid MAC)
+//!   together with deleting the checkpoints past it, unless a checkpoint
+//!   kept elsewhere covers them.
+//! - The database and the chain key: the chain can be rewritten with valid
+//!   MACs. Found: changes covered by a stored checkpoint (it no longer matches)
+//!   or at or before a periodic checkpoint (deleting it is reported), and by any
+//!   checkpoint kept elsewhere. Not found: changes to the records after the
+//!   newest periodic checkpoint, once the other checkpoints past it are deleted.
+//! - The database and the checkpoint key, without the chain key: no more than
+//!   with the database alone (new checkpoints cannot make records verify).
+//! - Both keys and the database: everything can be rewritten, except what a
+//!   checkpoint kept elsewhere covers.
+//! - A checkpoint kept elsewhere: every record up to its `seq` is fixed; their
+//!   edit or deletion is found by [`AuditLog::verify_checkpoint`], whoever holds
+//!   which key.
+//!
+//! # Upgrading
+//!
+//! A log of schema version 1 (plain SHA-256, no keys) keeps every record and
+//! hash. Its first open under this version creates the keys and, in one
+//! transaction, records `keyed_from` = the head's `seq` + 1 and `legacy_head` =
+//! the head's hash in `audit_chain` under a MAC, MACs the head, and signs a
+//! checkpoint of it. Records before `keyed_from` are verified with the unkeyed
+//! rule and must end at `legacy_head`, which the first keyed record's MAC
+//! covers; so rewriting them (which needs no key) is still found, and the marker
+//! cannot be moved without the key. A new database is the upgrade of an empty
+//! log (`keyed_from` = 1).
+//!
+//! Opening refuses rather than make new keys when the chain key exists but the
+//! database holds no keyed log (deleted, replaced, or rewritten to look like
+//! version 1), when a keyed log's chain key is missing or another key, and
+//! when checkpoints are stored but the checkpoint key is missing.
 //!
 //! # Tables
 //!
 //! The database file is shared with the rest of Sigil, so this crate only
-//! creates tables prefixed `audit_`: `audit_records`, `audit_head` and
+//! creates tables prefixed `audit_`: `audit_records`, `audit_head`,
+//! `audit_chain` (where the keyed chain begins), `audit_checkpoints` and
 //! `audit_meta` (schema version).
 //!
 //! # Threading and costs
@@ -101,9 +161,13 @@
 
 #![forbid(unsafe_code)]
 
+mod chain;
+mod checkpoint;
 mod error;
 mod filter;
+mod keys;
 mod record;
+mod schema;
 mod store;
 mod verify;
 mod writer;
@@ -115,12 +179,15 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use rusqlite::Connection;
 
+pub use crate::checkpoint::{CHECKPOINT_EVERY, CHECKPOINT_FORMAT, Checkpoint};
 pub use crate::error::AuditError;
 pub use crate::filter::{Filter, parse_since};
+pub use crate::keys::{CHAIN_KEY_FILE, CHECKPOINT_KEY_FILE, KeyFiles};
 pub use crate::record::{Actor, GENESIS_HASH, NewRecord, Record, RecordKind, Verdict};
 pub use crate::verify::{Tamper, VerifyReport};
 pub use crate::writer::Pending;
 
+use crate::keys::Keys;
 use crate::writer::Writer;
 
 /// Somewhere audit records go. The enforcer holds one of these.
@@ -168,6 +235,8 @@ impl Durability {
 /// writes and what it guarantees.
 pub struct AuditLog {
     path: Arc<PathBuf>,
+    key_files: KeyFiles,
+    keys: Arc<Keys>,
     durability: Durability,
     writer: Writer,
     reader: Mutex<Connection>,
@@ -182,17 +251,21 @@ impl fmt::Debug for AuditLog {
 }
 
 impl AuditLog {
-    /// Opens the log in the SQLite file at `path`, creating the file and the
-    /// `audit_` tables if missing, and starts the writer thread. An existing
-    /// log's chain continues from its head. The parent directory must exist.
+    /// Opens the log in the SQLite file at `path` with its keys in
+    /// `key_files`, creating the file, the `audit_` tables and the keys if
+    /// missing (and upgrading a log from before keyed chains), and starts the
+    /// writer thread. An existing log's chain continues from its head. The
+    /// database's parent directory must exist; the keys' is created (mode 0700).
     ///
     /// # Errors
     ///
     /// [`AuditError::Open`] if SQLite cannot open the file or create the
     /// tables; [`AuditError::Unusable`] if WAL mode is unavailable, the tables
-    /// come from a newer version, or the writer thread cannot start.
-    pub fn open(path: &Path) -> Result<AuditLog, AuditError> {
-        AuditLog::open_with(path, Durability::Disk)
+    /// come from a newer version or cannot be upgraded, or the writer thread
+    /// cannot start; [`AuditError::Key`] if a key file is damaged, missing for
+    /// an existing log, or present for a log that is gone (see [`KeyFiles`]).
+    pub fn open(path: &Path, key_files: &KeyFiles) -> Result<AuditLog, AuditError> {
+        AuditLog::open_with(path, key_files, Durability::Disk)
     }
 
     /// [`AuditLog::open`] with the given [`Durability`].
@@ -200,18 +273,36 @@ impl AuditLog {
     /// # Errors
     ///
     /// As for [`AuditLog::open`].
-    pub fn open_with(path: &Path, durability: Durability) -> Result<AuditLog, AuditError> {
-        let conn = store::open_writer(path, durability)?;
-        let reader = store::open_reader(path)?;
+    pub fn open_with(
+        path: &Path,
+        key_files: &KeyFiles,
+        durability: Durability,
+    ) -> Result<AuditLog, AuditError> {
+        let (conn, keys) = schema::open_writer(path, key_files, durability)?;
+        let keys = Arc::new(keys);
+        let reader = schema::open_reader(path)?;
         let path = Arc::new(path.to_owned());
-        let writer = Writer::spawn(conn, Arc::clone(&path), durability)?;
+        let writer = Writer::spawn(conn, Arc::clone(&path), Arc::clone(&keys), durability)?;
         tracing::debug!(path = %path.display(), durability = durability.name(), "audit log opened");
         Ok(AuditLog {
             path,
+            key_files: key_files.clone(),
+            keys,
             durability,
             writer,
             reader: Mutex::new(reader),
         })
+    }
+
+    /// Where the log's keys are.
+    pub fn key_files(&self) -> &KeyFiles {
+        &self.key_files
+    }
+
+    /// The public half of the checkpoint key, minisign's base64 line: what an
+    /// exported checkpoint must name, and what `minisign -P` takes.
+    pub fn checkpoint_public_key(&self) -> &str {
+        self.keys.signer.public_key()
     }
 
     /// The database file.
@@ -274,9 +365,10 @@ impl AuditLog {
         Ok(count)
     }
 
-    /// Checks the whole chain and reports the first record that breaks it.
-    /// An empty log is intact. Runs in one read snapshot, concurrently with
-    /// writes.
+    /// Checks the whole chain with the chain key, the head, and every stored
+    /// checkpoint, and reports the first problem (see [`Tamper`] for the
+    /// order). An empty log is intact. Runs in one read snapshot, concurrently
+    /// with writes.
     ///
     /// # Errors
     ///
@@ -284,7 +376,78 @@ impl AuditLog {
     /// reported in [`VerifyReport::problem`].
     pub fn verify(&self) -> Result<VerifyReport, AuditError> {
         let mut reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
-        verify::verify(&mut reader, &self.path)
+        verify::verify(&mut reader, &self.path, &self.keys, None)
+    }
+
+    /// [`AuditLog::verify`], then checks `checkpoint`, one kept elsewhere: the
+    /// chain up to its `seq` must still yield its head.
+    ///
+    /// # Errors
+    ///
+    /// [`AuditError::CheckpointRefused`] if `checkpoint` does not name this
+    /// log's checkpoint key or its signature does not verify (a forged
+    /// checkpoint, or this log's key was replaced); [`AuditError::Read`] if
+    /// SQLite fails. A log that no longer matches is reported in
+    /// [`VerifyReport::problem`].
+    pub fn verify_checkpoint(&self, checkpoint: &Checkpoint) -> Result<VerifyReport, AuditError> {
+        let ours = self.keys.signer.public_key();
+        if checkpoint.public_key.trim() != ours {
+            return Err(AuditError::CheckpointRefused {
+                reason: format!(
+                    "it names checkpoint key {}, but this log's checkpoint key is {ours}: it was \
+                     signed by another key, or this log's key was replaced",
+                    checkpoint.public_key.trim().escape_debug()
+                ),
+            });
+        }
+        if !self.keys.signer.signed(checkpoint) {
+            return Err(AuditError::CheckpointRefused {
+                reason: format!(
+                    "its signature of record {} does not verify with this log's checkpoint key",
+                    checkpoint.seq
+                ),
+            });
+        }
+        let mut reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
+        verify::verify(&mut reader, &self.path, &self.keys, Some(checkpoint))
+    }
+
+    /// Signs a checkpoint of the head once everything submitted before has
+    /// committed, stores it and returns it; the existing one if the head is
+    /// already checkpointed.
+    ///
+    /// # Errors
+    ///
+    /// [`AuditError::Unusable`] if the head is missing or its MAC does not
+    /// verify (nothing is signed then), [`AuditError::CheckpointFailed`],
+    /// [`AuditError::Write`] or [`AuditError::WriterStopped`].
+    pub fn checkpoint(&self) -> Result<Checkpoint, AuditError> {
+        self.writer.checkpoint()
+    }
+
+    /// The stored checkpoints in `seq` order, each naming this log's
+    /// checkpoint key. Their signatures are not checked here ([`AuditLog::verify`]
+    /// does); a damaged row is left out.
+    ///
+    /// # Errors
+    ///
+    /// [`AuditError::Read`] if SQLite fails.
+    pub fn checkpoints(&self) -> Result<Vec<Checkpoint>, AuditError> {
+        let reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
+        let stored =
+            store::checkpoints(&reader, self.keys.signer.public_key()).map_err(|cause| {
+                AuditError::Read {
+                    path: (*self.path).clone(),
+                    cause: Arc::new(cause),
+                }
+            })?;
+        Ok(stored
+            .into_iter()
+            .filter_map(|c| match c {
+                store::StoredCheckpoint::Readable(c) => Some(c),
+                store::StoredCheckpoint::Damaged(_) => None,
+            })
+            .collect())
     }
 
     /// Commits everything already submitted, stops the writer thread and

@@ -1,10 +1,9 @@
-//! Record types and the canonical encoding their hashes cover.
+//! Record types and the canonical encoding their chain values cover.
 
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::AuditError;
 
@@ -271,9 +270,11 @@ pub struct Record {
     /// The submitted content.
     #[serde(flatten)]
     pub record: NewRecord,
-    /// Hex SHA-256 of the previous record ([`GENESIS_HASH`] for the first).
+    /// The previous record's chain value ([`GENESIS_HASH`] for the first).
     pub prev_hash: String,
-    /// Hex SHA-256 over `prev_hash` and this record's canonical encoding.
+    /// This record's chain value: hex HMAC-SHA256, under the log's chain key, of
+    /// `prev_hash` and this record's canonical encoding (hex SHA-256 for records
+    /// written before the log was keyed). See the [crate docs](crate).
     pub hash: String,
 }
 
@@ -312,24 +313,6 @@ impl Canonical<'_> {
         // would show up as edited rather than being silently accepted.
         let _ = serde_json::to_writer(&mut *buf, self);
     }
-}
-
-/// `hex(SHA-256(prev_hash as ASCII || canonical_json))`.
-pub(crate) fn chain_hash(prev_hash: &str, canonical_json: &[u8]) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(prev_hash.as_bytes());
-    hasher.update(canonical_json);
-    to_hex(&hasher.finalize())
-}
-
-fn to_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    out
 }
 
 #[cfg(test)]
@@ -371,15 +354,10 @@ mod tests {
             )
         );
         let mut buf = Vec::new();
-        let hash = canonical.map(|c| {
+        if let Some(c) = canonical {
             c.write_json(&mut buf);
-            chain_hash(GENESIS_HASH, &buf)
-        });
-        // Recomputed independently: sha256(GENESIS_HASH ++ json).
-        let mut hasher = Sha256::new();
-        hasher.update(GENESIS_HASH.as_bytes());
-        hasher.update(json.unwrap_or_default().as_bytes());
-        assert_eq!(hash, Some(to_hex(&hasher.finalize())));
+        }
+        assert_eq!(Some(String::from_utf8_lossy(&buf).into_owned()), json);
     }
 
     #[test]
@@ -389,10 +367,5 @@ mod tests {
             record.canonical(0),
             Err(AuditError::InvalidRecord { .. })
         ));
-    }
-
-    #[test]
-    fn hex_is_lowercase_and_padded() {
-        assert_eq!(to_hex(&[0x00, 0x0f, 0xa0, 0xff]), "000fa0ff");
     }
 }

@@ -1,61 +1,17 @@
-//! The SQLite side: schema, connections, batch inserts and row decoding.
-//!
-//! Only tables prefixed `audit_` are created, because the file is shared with
-//! other parts of Sigil.
+//! The SQLite side: batch inserts, checkpoints and row decoding. The tables and
+//! the connections are set up in [`crate::schema`].
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::SystemTime;
 
-use rusqlite::{Connection, OpenFlags, Row, TransactionBehavior, params, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params, params_from_iter};
 
-use crate::record::{CANONICAL_VERSION, Canonical, GENESIS_HASH, chain_hash};
-use crate::{Actor, AuditError, Durability, Filter, NewRecord, Record, RecordKind, Verdict};
-
-/// How long a connection waits for another connection's lock on the shared
-/// file before giving up with "database is locked".
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Version of the `audit_` tables' layout, kept in `audit_meta`.
-const SCHEMA_VERSION: &str = "1";
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS audit_meta (
-    key   TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-) STRICT;
-INSERT OR IGNORE INTO audit_meta (key, value) VALUES ('schema_version', '1');
-CREATE TABLE IF NOT EXISTS audit_records (
-    seq             INTEGER PRIMARY KEY,
-    time_ms         INTEGER NOT NULL,
-    kind            TEXT NOT NULL,
-    actor_user      TEXT,
-    actor_workspace TEXT,
-    actor_session   TEXT,
-    actor_channel   TEXT,
-    plugin          TEXT,
-    plugin_version  TEXT,
-    capability      TEXT,
-    decision        TEXT,
-    rule            TEXT NOT NULL,
-    call_id         TEXT,
-    duration_us     INTEGER,
-    outcome         TEXT,
-    prev_hash       TEXT NOT NULL,
-    hash            TEXT NOT NULL
-) STRICT;
--- Only time_ms is indexed: it grows with seq, so new entries land on the
--- last index page. An index on call_id or plugin would put each new record
--- on a different page, multiplying the pages every commit must write and
--- fsync (measured: about 7x lower group-commit throughput); filters on those
--- columns scan instead, which suits an occasional administrative query.
-CREATE INDEX IF NOT EXISTS audit_records_time_ms ON audit_records (time_ms);
-CREATE TABLE IF NOT EXISTS audit_head (
-    id   INTEGER PRIMARY KEY CHECK (id = 1),
-    seq  INTEGER NOT NULL,
-    hash TEXT NOT NULL
-) STRICT;
-";
+use crate::checkpoint::{CHECKPOINT_EVERY, Checkpoint};
+use crate::filter::unix_ms;
+use crate::keys::Keys;
+use crate::record::{CANONICAL_VERSION, Canonical};
+use crate::{Actor, AuditError, Filter, NewRecord, Record, RecordKind, Verdict};
 
 /// Every column of `audit_records`, in the order [`RawRow::from_row`] reads them.
 pub(crate) const COLUMNS: &str = "seq, time_ms, kind, actor_user, actor_workspace, \
@@ -67,103 +23,6 @@ const INSERT: &str = "INSERT INTO audit_records (seq, time_ms, kind, actor_user,
     decision, rule, call_id, duration_us, outcome, prev_hash, hash) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
 
-/// The writer's connection: WAL, `synchronous` from `durability`, tables created if missing.
-///
-/// # Errors
-///
-/// [`AuditError::Open`] if the file cannot be opened or the tables created,
-/// [`AuditError::Unusable`] if WAL cannot be enabled or the tables were made
-/// by a newer version.
-pub(crate) fn open_writer(path: &Path, durability: Durability) -> Result<Connection, AuditError> {
-    let open_err = |cause| AuditError::Open {
-        path: path.to_owned(),
-        cause: Arc::new(cause),
-    };
-    let mut conn = Connection::open(path).map_err(open_err)?;
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
-    let mode: String = conn
-        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-        .map_err(open_err)?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        return Err(AuditError::Unusable {
-            path: path.to_owned(),
-            reason: format!("write-ahead logging is unavailable (journal mode stays `{mode}`)"),
-        });
-    }
-    // FULL makes every commit fsync the WAL, so an acknowledged record
-    // survives a power cut, not just a process crash. NORMAL in WAL mode
-    // fsyncs only at checkpoints: a commit survives the process, not the machine.
-    let synchronous = match durability {
-        Durability::Disk => "FULL",
-        Durability::Process => "NORMAL",
-    };
-    conn.pragma_update(None, "synchronous", synchronous)
-        .map_err(open_err)?;
-
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(open_err)?;
-    tx.execute_batch(SCHEMA).map_err(open_err)?;
-    let version: String = tx
-        .query_row(
-            "SELECT value FROM audit_meta WHERE key = 'schema_version'",
-            [],
-            |row| row.get(0),
-        )
-        .map_err(open_err)?;
-    if version != SCHEMA_VERSION {
-        return Err(AuditError::Unusable {
-            path: path.to_owned(),
-            reason: format!(
-                "audit tables have schema version `{version}`, this build knows `{SCHEMA_VERSION}`"
-            ),
-        });
-    }
-    // The head row is created together with an empty log only. If it is
-    // missing while records exist, recreating it would hide deleted records,
-    // so it stays missing: verify reports it and writes fail closed.
-    let has_head: bool = tx
-        .query_row("SELECT EXISTS (SELECT 1 FROM audit_head)", [], |row| {
-            row.get(0)
-        })
-        .map_err(open_err)?;
-    let has_records: bool = tx
-        .query_row("SELECT EXISTS (SELECT 1 FROM audit_records)", [], |row| {
-            row.get(0)
-        })
-        .map_err(open_err)?;
-    if !has_head && !has_records {
-        tx.execute(
-            "INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, ?1)",
-            [GENESIS_HASH],
-        )
-        .map_err(open_err)?;
-    }
-    tx.commit().map_err(open_err)?;
-    Ok(conn)
-}
-
-/// A connection for queries, export and verify; it refuses to write.
-///
-/// # Errors
-///
-/// [`AuditError::Open`] if the file cannot be opened.
-pub(crate) fn open_reader(path: &Path) -> Result<Connection, AuditError> {
-    let open_err = |cause| AuditError::Open {
-        path: path.to_owned(),
-        cause: Arc::new(cause),
-    };
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(open_err)?;
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
-    conn.pragma_update(None, "query_only", true)
-        .map_err(open_err)?;
-    Ok(conn)
-}
-
 /// One record waiting to be written: its submit time, content, and the
 /// canonical JSON of both (serialised by the submitter, off the writer thread).
 #[derive(Debug)]
@@ -173,23 +32,47 @@ pub(crate) struct Queued<'a> {
     pub canonical_json: &'a [u8],
 }
 
+/// Whether a batch also signs a checkpoint of the head it ends at (someone asked for one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SignHead {
+    /// Only the periodic checkpoints the batch reaches.
+    No,
+    /// Also a checkpoint of the head after the batch (or the existing one at that record).
+    Yes,
+}
+
+/// What a committed batch produced.
+#[derive(Debug)]
+pub(crate) struct Written {
+    /// The sequence number given to the batch's first record.
+    pub first: u64,
+    /// The checkpoint asked for with [`SignHead::Yes`].
+    pub checkpoint: Option<Checkpoint>,
+}
+
 /// Writes `records` in one transaction, chained after the committed head,
-/// and returns the sequence number given to the first.
+/// with the periodic checkpoints they reach and, with [`SignHead::Yes`], a
+/// checkpoint of the new head.
 ///
 /// The head is read inside the write transaction rather than kept in memory,
 /// so after a failed batch the next one continues from what is actually
-/// committed, and a second writer on the same file cannot fork the chain.
+/// committed, and a second writer on the same file cannot fork the chain. Its
+/// MAC must verify: chaining on after a head rolled back behind the log's back
+/// would give the rollback valid MACs.
 ///
 /// # Errors
 ///
 /// [`AuditError::Write`] if anything fails; the transaction is then rolled
 /// back and none of `records` is stored. [`AuditError::Unusable`] if the
-/// chain head row is missing.
+/// chain head row is missing or its MAC does not verify,
+/// [`AuditError::CheckpointFailed`] if a checkpoint cannot be signed.
 pub(crate) fn write_batch(
     conn: &mut Connection,
     path: &Path,
+    keys: &Keys,
     records: &[Queued<'_>],
-) -> Result<u64, AuditError> {
+    sign_head: SignHead,
+) -> Result<Written, AuditError> {
     let write_err = |cause| AuditError::Write {
         path: path.to_owned(),
         cause: Arc::new(cause),
@@ -203,42 +86,19 @@ pub(crate) fn write_batch(
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(write_err)?;
-    let head: Option<(i64, String)> = {
-        let mut stmt = tx
-            .prepare_cached("SELECT seq, hash FROM audit_head WHERE id = 1")
-            .map_err(write_err)?;
-        let mut rows = stmt.query([]).map_err(write_err)?;
-        match rows.next().map_err(write_err)? {
-            Some(row) => Some((
-                row.get(0).map_err(write_err)?,
-                row.get(1).map_err(write_err)?,
-            )),
-            None => None,
-        }
-    };
-    let Some((head_seq, mut prev_hash)) = head else {
-        return Err(AuditError::Unusable {
-            path: path.to_owned(),
-            reason: "the chain head row in audit_head is missing; run verify".to_owned(),
-        });
-    };
-    if !(0..i64::MAX).contains(&head_seq) {
-        return Err(AuditError::Unusable {
-            path: path.to_owned(),
-            reason: format!("the chain head's sequence number {head_seq} is out of range"),
-        });
-    }
+    let (head_seq, mut prev_hash) = read_head(&tx, path, keys)?;
     let first = head_seq + 1;
     let mut seq = first;
+    let mut periodic: Vec<(u64, String)> = Vec::new();
     {
         let mut insert = tx.prepare_cached(INSERT).map_err(write_err)?;
         for queued in records {
             let record = queued.record;
             let canonical = record.canonical(queued.time_ms)?;
-            let hash = chain_hash(&prev_hash, queued.canonical_json);
+            let hash = keys.chain.record_mac(&prev_hash, queued.canonical_json);
             insert
                 .execute(params![
-                    seq,
+                    sql_int(seq),
                     queued.time_ms,
                     canonical.kind,
                     canonical.user,
@@ -257,15 +117,219 @@ pub(crate) fn write_batch(
                     hash,
                 ])
                 .map_err(write_err)?;
+            if seq.is_multiple_of(CHECKPOINT_EVERY) {
+                periodic.push((seq, hash.clone()));
+            }
             prev_hash = hash;
             seq += 1;
         }
     }
-    tx.prepare_cached("UPDATE audit_head SET seq = ?1, hash = ?2 WHERE id = 1")
-        .and_then(|mut stmt| stmt.execute(params![seq - 1, prev_hash]))
-        .map_err(write_err)?;
+    let last = seq - 1;
+    if last != head_seq {
+        tx.prepare_cached("UPDATE audit_head SET seq = ?1, hash = ?2, mac = ?3 WHERE id = 1")
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    sql_int(last),
+                    prev_hash,
+                    keys.chain.head_mac(last, &prev_hash)
+                ])
+            })
+            .map_err(write_err)?;
+    }
+    let now = unix_ms(SystemTime::now());
+    for (at, head) in &periodic {
+        let checkpoint = sign(keys, path, *at, head, now)?;
+        insert_checkpoint(&tx, &checkpoint).map_err(write_err)?;
+    }
+    let checkpoint = match sign_head {
+        SignHead::No => None,
+        SignHead::Yes => Some(
+            match stored_checkpoint(&tx, keys, last).map_err(write_err)? {
+                Some(existing) => existing,
+                None => {
+                    let checkpoint = sign(keys, path, last, &prev_hash, now)?;
+                    insert_checkpoint(&tx, &checkpoint).map_err(write_err)?;
+                    checkpoint
+                }
+            },
+        ),
+    };
     tx.commit().map_err(write_err)?;
-    Ok(first.unsigned_abs())
+    Ok(Written { first, checkpoint })
+}
+
+/// Signs a checkpoint of the head if records were added since the newest stored
+/// one; for a clean shutdown. Returns it, or `None` if nothing was new.
+///
+/// # Errors
+///
+/// As for [`write_batch`].
+pub(crate) fn checkpoint_if_behind(
+    conn: &mut Connection,
+    path: &Path,
+    keys: &Keys,
+) -> Result<Option<Checkpoint>, AuditError> {
+    let write_err = |cause| AuditError::Write {
+        path: path.to_owned(),
+        cause: Arc::new(cause),
+    };
+    if !conn.is_autocommit() {
+        conn.execute_batch("ROLLBACK").map_err(write_err)?;
+    }
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(write_err)?;
+    let (head_seq, head_hash) = read_head(&tx, path, keys)?;
+    let newest: Option<i64> = tx
+        .query_row("SELECT MAX(seq) FROM audit_checkpoints", [], |row| {
+            row.get(0)
+        })
+        .map_err(write_err)?;
+    let newest = newest.and_then(|s| u64::try_from(s).ok()).unwrap_or(0);
+    if head_seq <= newest {
+        return Ok(None);
+    }
+    let checkpoint = sign(keys, path, head_seq, &head_hash, unix_ms(SystemTime::now()))?;
+    insert_checkpoint(&tx, &checkpoint).map_err(write_err)?;
+    tx.commit().map_err(write_err)?;
+    Ok(Some(checkpoint))
+}
+
+/// The committed head, its MAC checked.
+fn read_head(conn: &Connection, path: &Path, keys: &Keys) -> Result<(u64, String), AuditError> {
+    let write_err = |cause| AuditError::Write {
+        path: path.to_owned(),
+        cause: Arc::new(cause),
+    };
+    let head: Option<(i64, String, Option<String>)> = conn
+        .prepare_cached("SELECT seq, hash, mac FROM audit_head WHERE id = 1")
+        .and_then(|mut stmt| {
+            stmt.query_row([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+                .optional()
+        })
+        .map_err(write_err)?;
+    let Some((head_seq, hash, mac)) = head else {
+        return Err(AuditError::Unusable {
+            path: path.to_owned(),
+            reason: "the chain head row in audit_head is missing; run verify".to_owned(),
+        });
+    };
+    let Some(seq) = u64::try_from(head_seq)
+        .ok()
+        .filter(|s| *s < i64::MAX.unsigned_abs())
+    else {
+        return Err(AuditError::Unusable {
+            path: path.to_owned(),
+            reason: format!("the chain head's sequence number {head_seq} is out of range"),
+        });
+    };
+    if !mac.is_some_and(|mac| keys.chain.head_mac_matches(seq, &hash, &mac)) {
+        return Err(AuditError::Unusable {
+            path: path.to_owned(),
+            reason: "the chain head in audit_head does not carry a valid MAC, so records may \
+                     have been deleted behind the log's back; run verify"
+                .to_owned(),
+        });
+    }
+    Ok((seq, hash))
+}
+
+fn sign(
+    keys: &Keys,
+    path: &Path,
+    seq: u64,
+    head: &str,
+    time_ms: i64,
+) -> Result<Checkpoint, AuditError> {
+    keys.signer
+        .sign(seq, head, time_ms)
+        .map_err(|reason| AuditError::CheckpointFailed {
+            path: path.to_owned(),
+            reason: reason.to_owned(),
+        })
+}
+
+/// Stores `checkpoint`, keeping an existing one at the same sequence number.
+pub(crate) fn insert_checkpoint(
+    conn: &Connection,
+    checkpoint: &Checkpoint,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO audit_checkpoints (seq, head, time_ms, signature) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (seq) DO NOTHING",
+    )?
+    .execute(params![
+        sql_int(checkpoint.seq),
+        checkpoint.head,
+        checkpoint.time_ms,
+        checkpoint.signature
+    ])?;
+    Ok(())
+}
+
+fn stored_checkpoint(
+    conn: &Connection,
+    keys: &Keys,
+    seq: u64,
+) -> rusqlite::Result<Option<Checkpoint>> {
+    conn.query_row(
+        "SELECT seq, head, time_ms, signature FROM audit_checkpoints WHERE seq = ?1",
+        [sql_int(seq)],
+        |row| checkpoint_row(row, keys.signer.public_key()),
+    )
+    .optional()
+}
+
+/// The stored checkpoints in `seq` order, each naming `public_key` (the log's).
+///
+/// A row whose values have the wrong types is returned with a sequence number
+/// of its own and an empty signature, so verify reports it as forged.
+pub(crate) fn checkpoints(
+    conn: &Connection,
+    public_key: &str,
+) -> rusqlite::Result<Vec<StoredCheckpoint>> {
+    let mut stmt =
+        conn.prepare("SELECT seq, head, time_ms, signature FROM audit_checkpoints ORDER BY seq")?;
+    let mut rows = stmt.query([])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let raw_seq: rusqlite::types::Value = row.get(0)?;
+        out.push(match checkpoint_row(row, public_key) {
+            Ok(checkpoint) => StoredCheckpoint::Readable(checkpoint),
+            Err(_) => StoredCheckpoint::Damaged(match raw_seq {
+                rusqlite::types::Value::Integer(i) => i,
+                _ => -1,
+            }),
+        });
+    }
+    Ok(out)
+}
+
+/// A row of `audit_checkpoints`.
+#[derive(Debug)]
+pub(crate) enum StoredCheckpoint {
+    /// Its values have the right types.
+    Readable(Checkpoint),
+    /// A value has the wrong type or range; the raw `seq` (-1 if not an integer).
+    Damaged(i64),
+}
+
+fn checkpoint_row(row: &Row<'_>, public_key: &str) -> rusqlite::Result<Checkpoint> {
+    let seq: i64 = row.get(0)?;
+    let seq = u64::try_from(seq).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(0, seq))?;
+    Ok(Checkpoint {
+        seq,
+        head: row.get(1)?,
+        time_ms: row.get(2)?,
+        public_key: public_key.to_owned(),
+        signature: row.get(3)?,
+    })
+}
+
+/// A sequence number as SQLite stores it. Numbers come from a head checked to be
+/// below `i64::MAX`; one past it would saturate and collide, failing its batch.
+pub(crate) fn sql_int(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// A stored row as SQLite returned it, before interpretation.

@@ -1,5 +1,7 @@
-//! Walking the chain and naming the first record that breaks it.
+//! Walking the chain and naming the first record that breaks it, then checking
+//! the chain head and the signed checkpoints against it.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
@@ -7,8 +9,12 @@ use std::sync::Arc;
 use rusqlite::{Connection, OptionalExtension};
 
 use crate::AuditError;
-use crate::record::{GENESIS_HASH, chain_hash};
-use crate::store::{COLUMNS, RawRow};
+use crate::chain::legacy_hash;
+use crate::checkpoint::{CHECKPOINT_EVERY, Checkpoint};
+use crate::keys::Keys;
+use crate::record::GENESIS_HASH;
+use crate::schema::{column_exists, read_marker, table_exists};
+use crate::store::{COLUMNS, RawRow, StoredCheckpoint};
 
 /// The result of [`AuditLog::verify`](crate::AuditLog::verify).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,13 +32,17 @@ impl VerifyReport {
     }
 }
 
-/// The first place where the stored log disagrees with its own hash chain.
+/// The first place where the stored log disagrees with its own chain.
 ///
-/// Records are checked in `seq` order; for each, its content against its
-/// hash, then its number against the previous one, then its `prev_hash`
-/// against the previous record's hash. Last, the newest record is checked
-/// against the chain head, which is updated in the same transaction as every
-/// write.
+/// First the marker saying where the keyed chain begins must carry a valid
+/// MAC. Then records are checked in `seq` order; for each, its content against
+/// its chain value (keyed, or unkeyed before the marker), then its number
+/// against the previous one, then its `prev_hash` against the previous
+/// record's chain value. Then the newest record is checked against the chain
+/// head, which is updated (and MACed) in the same transaction as every write.
+/// Last, each stored checkpoint must be signed by the log's checkpoint key and
+/// match the chain value at its record, and a periodic checkpoint must exist
+/// at every multiple of [`CHECKPOINT_EVERY`] the keyed chain has reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Tamper {
@@ -96,6 +106,46 @@ pub enum Tamper {
         /// The stored number.
         seq: i64,
     },
+    /// The record of where the keyed chain begins is missing or its MAC does not verify:
+    /// the log was rewritten to look like one from before keyed chains, or replaced.
+    MarkerInvalid,
+    /// The records before the keyed chain no longer end at the chain value the keyed chain
+    /// continues from: one or more of them were rewritten (with their unkeyed hashes redone).
+    LegacyRewritten {
+        /// The last record under the unkeyed rule.
+        last: u64,
+    },
+    /// The chain head's MAC does not verify: the head was rewritten, typically rolled back
+    /// after deleting the newest records.
+    HeadForged {
+        /// The sequence number the head claims.
+        seq: u64,
+    },
+    /// A stored checkpoint is not signed by this log's checkpoint key.
+    CheckpointForged {
+        /// The record it claims to cover.
+        seq: u64,
+    },
+    /// A signed checkpoint names a chain value the log no longer has at that record: records
+    /// after `since` up to `seq` were rewritten after it was signed.
+    CheckpointMismatch {
+        /// The checkpoint's record.
+        seq: u64,
+        /// The newest earlier checkpoint that still matches (0 if none).
+        since: u64,
+    },
+    /// A signed checkpoint covers records the log no longer has: the newest were deleted.
+    CheckpointBeyondLog {
+        /// The checkpoint's record.
+        seq: u64,
+        /// The last record present (0 if none).
+        last: u64,
+    },
+    /// The periodic checkpoint at a multiple of [`CHECKPOINT_EVERY`] is gone.
+    CheckpointMissing {
+        /// The multiple.
+        seq: u64,
+    },
 }
 
 impl fmt::Display for Tamper {
@@ -151,28 +201,61 @@ impl fmt::Display for Tamper {
                 f,
                 "a record has sequence number {seq}, which the log never assigns"
             ),
+            Tamper::MarkerInvalid => write!(
+                f,
+                "the record of where the keyed chain begins is missing or does not carry a \
+                 valid MAC: the log was rewritten without the chain key, or replaced"
+            ),
+            Tamper::LegacyRewritten { last } => write!(
+                f,
+                "records up to {last} (from before the log was keyed) were rewritten: they no \
+                 longer end at the chain value the keyed records continue from"
+            ),
+            Tamper::HeadForged { seq } => write!(
+                f,
+                "the chain head (record {seq}) does not carry a valid MAC: it was rewritten, \
+                 and the newest records may have been deleted"
+            ),
+            Tamper::CheckpointForged { seq } => write!(
+                f,
+                "the checkpoint at record {seq} is not signed by this log's checkpoint key"
+            ),
+            Tamper::CheckpointMismatch { seq, since } => write!(
+                f,
+                "records {}..{seq} were rewritten after the checkpoint at record {seq} was \
+                 signed: the chain no longer yields its head",
+                since + 1
+            ),
+            Tamper::CheckpointBeyondLog { seq, last } => write!(
+                f,
+                "records after {last} were deleted: a signed checkpoint covers records up to {seq}"
+            ),
+            Tamper::CheckpointMissing { seq } => {
+                write!(f, "the periodic checkpoint at record {seq} was deleted")
+            }
         }
     }
 }
 
 /// Walks every record in one read transaction, so concurrent writes cannot
-/// make the rows and the head disagree.
+/// make the rows, the head and the checkpoints disagree; then checks
+/// `external`, a checkpoint kept elsewhere, if given (its signature and key
+/// are the caller's to check first).
 ///
 /// # Errors
 ///
 /// [`AuditError::Read`] if SQLite fails.
-pub(crate) fn verify(conn: &mut Connection, path: &Path) -> Result<VerifyReport, AuditError> {
+pub(crate) fn verify(
+    conn: &mut Connection,
+    path: &Path,
+    keys: &Keys,
+    external: Option<&Checkpoint>,
+) -> Result<VerifyReport, AuditError> {
     let read_err = |cause| AuditError::Read {
         path: path.to_owned(),
         cause: Arc::new(cause),
     };
     let tx = conn.transaction().map_err(read_err)?;
-    let head: Option<(i64, String)> = tx
-        .query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |row| {
-            Ok((row.get(0)?, row.get(1)?))
-        })
-        .optional()
-        .map_err(read_err)?;
     let total: i64 = tx
         .query_row("SELECT COUNT(*) FROM audit_records", [], |row| row.get(0))
         .map_err(read_err)?;
@@ -180,6 +263,42 @@ pub(crate) fn verify(conn: &mut Connection, path: &Path) -> Result<VerifyReport,
         records: total.unsigned_abs(),
         problem,
     };
+    let Some(marker) = read_marker(&tx)
+        .map_err(read_err)?
+        .filter(|m| m.verifies(&keys.chain))
+    else {
+        return Ok(report(Some(Tamper::MarkerInvalid)));
+    };
+    let head_sql = if column_exists(&tx, "audit_head", "mac").map_err(read_err)? {
+        "SELECT seq, hash, mac FROM audit_head WHERE id = 1"
+    } else {
+        "SELECT seq, hash, NULL FROM audit_head WHERE id = 1"
+    };
+    let head: Option<(i64, String, Option<String>)> = tx
+        .query_row(head_sql, [], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
+        .optional()
+        .map_err(read_err)?;
+    let stored = if table_exists(&tx, "audit_checkpoints").map_err(read_err)? {
+        crate::store::checkpoints(&tx, keys.signer.public_key()).map_err(read_err)?
+    } else {
+        Vec::new()
+    };
+
+    // The chain values the checkpoints need, filled in during the walk.
+    let mut probes: BTreeMap<u64, Option<String>> = stored
+        .iter()
+        .filter_map(|c| match c {
+            StoredCheckpoint::Readable(c) => Some(c.seq),
+            StoredCheckpoint::Damaged(_) => None,
+        })
+        .chain(external.map(|c| c.seq))
+        .map(|seq| (seq, None))
+        .collect();
+    if let Some(genesis) = probes.get_mut(&0) {
+        *genesis = Some(GENESIS_HASH.to_owned());
+    }
 
     let mut stmt = tx
         .prepare(&format!("SELECT {COLUMNS} FROM audit_records ORDER BY seq"))
@@ -199,7 +318,13 @@ pub(crate) fn verify(conn: &mut Connection, path: &Path) -> Result<VerifyReport,
             Err(e) => return Err(read_err(e)),
         };
         raw.canonical().write_json(&mut buf);
-        if chain_hash(&raw.prev_hash, &buf) != raw.hash {
+        let intact = if seq < marker.keyed_from {
+            legacy_hash(&raw.prev_hash, &buf) == raw.hash
+        } else {
+            keys.chain
+                .record_mac_matches(&raw.prev_hash, &buf, &raw.hash)
+        };
+        if !intact {
             return Ok(report(Some(Tamper::Edited { seq })));
         }
         let (expected_seq, expected_prev) = match &last {
@@ -229,6 +354,12 @@ pub(crate) fn verify(conn: &mut Connection, path: &Path) -> Result<VerifyReport,
             };
             return Ok(report(Some(problem)));
         }
+        if seq + 1 == marker.keyed_from && raw.hash != marker.legacy_head {
+            return Ok(report(Some(Tamper::LegacyRewritten { last: seq })));
+        }
+        if let Some(probe) = probes.get_mut(&seq) {
+            *probe = Some(raw.hash.clone());
+        }
         last = Some((seq, raw.hash));
     }
 
@@ -237,10 +368,12 @@ pub(crate) fn verify(conn: &mut Connection, path: &Path) -> Result<VerifyReport,
         Some((seq, hash)) => (*seq, hash.as_str()),
     };
     let problem = match head {
-        None if last.is_none() => None,
         None => Some(Tamper::HeadMissing { last: last_seq }),
-        Some((head_seq, head_hash)) => match u64::try_from(head_seq) {
+        Some((head_seq, head_hash, mac)) => match u64::try_from(head_seq) {
             Err(_) => Some(Tamper::HeadMismatch { seq: last_seq }),
+            Ok(head) if !mac.is_some_and(|m| keys.chain.head_mac_matches(head, &head_hash, &m)) => {
+                Some(Tamper::HeadForged { seq: head })
+            }
             Ok(head) if last_seq < head => Some(Tamper::TailDeleted {
                 last: last_seq,
                 head,
@@ -253,7 +386,93 @@ pub(crate) fn verify(conn: &mut Connection, path: &Path) -> Result<VerifyReport,
             Ok(_) => None,
         },
     };
-    Ok(report(problem))
+    if problem.is_some() {
+        return Ok(report(problem));
+    }
+
+    let checked = Checked {
+        keys,
+        keyed_from: marker.keyed_from,
+        last: last_seq,
+        probes: &probes,
+    };
+    let mut verified = Vec::new();
+    if let Some(problem) = checked.stored(&stored, &mut verified) {
+        return Ok(report(Some(problem)));
+    }
+    Ok(report(
+        external.and_then(|c| checked.external(c, &verified)),
+    ))
+}
+
+/// The checkpoint checks, once the records and head are known to be consistent.
+struct Checked<'a> {
+    keys: &'a Keys,
+    keyed_from: u64,
+    last: u64,
+    probes: &'a BTreeMap<u64, Option<String>>,
+}
+
+impl Checked<'_> {
+    /// The stored checkpoints, and the periodic ones that must exist, in `seq`
+    /// order. Fills `verified` with the records of those that match.
+    fn stored(&self, stored: &[StoredCheckpoint], verified: &mut Vec<u64>) -> Option<Tamper> {
+        // Multiples of CHECKPOINT_EVERY in keyed_from..=last.
+        let mut next_periodic =
+            self.keyed_from.div_ceil(CHECKPOINT_EVERY).max(1) * CHECKPOINT_EVERY;
+        let mut since = 0;
+        for entry in stored {
+            let seq = match entry {
+                StoredCheckpoint::Readable(c) => c.seq,
+                StoredCheckpoint::Damaged(raw) => u64::try_from(*raw).unwrap_or(0),
+            };
+            if next_periodic < seq && next_periodic <= self.last {
+                return Some(Tamper::CheckpointMissing { seq: next_periodic });
+            }
+            if next_periodic == seq {
+                next_periodic += CHECKPOINT_EVERY;
+            }
+            let StoredCheckpoint::Readable(checkpoint) = entry else {
+                return Some(Tamper::CheckpointForged { seq });
+            };
+            if !self.keys.signer.signed(checkpoint) {
+                return Some(Tamper::CheckpointForged { seq });
+            }
+            if let Some(problem) = self.against_chain(checkpoint, since) {
+                return Some(problem);
+            }
+            verified.push(seq);
+            since = seq;
+        }
+        (next_periodic <= self.last).then_some(Tamper::CheckpointMissing { seq: next_periodic })
+    }
+
+    /// A checkpoint kept elsewhere; `verified` lists the stored ones that matched.
+    fn external(&self, checkpoint: &Checkpoint, verified: &[u64]) -> Option<Tamper> {
+        let since = verified
+            .iter()
+            .copied()
+            .filter(|s| *s < checkpoint.seq)
+            .max()
+            .unwrap_or(0);
+        self.against_chain(checkpoint, since)
+    }
+
+    fn against_chain(&self, checkpoint: &Checkpoint, since: u64) -> Option<Tamper> {
+        if checkpoint.seq > self.last {
+            return Some(Tamper::CheckpointBeyondLog {
+                seq: checkpoint.seq,
+                last: self.last,
+            });
+        }
+        match self.probes.get(&checkpoint.seq) {
+            Some(Some(value)) if *value == checkpoint.head => None,
+            _ => Some(Tamper::CheckpointMismatch {
+                seq: checkpoint.seq,
+                since,
+            }),
+        }
+    }
 }
 
 fn is_type_error(e: &rusqlite::Error) -> bool {

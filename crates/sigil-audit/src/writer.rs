@@ -6,6 +6,14 @@
 //! the cost of the fsync is shared by every record in the batch (group
 //! commit). Only after the commit returns does each caller learn its sequence
 //! number.
+//!
+//! The chain MACs are computed here, on the writer thread, record by record as
+//! each is inserted: each needs the one before it. The canonical JSON they
+//! cover is serialised by the submitters. Checkpoints are signed here too, in
+//! the transaction of the batch they cover (see [`crate::checkpoint`]): the
+//! periodic ones every [`CHECKPOINT_EVERY`](crate::CHECKPOINT_EVERY) records,
+//! those asked for through [`Writer::checkpoint`], and one at shutdown if
+//! records were added since the newest.
 
 use std::fmt;
 use std::future::Future;
@@ -18,8 +26,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rusqlite::Connection;
 
+use crate::checkpoint::Checkpoint;
 use crate::filter::unix_ms;
-use crate::store::{self, Queued};
+use crate::keys::Keys;
+use crate::store::{self, Queued, SignHead};
 use crate::{AuditError, Durability, NewRecord};
 
 /// The most records written in one transaction. Large enough that the
@@ -35,13 +45,23 @@ pub(crate) const MAX_GATHER: Duration = Duration::from_millis(1);
 
 type Reply = Result<u64, AuditError>;
 
-/// One submitted record on its way to the writer.
+/// One submitted record, or a request for a checkpoint, on its way to the writer.
 #[derive(Debug)]
-struct Job {
-    time_ms: i64,
-    record: NewRecord,
-    canonical_json: Vec<u8>,
-    reply: oneshot::Sender<Reply>,
+#[allow(
+    clippy::large_enum_variant,
+    reason = "records are the hot path; boxing them would cost an allocation each, for the \
+              sake of rare checkpoint requests"
+)]
+enum Job {
+    Record {
+        time_ms: i64,
+        record: NewRecord,
+        canonical_json: Vec<u8>,
+        reply: oneshot::Sender<Reply>,
+    },
+    Checkpoint {
+        reply: oneshot::Sender<Result<Checkpoint, AuditError>>,
+    },
 }
 
 /// The outcome of a submitted record: its sequence number once its batch has
@@ -154,6 +174,7 @@ impl Writer {
     pub fn spawn(
         conn: Connection,
         path: Arc<PathBuf>,
+        keys: Arc<Keys>,
         durability: Durability,
     ) -> Result<Writer, AuditError> {
         let (queue, jobs) = mpsc::channel();
@@ -165,7 +186,7 @@ impl Writer {
         };
         let thread = thread::Builder::new()
             .name("sigil-audit-writer".to_owned())
-            .spawn(move || run(conn, &thread_path, &jobs, gap))
+            .spawn(move || run(conn, &thread_path, &keys, &jobs, gap))
             .map_err(|e| AuditError::Unusable {
                 path: (*path).clone(),
                 reason: format!("cannot start the writer thread: {e}"),
@@ -189,7 +210,7 @@ impl Writer {
             Err(e) => return Pending::failed(Arc::clone(&self.path), e),
         }
         let (reply, rx) = oneshot::channel();
-        let job = Job {
+        let job = Job::Record {
             time_ms,
             record,
             canonical_json,
@@ -205,6 +226,24 @@ impl Writer {
             path: Arc::clone(&self.path),
             polled: false,
         }
+    }
+
+    /// Asks the writer to sign a checkpoint of the head once everything queued
+    /// before has committed, and waits for it.
+    ///
+    /// # Errors
+    ///
+    /// The batch's error, or [`AuditError::WriterStopped`].
+    pub fn checkpoint(&self) -> Result<Checkpoint, AuditError> {
+        let stopped = || AuditError::WriterStopped {
+            path: (*self.path).clone(),
+        };
+        let (reply, rx) = oneshot::channel();
+        let queue = self.queue.as_ref().ok_or_else(stopped)?;
+        queue
+            .send(Job::Checkpoint { reply })
+            .map_err(|_| stopped())?;
+        rx.recv().unwrap_or_else(|_| Err(stopped()))
     }
 
     /// Closes the queue, lets the writer commit everything already queued,
@@ -268,10 +307,11 @@ fn gather(jobs: &mpsc::Receiver<Job>, batch: &mut Vec<Job>, gap: Duration) {
 }
 
 /// The writer thread: batch, write, commit, reply; until the queue is closed
-/// and drained.
+/// and drained. Then a last checkpoint, if records were added since the newest.
 fn run(
     mut conn: Connection,
     path: &Path,
+    keys: &Keys,
     jobs: &mpsc::Receiver<Job>,
     gap: Duration,
 ) -> Result<(), AuditError> {
@@ -281,30 +321,74 @@ fn run(
     while let Ok(first) = jobs.recv() {
         batch.push(first);
         gather(jobs, &mut batch, gap);
+        let mut sign_head = SignHead::No;
         let queued: Vec<Queued<'_>> = batch
             .iter()
-            .map(|job| Queued {
-                time_ms: job.time_ms,
-                record: &job.record,
-                canonical_json: &job.canonical_json,
+            .filter_map(|job| match job {
+                Job::Record {
+                    time_ms,
+                    record,
+                    canonical_json,
+                    ..
+                } => Some(Queued {
+                    time_ms: *time_ms,
+                    record,
+                    canonical_json,
+                }),
+                Job::Checkpoint { .. } => {
+                    sign_head = SignHead::Yes;
+                    None
+                }
             })
             .collect();
-        let result = store::write_batch(&mut conn, path, &queued);
+        let records = queued.len();
+        let result = store::write_batch(&mut conn, path, keys, &queued, sign_head);
         drop(queued);
         match result {
-            Ok(first_seq) => {
-                tracing::trace!(path = %path.display(), first_seq, records = batch.len(), "audit batch committed");
-                for (seq, job) in (first_seq..).zip(batch.drain(..)) {
+            Ok(written) => {
+                tracing::trace!(path = %path.display(), first_seq = written.first, records, "audit batch committed");
+                let mut seqs = written.first..;
+                for job in batch.drain(..) {
                     // A caller that dropped its Pending no longer cares.
-                    let _ = job.reply.send(Ok(seq));
+                    match job {
+                        Job::Record { reply, .. } => {
+                            if let Some(seq) = seqs.next() {
+                                let _ = reply.send(Ok(seq));
+                            }
+                        }
+                        Job::Checkpoint { reply } => {
+                            let _ = reply.send(written.checkpoint.clone().ok_or_else(|| {
+                                AuditError::CheckpointFailed {
+                                    path: path.to_owned(),
+                                    reason: "the batch signed no checkpoint".to_owned(),
+                                }
+                            }));
+                        }
+                    }
                 }
             }
             Err(e) => {
-                tracing::error!(path = %path.display(), records = batch.len(), error = %e, "audit batch failed");
+                tracing::error!(path = %path.display(), records, error = %e, "audit batch failed");
                 for job in batch.drain(..) {
-                    let _ = job.reply.send(Err(e.clone()));
+                    match job {
+                        Job::Record { reply, .. } => {
+                            let _ = reply.send(Err(e.clone()));
+                        }
+                        Job::Checkpoint { reply } => {
+                            let _ = reply.send(Err(e.clone()));
+                        }
+                    }
                 }
             }
+        }
+    }
+    match store::checkpoint_if_behind(&mut conn, path, keys) {
+        Ok(Some(checkpoint)) => {
+            tracing::debug!(path = %path.display(), seq = checkpoint.seq, "audit checkpoint signed at shutdown");
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::error!(path = %path.display(), error = %e, "no audit checkpoint at shutdown");
         }
     }
     conn.close().map_err(|(_, cause)| AuditError::Write {

@@ -18,7 +18,7 @@ fn seqs(records: &[Record]) -> Vec<u64> {
 #[test]
 fn append_and_query_round_trip() -> TestResult {
     let (_dir, path) = temp_db()?;
-    let log = AuditLog::open(&path)?;
+    let log = AuditLog::open(&path, &common::keys(&path))?;
     assert_eq!(log.path(), path.as_path());
 
     let full = NewRecord {
@@ -66,7 +66,7 @@ fn append_and_query_round_trip() -> TestResult {
 #[test]
 fn every_filter_selects_what_it_names() -> TestResult {
     let (_dir, path) = temp_db()?;
-    let log = AuditLog::open(&path)?;
+    let log = AuditLog::open(&path, &common::keys(&path))?;
     // sample(i): user{i%2}, plugin{i%4}, deny when i%3==0, call-{i}.
     for i in 1..=12 {
         log.append(sample(i))?;
@@ -190,7 +190,7 @@ fn every_filter_selects_what_it_names() -> TestResult {
 #[test]
 fn export_writes_json_lines_that_parse_back() -> TestResult {
     let (_dir, path) = temp_db()?;
-    let log = AuditLog::open(&path)?;
+    let log = AuditLog::open(&path, &common::keys(&path))?;
     for i in 1..=9 {
         log.append(sample(i))?;
     }
@@ -243,7 +243,7 @@ fn export_reports_a_failing_writer() -> TestResult {
         }
     }
     let (_dir, path) = temp_db()?;
-    let log = AuditLog::open(&path)?;
+    let log = AuditLog::open(&path, &common::keys(&path))?;
     log.append(sample(1))?;
     let err = log.export(&Filter::default(), &mut Broken);
     match err {
@@ -264,7 +264,7 @@ fn export_reports_a_failing_writer() -> TestResult {
 #[test]
 fn pending_can_be_awaited_or_waited() -> TestResult {
     let (_dir, path) = temp_db()?;
-    let log = AuditLog::open(&path)?;
+    let log = AuditLog::open(&path, &common::keys(&path))?;
 
     let awaited = common::block_on(async {
         let a = log.submit(sample(1));
@@ -297,7 +297,7 @@ fn pending_can_be_awaited_or_waited() -> TestResult {
 #[test]
 fn unstorable_record_fails_alone() -> TestResult {
     let (_dir, path) = temp_db()?;
-    let log = AuditLog::open(&path)?;
+    let log = AuditLog::open(&path, &common::keys(&path))?;
     let bad = log.submit(NewRecord::outcome("c", "ok").with_duration_us(u64::MAX));
     let good = log.submit(sample(1));
     match bad.wait() {
@@ -324,7 +324,7 @@ fn unstorable_record_fails_alone() -> TestResult {
 fn open_names_the_path_when_the_directory_is_missing() -> TestResult {
     let (dir, _) = temp_db()?;
     let path = dir.path().join("missing").join("sigil.db");
-    match AuditLog::open(&path) {
+    match AuditLog::open(&path, &common::keys(&path)) {
         Err(e @ AuditError::Open { .. }) => {
             let message = e.to_string();
             assert!(
@@ -421,7 +421,7 @@ fn parse_since_accepts_timestamps_and_durations() -> TestResult {
 fn open_refuses_a_file_that_is_not_a_database() -> TestResult {
     let (_dir, path) = temp_db()?;
     std::fs::write(&path, vec![0x5a_u8; 8192])?;
-    match AuditLog::open(&path) {
+    match AuditLog::open(&path, &common::keys(&path)) {
         Err(e @ AuditError::Open { .. }) => {
             let message = e.to_string();
             assert!(message.contains(&path.display().to_string()), "{message}");
@@ -435,7 +435,7 @@ fn open_refuses_a_file_that_is_not_a_database() -> TestResult {
 #[test]
 fn process_durability_commits_and_chains_like_disk_durability() -> TestResult {
     let (_dir, path) = temp_db()?;
-    let log = AuditLog::open_with(&path, Durability::Process)?;
+    let log = AuditLog::open_with(&path, &common::keys(&path), Durability::Process)?;
     assert_eq!(log.durability(), Durability::Process);
     let pending: Vec<_> = (0..50).map(|i| log.submit(sample(i))).collect();
     let seqs: Vec<u64> = pending
@@ -446,7 +446,7 @@ fn process_durability_commits_and_chains_like_disk_durability() -> TestResult {
     log.close()?;
 
     // The chain continues across a change of durability, and verifies.
-    let log = AuditLog::open(&path)?;
+    let log = AuditLog::open(&path, &common::keys(&path))?;
     assert_eq!(log.durability(), Durability::Disk);
     assert_eq!(log.append(sample(51))?, 51);
     let report = log.verify()?;

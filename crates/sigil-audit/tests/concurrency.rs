@@ -18,7 +18,7 @@ fn tagged(thread: u64, i: u64) -> NewRecord {
 #[test]
 fn concurrent_submitters_get_distinct_contiguous_seqs() -> TestResult {
     let (_dir, path) = temp_db()?;
-    let log = AuditLog::open(&path)?;
+    let log = AuditLog::open(&path, &common::keys(&path))?;
 
     let told: Vec<(String, u64)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..THREADS)
@@ -84,7 +84,7 @@ fn concurrent_submitters_get_distinct_contiguous_seqs() -> TestResult {
     log.close()?;
 
     // Every record is there after reopening, under the number its submitter was told.
-    let log = AuditLog::open(&path)?;
+    let log = AuditLog::open(&path, &common::keys(&path))?;
     let stored: HashMap<String, u64> = log
         .query(&Filter::default())?
         .into_iter()
@@ -101,14 +101,14 @@ fn concurrent_submitters_get_distinct_contiguous_seqs() -> TestResult {
 #[test]
 fn acknowledged_records_survive_close_and_the_chain_continues() -> TestResult {
     let (_dir, path) = temp_db()?;
-    let log = AuditLog::open(&path)?;
+    let log = AuditLog::open(&path, &common::keys(&path))?;
     for i in 1..=5 {
         assert_eq!(log.append(sample(i))?, i);
     }
     let before = log.query(&Filter::default())?;
     log.close()?;
 
-    let log = AuditLog::open(&path)?;
+    let log = AuditLog::open(&path, &common::keys(&path))?;
     assert_eq!(log.query(&Filter::default())?, before);
     for i in 6..=10 {
         assert_eq!(log.append(sample(i))?, i);
@@ -126,14 +126,14 @@ fn acknowledged_records_survive_close_and_the_chain_continues() -> TestResult {
 fn dropping_the_log_commits_everything_submitted() -> TestResult {
     let (_dir, path) = temp_db()?;
     {
-        let log = AuditLog::open(&path)?;
+        let log = AuditLog::open(&path, &common::keys(&path))?;
         for i in 1..=2000 {
             // Nobody waits: the Pending is dropped at once.
             drop(log.submit(sample(i)));
         }
         // `log` is dropped here without close().
     }
-    let log = AuditLog::open(&path)?;
+    let log = AuditLog::open(&path, &common::keys(&path))?;
     let records = log.query(&Filter::default())?;
     assert_eq!(records.len(), 2000);
     assert_eq!(records.last().map(|r| r.seq), Some(2000));
@@ -144,7 +144,7 @@ fn dropping_the_log_commits_everything_submitted() -> TestResult {
 #[test]
 fn close_commits_pending_records_before_returning() -> TestResult {
     let (_dir, path) = temp_db()?;
-    let log = AuditLog::open(&path)?;
+    let log = AuditLog::open(&path, &common::keys(&path))?;
     let pending: Vec<_> = (1..=300).map(|i| log.submit(sample(i))).collect();
     log.close()?;
     // The writer answered every submitter before it stopped.
@@ -154,7 +154,7 @@ fn close_commits_pending_records_before_returning() -> TestResult {
         .collect::<Result<Vec<_>, _>>()?;
     seqs.sort_unstable();
     assert_eq!(seqs, (1..=300).collect::<Vec<_>>());
-    let log = AuditLog::open(&path)?;
+    let log = AuditLog::open(&path, &common::keys(&path))?;
     assert_eq!(log.verify()?.records, 300);
     Ok(())
 }
@@ -162,7 +162,7 @@ fn close_commits_pending_records_before_returning() -> TestResult {
 #[test]
 fn queries_run_while_writers_write() -> TestResult {
     let (_dir, path) = temp_db()?;
-    let log = AuditLog::open(&path)?;
+    let log = AuditLog::open(&path, &common::keys(&path))?;
     std::thread::scope(|scope| -> TestResult {
         let writer = scope.spawn(|| -> Result<(), sigil_audit::AuditError> {
             for i in 1..=1000 {
@@ -188,8 +188,8 @@ fn queries_run_while_writers_write() -> TestResult {
 fn two_logs_on_one_file_share_one_chain() -> TestResult {
     // Two processes opening $SIGIL_HOME/sigil.db behave like this.
     let (_dir, path) = temp_db()?;
-    let first = AuditLog::open(&path)?;
-    let second = AuditLog::open(&path)?;
+    let first = AuditLog::open(&path, &common::keys(&path))?;
+    let second = AuditLog::open(&path, &common::keys(&path))?;
     let mut seqs = Vec::new();
     for i in 1..=20_u64 {
         let log = if i.is_multiple_of(2) { &first } else { &second };

@@ -22,7 +22,7 @@ fn resolve(pending: Pending) -> Result<Result<u64, AuditError>, String> {
 #[test]
 fn renamed_table_fails_the_batch_and_the_log_recovers() -> TestResult {
     let (_dir, path) = temp_db()?;
-    let log = AuditLog::open(&path)?;
+    let log = AuditLog::open(&path, &common::keys(&path))?;
     for i in 1..=3 {
         log.append(sample(i))?;
     }
@@ -72,7 +72,7 @@ fn renamed_table_fails_the_batch_and_the_log_recovers() -> TestResult {
 #[test]
 fn a_locked_database_fails_rather_than_hangs() -> TestResult {
     let (_dir, path) = temp_db()?;
-    let log = AuditLog::open(&path)?;
+    let log = AuditLog::open(&path, &common::keys(&path))?;
     log.append(sample(1))?;
 
     // Another connection holds the write lock; the writer waits its busy

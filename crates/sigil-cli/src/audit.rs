@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use sigil::Runtime;
-use sigil::audit::{Filter, Record, Verdict};
+use sigil::audit::{AuditLog, Checkpoint, Filter, Record, Verdict};
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
@@ -29,8 +29,34 @@ pub enum AuditCommand {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
-    /// Check the hash chain; names the first record edited, deleted or reordered.
-    Verify,
+    /// Check the keyed chain, its head and every stored checkpoint; names the first record
+    /// edited, deleted or reordered.
+    Verify {
+        /// Also check against this exported checkpoint (kept elsewhere): the chain up to its
+        /// record must still yield its signed head.
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<PathBuf>,
+    },
+    /// Sign a checkpoint of the chain head now (see `checkpoint export` to keep one elsewhere).
+    Checkpoint {
+        #[command(subcommand)]
+        action: Option<CheckpointCommand>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CheckpointCommand {
+    /// Write a signed checkpoint with its public key as JSON, to keep somewhere the database's
+    /// attacker cannot write. Signs one of the head now unless `--seq` picks a stored one.
+    Export {
+        /// Write to this file instead of standard output.
+        file: Option<PathBuf>,
+        /// Export the stored checkpoint at this record.
+        #[arg(long)]
+        seq: Option<u64>,
+    },
+    /// List the stored checkpoints.
+    List,
 }
 
 #[derive(Debug, Args)]
@@ -107,33 +133,116 @@ pub fn run(sigil: &Runtime, command: AuditCommand) -> Result<ExitCode> {
             eprintln!("exported {count} record(s)");
             Ok(ExitCode::SUCCESS)
         }
-        AuditCommand::Verify => {
-            let report = log.verify()?;
-            match report.problem {
-                None => {
-                    println!(
-                        "ok: {} record(s), hash chain intact ({})",
-                        report.records,
-                        log.path().display()
-                    );
-                    Ok(ExitCode::SUCCESS)
-                }
-                Some(problem) => {
-                    println!(
-                        "TAMPERED: {problem} ({} record(s) checked, {})",
-                        report.records,
-                        log.path().display()
-                    );
-                    Ok(ExitCode::FAILURE)
-                }
+        AuditCommand::Verify { checkpoint } => verify(log, checkpoint),
+        AuditCommand::Checkpoint { action } => checkpoint(log, action),
+    }
+}
+
+fn verify(log: &AuditLog, checkpoint: Option<PathBuf>) -> Result<ExitCode> {
+    let kept = checkpoint
+        .map(|path| {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading checkpoint {}", path.display()))?;
+            let parsed = Checkpoint::from_json(&text)
+                .with_context(|| format!("checkpoint {}", path.display()))?;
+            Ok::<_, anyhow::Error>((path, parsed))
+        })
+        .transpose()?;
+    let report = match &kept {
+        Some((path, kept)) => log
+            .verify_checkpoint(kept)
+            .with_context(|| format!("checkpoint {}", path.display()))?,
+        None => log.verify()?,
+    };
+    match report.problem {
+        None => {
+            println!(
+                "ok: {} record(s), hash chain intact ({})",
+                report.records,
+                log.path().display()
+            );
+            if let Some((path, kept)) = &kept {
+                println!(
+                    "ok: matches the checkpoint at record {} ({})",
+                    kept.seq,
+                    path.display()
+                );
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(problem) => {
+            println!(
+                "TAMPERED: {problem} ({} record(s) checked, {})",
+                report.records,
+                log.path().display()
+            );
+            Ok(ExitCode::FAILURE)
         }
     }
 }
 
+fn checkpoint(log: &AuditLog, action: Option<CheckpointCommand>) -> Result<ExitCode> {
+    match action {
+        None => {
+            let checkpoint = log.checkpoint()?;
+            println!(
+                "checkpoint at record {}: head {}\nsigned {} by {}",
+                checkpoint.seq,
+                checkpoint.head,
+                time(checkpoint.time_ms),
+                checkpoint.public_key
+            );
+        }
+        Some(CheckpointCommand::List) => {
+            let stored = log.checkpoints()?;
+            for checkpoint in &stored {
+                println!(
+                    "{:>8} {} {}",
+                    checkpoint.seq,
+                    time(checkpoint.time_ms),
+                    checkpoint.head
+                );
+            }
+            if stored.is_empty() {
+                println!("no checkpoints");
+            }
+        }
+        Some(CheckpointCommand::Export { file, seq }) => {
+            let checkpoint = match seq {
+                None => log.checkpoint()?,
+                Some(seq) => log
+                    .checkpoints()?
+                    .into_iter()
+                    .find(|c| c.seq == seq)
+                    .with_context(|| {
+                        format!("no stored checkpoint at record {seq}; see `sigil audit checkpoint list`")
+                    })?,
+            };
+            let json = checkpoint.to_json();
+            match file {
+                Some(path) => {
+                    std::fs::write(&path, json)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    eprintln!(
+                        "exported the checkpoint at record {} to {}",
+                        checkpoint.seq,
+                        path.display()
+                    );
+                }
+                None => print!("{json}"),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn time(ms: i64) -> String {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
 fn line(r: &Record) -> String {
-    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(r.time_ms.max(0) as u64);
-    let time = humantime::format_rfc3339_millis(time);
+    let time = time(r.time_ms);
     let d = &r.record;
     let verdict = match (d.decision, &d.outcome) {
         (Some(v), _) => v.to_string(),

@@ -113,7 +113,11 @@ fn record_consent(
         channel: Some("cli".to_string()),
     };
     let record = sigil::consent_record(&actor, manifest, &install::consent_to(manifest), trust);
-    let log = sigil::audit::AuditLog::open_with(&home.database_path(), config.audit_durability())?;
+    let log = sigil::audit::AuditLog::open_with(
+        &home.database_path(),
+        &home.audit_keys(),
+        config.audit_durability(),
+    )?;
     let appended = log.append(record);
     log.close()?;
     appended.map(drop).map_err(|e| {

@@ -278,7 +278,7 @@ pub fn doctor(home: Option<&Path>) -> Result<ExitCode> {
                 false
             }
         };
-        match sigil::audit::AuditLog::open(&home.database_path()) {
+        match sigil::audit::AuditLog::open(&home.database_path(), &home.audit_keys()) {
             Ok(log) => {
                 checks.push(check(
                     "database",

@@ -298,6 +298,270 @@ fn audit_verify_names_a_tampered_record_and_export_writes_json_lines() {
     assert!(out.starts_with("TAMPERED: record 3 "), "{out}");
 }
 
+/// The documented canonical JSON of stored record `seq`, built from the raw columns.
+fn canonical(db: &rusqlite::Connection, seq: i64) -> String {
+    db.query_row(
+        "SELECT time_ms, kind, actor_user, actor_workspace, actor_session, actor_channel, \
+         plugin, plugin_version, capability, decision, rule, call_id, duration_us, outcome \
+         FROM audit_records WHERE seq = ?1",
+        [seq],
+        |row| {
+            let text = |i: usize| -> rusqlite::Result<String> {
+                Ok(row
+                    .get::<_, Option<String>>(i)?
+                    .map_or("null".to_string(), |s| {
+                        serde_json::Value::String(s).to_string()
+                    }))
+            };
+            let duration: Option<i64> = row.get(12)?;
+            Ok(format!(
+                "{{\"v\":1,\"time_ms\":{},\"kind\":{},\"user\":{},\"workspace\":{},\"session\":{},\
+                 \"channel\":{},\"plugin\":{},\"plugin_version\":{},\"capability\":{},\
+                 \"decision\":{},\"rule\":{},\"call_id\":{},\"duration_us\":{},\"outcome\":{}}}",
+                row.get::<_, i64>(0)?,
+                text(1)?,
+                text(2)?,
+                text(3)?,
+                text(4)?,
+                text(5)?,
+                text(6)?,
+                text(7)?,
+                text(8)?,
+                text(9)?,
+                text(10)?,
+                text(11)?,
+                duration.map_or("null".to_string(), |d| d.to_string()),
+                text(13)?,
+            ))
+        },
+    )
+    .unwrap()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// How the attacker makes a chain value from (prev_hash, canonical JSON).
+type ChainRule<'a> = &'a dyn Fn(&str, &str) -> String;
+
+/// How the attacker makes the head's MAC from (seq, chain value), when it can.
+type HeadRule<'a> = Option<&'a dyn Fn(i64, &str) -> String>;
+
+/// Recomputes every chain value from record `from` on and the head.
+fn rechain(db: &rusqlite::Connection, from: i64, mac: ChainRule<'_>, head_mac: HeadRule<'_>) {
+    let mut prev: String = db
+        .query_row(
+            "SELECT prev_hash FROM audit_records WHERE seq = ?1",
+            [from],
+            |row| row.get(0),
+        )
+        .unwrap();
+    let last: i64 = db
+        .query_row("SELECT MAX(seq) FROM audit_records", [], |row| row.get(0))
+        .unwrap();
+    for seq in from..=last {
+        let value = mac(&prev, &canonical(db, seq));
+        db.execute(
+            "UPDATE audit_records SET prev_hash = ?1, hash = ?2 WHERE seq = ?3",
+            rusqlite::params![prev, value, seq],
+        )
+        .unwrap();
+        prev = value;
+    }
+    db.execute(
+        "UPDATE audit_head SET seq = ?1, hash = ?2",
+        rusqlite::params![last, prev],
+    )
+    .unwrap();
+    if let Some(head_mac) = head_mac {
+        db.execute(
+            "UPDATE audit_head SET mac = ?1",
+            rusqlite::params![head_mac(last, &prev)],
+        )
+        .unwrap();
+    }
+}
+
+/// A few allowed calls around one denied call; returns the deny's record number.
+fn calls_with_one_deny(sigil: &Sigil) -> i64 {
+    for text in ["a", "b"] {
+        sigil.ok(&[
+            "tool",
+            "invoke",
+            "text/stats",
+            "--input",
+            &format!(r#"{{"text":"{text}"}}"#),
+        ]);
+    }
+    sigil.fails(&[
+        "tool",
+        "invoke",
+        "text/sha256",
+        "--user",
+        "ghost",
+        "--input",
+        r#"{"text":"x"}"#,
+    ]);
+    sigil.ok(&["tool", "invoke", "text/stats", "--input", r#"{"text":"c"}"#]);
+    let db = rusqlite::Connection::open(sigil.home.path().join("sigil.db")).unwrap();
+    db.query_row(
+        "SELECT seq FROM audit_records WHERE decision = 'deny'",
+        [],
+        |row| row.get(0),
+    )
+    .unwrap()
+}
+
+fn flip_to_allow(db: &rusqlite::Connection, seq: i64) {
+    let changed = db
+        .execute(
+            "UPDATE audit_records SET decision = 'allow', rule = 'granted' WHERE seq = ?1",
+            [seq],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+}
+
+#[test]
+fn audit_verify_finds_a_deny_turned_into_an_allow_with_every_hash_recomputed() {
+    let sigil = Sigil::new();
+    let denied = calls_with_one_deny(&sigil);
+    assert!(sigil.ok(&["audit", "verify"]).starts_with("ok: "));
+
+    // The attacker holds sigil.db, not state/audit.key: it recomputes the chain by the
+    // documented unkeyed rule, head included.
+    let db = rusqlite::Connection::open(sigil.home.path().join("sigil.db")).unwrap();
+    flip_to_allow(&db, denied);
+    let sha256 = |prev: &str, canonical: &str| {
+        use sha2::Digest;
+        let mut hasher = sha2::Sha256::new();
+        hasher.update(prev.as_bytes());
+        hasher.update(canonical.as_bytes());
+        hex(&hasher.finalize())
+    };
+    rechain(&db, denied, &sha256, None);
+    drop(db);
+    assert!(
+        sigil
+            .ok(&["audit", "list", "--decision", "deny"])
+            .contains("no records match")
+    );
+
+    let (out, _) = sigil.fails(&["audit", "verify"]);
+    assert!(
+        out.starts_with(&format!(
+            "TAMPERED: record {denied} was edited: its content does not match its hash"
+        )),
+        "{out}"
+    );
+    let (out, _) = sigil.fails(&["doctor"]);
+    assert!(
+        out.contains(&format!("record {denied} was edited")),
+        "{out}"
+    );
+}
+
+#[test]
+fn an_exported_checkpoint_proves_an_edit_by_someone_holding_the_chain_key() {
+    use hmac::Mac;
+    let sigil = Sigil::new();
+    let denied = calls_with_one_deny(&sigil);
+    let kept = sigil.home.path().join("kept-elsewhere.json");
+    let out = sigil.run(&["audit", "checkpoint", "export", kept.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let exported: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&kept).unwrap()).unwrap();
+    let at = exported["seq"].as_i64().unwrap();
+    assert!(at > denied, "{exported}");
+    assert_eq!(exported["format"], "sigil-audit-checkpoint/1");
+    assert!(exported["public_key"].as_str().unwrap().starts_with("RW"));
+    assert!(
+        sigil
+            .ok(&["audit", "verify", "--checkpoint", kept.to_str().unwrap()])
+            .contains(&format!("matches the checkpoint at record {at}"))
+    );
+    // minisign itself checks it, without Sigil.
+    let statement = sigil.home.path().join("statement");
+    let signature = sigil.home.path().join("statement.minisig");
+    std::fs::write(&statement, exported["statement"].as_str().unwrap()).unwrap();
+    std::fs::write(&signature, exported["signature"].as_str().unwrap()).unwrap();
+    let minisign = Command::new("minisign")
+        .args([
+            "-V",
+            "-q",
+            "-P",
+            exported["public_key"].as_str().unwrap(),
+            "-m",
+        ])
+        .arg(&statement)
+        .arg("-x")
+        .arg(&signature)
+        .output()
+        .expect("minisign is installed (scripts/install-*)");
+    assert!(
+        minisign.status.success(),
+        "{}",
+        String::from_utf8_lossy(&minisign.stderr)
+    );
+
+    // The attacker holds sigil.db and state/audit.key, not the checkpoint key.
+    let key = std::fs::read(sigil.home.path().join("state/audit.key")).unwrap();
+    let keyed = |parts: &[&[u8]]| {
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+        for part in parts {
+            mac.update(part);
+        }
+        hex(&mac.finalize().into_bytes())
+    };
+    let db = rusqlite::Connection::open(sigil.home.path().join("sigil.db")).unwrap();
+    flip_to_allow(&db, denied);
+    rechain(
+        &db,
+        denied,
+        &|prev, canonical| keyed(&[prev.as_bytes(), canonical.as_bytes()]),
+        Some(&|seq, hash| keyed(&[format!("sigil-audit head\n{seq}\n{hash}").as_bytes()])),
+    );
+    db.execute("DELETE FROM audit_checkpoints", []).unwrap();
+    drop(db);
+
+    // The log alone verifies: its key was used.
+    assert!(sigil.ok(&["audit", "verify"]).starts_with("ok: "));
+    let (out, _) = sigil.fails(&["audit", "verify", "--checkpoint", kept.to_str().unwrap()]);
+    assert!(
+        out.starts_with(&format!(
+            "TAMPERED: records 1..{at} were rewritten after the checkpoint at record {at} was signed"
+        )),
+        "{out}"
+    );
+
+    // A checkpoint edited to match the rewritten log is refused.
+    let forged = sigil.home.path().join("forged.json");
+    let head: String = rusqlite::Connection::open(sigil.home.path().join("sigil.db"))
+        .unwrap()
+        .query_row(
+            "SELECT hash FROM audit_records WHERE seq = ?1",
+            [at],
+            |row| row.get(0),
+        )
+        .unwrap();
+    let original = exported["head"].as_str().unwrap();
+    std::fs::write(
+        &forged,
+        std::fs::read_to_string(&kept)
+            .unwrap()
+            .replace(original, &head),
+    )
+    .unwrap();
+    let (_, err) = sigil.fails(&["audit", "verify", "--checkpoint", forged.to_str().unwrap()]);
+    assert!(err.contains("checkpoint refused"), "{err}");
+    assert!(err.contains("does not verify"), "{err}");
+}
+
 /// The whole path a Python plugin author takes: scaffold, test natively, build with
 /// componentize-py, install with consent, call through the enforcer.
 #[test]

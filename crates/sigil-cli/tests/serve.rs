@@ -412,7 +412,11 @@ fn sigterm_during_calls_leaves_every_record_of_every_completed_call() {
         .collect();
     assert!(completed.len() >= 160);
 
-    let log = sigil::audit::AuditLog::open(&daemon.home.path().join("sigil.db")).unwrap();
+    let log = sigil::audit::AuditLog::open(
+        &daemon.home.path().join("sigil.db"),
+        &sigil::audit::KeyFiles::in_dir(&daemon.home.path().join("state")),
+    )
+    .unwrap();
     assert!(log.verify().unwrap().is_intact());
     let all = log.query(&sigil::audit::Filter::default()).unwrap();
     for call_id in &completed {

@@ -602,7 +602,11 @@ async fn shutdown_lets_calls_in_flight_finish_and_leaves_every_record_in_a_verif
         "the gateway still accepts connections"
     );
 
-    let log = AuditLog::open(&db).unwrap();
+    let log = AuditLog::open(
+        &db,
+        &sigil_audit::KeyFiles::in_dir(&server.home.path().join("state")),
+    )
+    .unwrap();
     assert!(log.verify().unwrap().is_intact());
     let records = log
         .query(&Filter {
@@ -664,7 +668,11 @@ async fn a_thousand_concurrent_calls_all_succeed_and_each_leaves_two_records() {
 
     let db = server.home.path().join("sigil.db");
     server.shutdown().await;
-    let log = AuditLog::open(&db).unwrap();
+    let log = AuditLog::open(
+        &db,
+        &sigil_audit::KeyFiles::in_dir(&server.home.path().join("state")),
+    )
+    .unwrap();
     let records = log
         .query(&Filter {
             plugin: Some("text".into()),

@@ -432,7 +432,11 @@ async fn shutdown_denies_the_calls_still_waiting_instead_of_waiting_out_the_time
             .unwrap()
             .contains("shutting down")
     );
-    let log = sigil_audit::AuditLog::open(&server.home.path().join("sigil.db")).unwrap();
+    let log = sigil_audit::AuditLog::open(
+        &server.home.path().join("sigil.db"),
+        &sigil_audit::KeyFiles::in_dir(&server.home.path().join("state")),
+    )
+    .unwrap();
     let records = log
         .query(&sigil_audit::Filter {
             call_id: Some(call_id),

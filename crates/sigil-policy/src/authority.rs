@@ -434,7 +434,7 @@ impl fmt::Display for DenyRule {
             DenyRule::Unreachable { reason } => {
                 write!(f, "unreachable whatever is granted: {reason}")
             }
-            DenyRule::InvalidCapability { error } => write!(f, "invalid capability: {error}"),
+            DenyRule::InvalidCapability { error } => write!(f, "malformed capability: {error}"),
             DenyRule::SecretNotBound { reason } => f.write_str(reason),
             DenyRule::AuditFailed { error } => {
                 write!(

@@ -10,9 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full, Limited};
-use sigil_runtime::{
-    Actor, BoundSecret, Call, Check, Enforcer, OutboundRequest, Subject, ToolError,
-};
+use sigil_runtime::{Actor, BoundSecret, Call, Enforcer, OutboundRequest, Subject, ToolError};
 use tonic::{Request, Response, Status};
 
 use crate::proto;
@@ -353,12 +351,28 @@ async fn send(
     flight: &InFlight,
     request: proto::HttpSendRequest,
 ) -> Result<proto::HttpSendResponse, String> {
-    let uri: http::Uri = request
-        .url
-        .parse()
-        .map_err(|e| format!("url `{}` is invalid: {e}", truncate(&request.url)))?;
-    let destination = sigil_egress::HttpDestination::of(&uri)
-        .map_err(|e| format!("url `{}`: {}", truncate(&request.url), e.reason()))?;
+    // A URL that names no destination cannot become a capability; the refusal is still a
+    // recorded deny.
+    let url = request.url.as_str();
+    let malformed = |reason: String| async move {
+        let asked = format!("net.connect:{url}");
+        flight.call.refuse_malformed(&asked, &reason).await;
+        reason
+    };
+    let uri: http::Uri = match request.url.parse() {
+        Ok(uri) => uri,
+        Err(e) => {
+            let reason = format!("url `{}` is invalid: {e}", truncate(&request.url));
+            return Err(malformed(reason).await);
+        }
+    };
+    let destination = match sigil_egress::HttpDestination::of(&uri) {
+        Ok(destination) => destination,
+        Err(e) => {
+            let reason = format!("url `{}`: {}", truncate(&request.url), e.reason());
+            return Err(malformed(reason).await);
+        }
+    };
     let method = http::Method::from_bytes(request.method.as_bytes())
         .map_err(|_| format!("method `{}` is invalid", truncate(&request.method)))?;
     let mut headers = http::HeaderMap::new();
@@ -489,22 +503,20 @@ impl sigil_egress::EgressPolicy for Egress {
                 // enforcer decision with its audit record (a deny, naming no workspace), and it
                 // is refused whatever that record says.
                 tracing::warn!(plugin = %self.calls.plugin, %target, %reason, "egress outside a call");
-                if let Ok(parsed) = sigil_policy::Capability::parse(&capability) {
-                    let actor = Actor {
-                        channel: Some("egress".into()),
-                        ..Actor::default()
-                    };
-                    let _ = self
-                        .calls
-                        .enforcer
-                        .check(&Check {
-                            subject: Subject::Plugin(&self.calls.plugin),
-                            capability: &parsed,
-                            actor: &actor,
-                            call_id: None,
-                        })
-                        .await;
-                }
+                let actor = Actor {
+                    channel: Some("egress".into()),
+                    ..Actor::default()
+                };
+                let _ = self
+                    .calls
+                    .enforcer
+                    .check_text(
+                        Subject::Plugin(&self.calls.plugin),
+                        &capability,
+                        &actor,
+                        None,
+                    )
+                    .await;
                 Err(format!("denied: {reason}"))
             }
         }

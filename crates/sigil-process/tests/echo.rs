@@ -118,6 +118,49 @@ fn kv_is_checked_per_key_and_denials_are_audited() {
 }
 
 #[test]
+fn a_kv_key_that_breaks_the_capability_grammar_is_a_recorded_deny() {
+    let w = echo();
+    // (value to set, or none to get; key the plugin sends; the capability as recorded)
+    let table = [
+        (None, "nul\0byte", "kv.read:nul\\0byte"),
+        (Some("x"), "line\nbreak", "kv.write:line\\nbreak"),
+        (
+            Some("x"),
+            "tab\tand\u{202e}bidi",
+            "kv.write:tab\\tand\\u{202e}bidi",
+        ),
+    ];
+    for (value, key, recorded) in table {
+        let before = w.denials().len();
+        let input = match value {
+            Some(value) => json!({ "key": key, "value": value }),
+            None => json!({ "key": key }),
+        };
+        let error = w.error_of("kv", input);
+        assert!(error.contains("malformed capability"), "{key:?}: {error}");
+        let denied = w.denials();
+        assert_eq!(denied.len(), before + 1, "{key:?}: one deny record");
+        assert_eq!(denied.last().map(String::as_str), Some(recorded));
+    }
+    let rules: Vec<String> = w
+        .records(sigil_audit::Filter {
+            decision: Some(sigil_audit::Verdict::Deny),
+            ..sigil_audit::Filter::default()
+        })
+        .into_iter()
+        .map(|r| r.record.rule)
+        .collect();
+    assert_eq!(rules.len(), 3);
+    assert!(
+        rules
+            .iter()
+            .all(|rule| rule.starts_with("malformed capability: ")),
+        "{rules:?}"
+    );
+    assert!(w.sigil.audit().verify().unwrap().is_intact());
+}
+
+#[test]
 fn secrets_are_placeholders_and_ungranted_ones_are_denied() {
     let w = echo();
     let out = w.ok("secret", json!({ "name": "token" }));

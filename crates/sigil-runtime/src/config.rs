@@ -139,6 +139,13 @@ impl Home {
     pub fn secret_key_path(&self) -> PathBuf {
         self.state_dir().join("secret.key")
     }
+
+    /// The audit log's keys, outside the database: the chain key (`state/audit.key`) and the
+    /// checkpoint signing key (`state/audit-checkpoint.key`), both mode 0600, created with the
+    /// log. See `docs/audit.md`.
+    pub fn audit_keys(&self) -> sigil_audit::KeyFiles {
+        sigil_audit::KeyFiles::in_dir(&self.state_dir())
+    }
 }
 
 /// `sigil.toml`, validated, with the plugins' secret configuration fields once the runtime

@@ -48,6 +48,50 @@ pub struct Check<'a> {
     pub call_id: Option<&'a str>,
 }
 
+/// Capability text refused by [`Enforcer::check_text`]: what it asked for, as recorded, and
+/// why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    /// The capability: canonical when it parsed, else the text as [`shown_text`] records it.
+    pub capability: String,
+    /// The rule that denied it.
+    pub rule: DenyRule,
+}
+
+/// The most characters of text that breaks the capability grammar an audit record keeps.
+pub const MALFORMED_TEXT_CHARS: usize = 256;
+
+/// Text from outside (a plugin's kv key or path, say) as an audit record shows it when it is
+/// no capability: every control or otherwise unprintable character and every backslash
+/// escaped as Rust writes them (`\n`, `\0`, `\u{202e}`, `\\`), so the record is one line and
+/// cannot be mistaken for other text, and cut after [`MALFORMED_TEXT_CHARS`] characters with
+/// the original length noted.
+pub fn shown_text(text: &str) -> String {
+    escaped(text, |c| c == '\\' || c.escape_debug().len() > 1)
+}
+
+/// A parse error's reason as a rule shows it: on one line, cut like [`shown_text`]. The policy
+/// core already quotes the characters it complains of (`'\n'`), so backslashes stay as written.
+fn shown_reason(reason: &str) -> String {
+    escaped(reason, |c| c != '\\' && c.escape_debug().len() > 1)
+}
+
+fn escaped(text: &str, escape: impl Fn(char) -> bool) -> String {
+    let mut shown = String::with_capacity(text.len().min(MALFORMED_TEXT_CHARS) + 16);
+    for (count, c) in text.chars().enumerate() {
+        if count == MALFORMED_TEXT_CHARS {
+            shown.push_str(&format!("… ({} bytes in all)", text.len()));
+            break;
+        }
+        if escape(c) && c != '"' && c != '\'' {
+            shown.extend(c.escape_debug());
+        } else {
+            shown.push(c);
+        }
+    }
+    shown
+}
+
 /// A plugin's authority as registered with the enforcer.
 #[derive(Debug, Clone)]
 pub struct Registration {
@@ -227,6 +271,107 @@ impl Enforcer {
             Ok(seq) => self.published(check, decision, seq),
             Err(error) => audit_failed(check, error.to_string()),
         }
+    }
+
+    /// Parses `text` and decides it as [`Enforcer::check`] does, for capability text that comes
+    /// from outside: a plugin's kv key, path or host name made into a capability.
+    ///
+    /// # Security
+    /// Text that breaks the capability grammar (a NUL or a newline in a path, say) is a deny
+    /// like any other, recorded once with the rule `malformed capability: <why>` and the text
+    /// as [`shown_text`] writes it. So every host call leaves exactly one record, whatever the
+    /// plugin sends.
+    ///
+    /// # Errors
+    /// The [`Denial`], when the text does not parse or the capability is denied.
+    pub async fn check_text(
+        &self,
+        subject: Subject<'_>,
+        text: &str,
+        actor: &Actor,
+        call_id: Option<&str>,
+    ) -> Result<Capability, Denial> {
+        let error = match Capability::parse(text) {
+            Ok(capability) => {
+                let check = Check {
+                    subject,
+                    capability: &capability,
+                    actor,
+                    call_id,
+                };
+                return match self.check(&check).await {
+                    Decision::Allow { .. } => Ok(capability),
+                    Decision::Deny { rule } => Err(Denial {
+                        capability: capability.to_string(),
+                        rule,
+                    }),
+                };
+            }
+            Err(error) => error,
+        };
+        Err(self
+            .refuse_malformed(subject, text, error.reason(), actor, call_id)
+            .await)
+    }
+
+    /// Refuses a host call whose input is no capability at all (text that breaks the grammar,
+    /// or a URL with no host to make one from), recording the deny with the rule
+    /// `malformed capability: <reason>` and `text` as [`shown_text`] writes it.
+    ///
+    /// # Security
+    /// Exactly one audit record, as for [`Enforcer::check`]; if it cannot be written, the rule
+    /// says so.
+    pub async fn refuse_malformed(
+        &self,
+        subject: Subject<'_>,
+        text: &str,
+        reason: &str,
+        actor: &Actor,
+        call_id: Option<&str>,
+    ) -> Denial {
+        let capability = shown_text(text);
+        let version = self.state.read().ok().and_then(|state| {
+            state
+                .plugins
+                .get(subject.plugin())
+                .map(|p| p.version.clone())
+        });
+        let rule = DenyRule::InvalidCapability {
+            error: shown_reason(reason),
+        };
+        let record = NewRecord {
+            kind: RecordKind::Decision,
+            actor: actor.clone(),
+            plugin: Some(subject.plugin().to_string()),
+            plugin_version: version,
+            capability: Some(capability.clone()),
+            decision: Some(Verdict::Deny),
+            rule: rule.to_string(),
+            call_id: call_id.map(str::to_string),
+            duration_us: None,
+            outcome: None,
+        };
+        let rule = match self.audit.submit(record).await {
+            Ok(seq) => {
+                self.events.publish(Event::Decision {
+                    seq,
+                    plugin: Some(subject.plugin().to_string()),
+                    capability: capability.clone(),
+                    decision: Verdict::Deny,
+                    rule: rule.to_string(),
+                    actor: actor.clone(),
+                    call_id: call_id.map(str::to_string),
+                });
+                rule
+            }
+            Err(error) => {
+                tracing::error!(plugin = subject.plugin(), capability = %capability, %error, "audit record not written; denying");
+                DenyRule::AuditFailed {
+                    error: error.to_string(),
+                }
+            }
+        };
+        Denial { capability, rule }
     }
 
     /// [`Enforcer::check`] for threads outside an async runtime.

@@ -26,7 +26,9 @@ pub use approvals::{
     PendingApproval,
 };
 pub use config::{Config, ConfigError, DEFAULT_CONFIG, Home, SECRET_MARKER, SecretValue};
-pub use enforcer::{Check, Enforcer, Registration, Subject};
+pub use enforcer::{
+    Check, Denial, Enforcer, MALFORMED_TEXT_CHARS, Registration, Subject, shown_text,
+};
 pub use events::{CAPACITY as EVENT_CAPACITY, Event, Events};
 pub use kv::{KvStore, MAX_VALUE_BYTES};
 pub use lifecycle::{IllegalTransition, Lifecycle, State};

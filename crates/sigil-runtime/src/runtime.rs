@@ -252,6 +252,7 @@ impl Runtime {
         let config = Config::load(&home.config_path())?;
         let audit = Arc::new(AuditLog::open_with(
             &home.database_path(),
+            &home.audit_keys(),
             config.audit_durability(),
         )?);
         let kv = Arc::new(

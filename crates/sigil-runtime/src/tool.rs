@@ -157,26 +157,47 @@ impl Call {
 
     /// Asks the enforcer for `capability` on behalf of this call.
     ///
+    /// # Security
+    /// Text that does not parse as a capability (a kv key or path with a NUL or a newline) is
+    /// denied and recorded like any other deny ([`Enforcer::check_text`]).
+    ///
     /// # Errors
     /// [`ToolError::Denied`] when the capability does not parse or is not granted at every
     /// layer, or when its audit record cannot be written.
     pub async fn authorize(&self, capability: &str) -> Result<Capability, ToolError> {
-        let parsed = Capability::parse(capability).map_err(|e| ToolError::Denied {
-            capability: capability.to_string(),
-            rule: e.to_string(),
-        })?;
-        let check = Check {
-            subject: Subject::Plugin(&self.inner.plugin),
-            capability: &parsed,
-            actor: &self.inner.actor,
-            call_id: Some(&self.inner.call_id),
-        };
-        match self.inner.enforcer.check(&check).await {
-            Decision::Allow { .. } => Ok(parsed),
-            Decision::Deny { rule } => Err(ToolError::Denied {
-                capability: parsed.to_string(),
-                rule: rule.to_string(),
-            }),
+        self.inner
+            .enforcer
+            .check_text(
+                Subject::Plugin(&self.inner.plugin),
+                capability,
+                &self.inner.actor,
+                Some(&self.inner.call_id),
+            )
+            .await
+            .map_err(|denial| ToolError::Denied {
+                capability: denial.capability,
+                rule: denial.rule.to_string(),
+            })
+    }
+
+    /// Refuses a host action whose input cannot be made into a capability at all (a URL with
+    /// no host, say): records the deny as a malformed capability, `text` being what was asked
+    /// for (escaped and cut), and returns the error for the plugin.
+    pub async fn refuse_malformed(&self, text: &str, reason: &str) -> ToolError {
+        let denial = self
+            .inner
+            .enforcer
+            .refuse_malformed(
+                Subject::Plugin(&self.inner.plugin),
+                text,
+                reason,
+                &self.inner.actor,
+                Some(&self.inner.call_id),
+            )
+            .await;
+        ToolError::Denied {
+            capability: denial.capability,
+            rule: denial.rule.to_string(),
         }
     }
 

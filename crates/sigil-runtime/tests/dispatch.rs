@@ -309,9 +309,87 @@ fn host_calls_from_a_plugin_pass_the_enforcer_and_share_the_call_id() {
         .unwrap();
     assert_eq!(
         denied_host_calls.len(),
-        5,
-        "every parsed denied capability was recorded"
+        6,
+        "every denied capability was recorded, the one that does not parse too"
     );
+}
+
+#[test]
+fn a_capability_that_does_not_parse_is_a_recorded_deny() {
+    let (_dir, sigil, _) = sigil();
+    let long = format!("kv.read:{}\n", "k".repeat(1000));
+    // (text the plugin asks for, the capability as recorded)
+    let table = [
+        ("kv.read:line\nbreak", "kv.read:line\\nbreak".to_string()),
+        ("kv.write:nul\0byte", "kv.write:nul\\0byte".to_string()),
+        ("fs.read:/data/a\rb", "fs.read:/data/a\\rb".to_string()),
+        (
+            "fs.read:/data/\u{1b}[2Jx\\y",
+            "fs.read:/data/\\u{1b}[2Jx\\\\y".to_string(),
+        ),
+        (
+            long.as_str(),
+            format!(
+                "kv.read:{}… ({} bytes in all)",
+                "k".repeat(sigil_runtime::MALFORMED_TEXT_CHARS - "kv.read:".len()),
+                long.len()
+            ),
+        ),
+    ];
+    for (asked, recorded) in &table {
+        let before = sigil.audit().verify().unwrap().records;
+        let err = call(
+            &sigil,
+            "alice",
+            "probe/host",
+            json!({ "capability": asked }),
+        )
+        .unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("malformed capability"), "{message}");
+        assert!(
+            !message.contains('\n') && !message.contains('\0'),
+            "{message}"
+        );
+
+        let denies = sigil
+            .audit()
+            .query(&Filter {
+                decision: Some(Verdict::Deny),
+                plugin: Some("probe".into()),
+                ..Filter::default()
+            })
+            .unwrap();
+        let record = denies.last().expect("a deny record").clone();
+        assert!(record.seq > before, "{asked:?}: the deny is new");
+        assert_eq!(record.record.capability.as_deref(), Some(recorded.as_str()));
+        assert!(
+            record.record.rule.starts_with(
+                "malformed capability: a capability cannot contain control characters"
+            ),
+            "{}",
+            record.record.rule
+        );
+        assert_eq!(record.record.plugin_version.as_deref(), Some("1.2.3"));
+        assert_eq!(record.record.actor.user.as_deref(), Some("alice"));
+        // It belongs to the call that asked: the call's own decision shares its id.
+        let call_id = record.record.call_id.clone().expect("a call id");
+        let kinds: Vec<_> = records_of(&sigil, &call_id)
+            .into_iter()
+            .map(|r| (r.record.kind, r.record.decision))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (RecordKind::Decision, Some(Verdict::Allow)),
+                (RecordKind::Decision, Some(Verdict::Deny)),
+                (RecordKind::Outcome, None),
+            ],
+            "{asked:?}"
+        );
+    }
+    assert!(sigil.audit().verify().unwrap().is_intact());
+    echo_still_works(&sigil);
 }
 
 #[test]

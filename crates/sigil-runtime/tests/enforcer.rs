@@ -20,7 +20,13 @@ struct Fixture {
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let config = Config::parse(common::CONFIG, std::path::Path::new("sigil.toml")).unwrap();
-    let audit = Arc::new(AuditLog::open(&dir.path().join("sigil.db")).unwrap());
+    let audit = Arc::new(
+        AuditLog::open(
+            &dir.path().join("sigil.db"),
+            &sigil_audit::KeyFiles::in_dir(&dir.path().join("state")),
+        )
+        .unwrap(),
+    );
     let sink: Arc<dyn AuditSink> = audit.clone();
     let enforcer = Enforcer::new(&config, sink);
     enforcer.register(Registration {

@@ -196,8 +196,15 @@ impl WasiHttpHooks for HttpHooks {
             use wasmtime_wasi_http::Error;
             let call = call.ok_or(Error::HttpRequestDenied)?;
             let mut request = request;
-            let destination = sigil_egress::HttpDestination::of(request.uri())
-                .map_err(|_| Error::HttpRequestUriInvalid)?;
+            let destination = match sigil_egress::HttpDestination::of(request.uri()) {
+                Ok(destination) => destination,
+                Err(error) => {
+                    // No destination, so no capability to decide; still a recorded deny.
+                    let asked = format!("net.connect:{}", request.uri());
+                    call.refuse_malformed(&asked, error.reason()).await;
+                    return Err(Error::HttpRequestUriInvalid);
+                }
+            };
             let connect_timeout = options
                 .and_then(|o| o.connect_timeout)
                 .unwrap_or(CONNECT_TIMEOUT);

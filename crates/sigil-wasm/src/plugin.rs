@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
-use sigil_policy::{Capability, CapabilitySet};
+use sigil_policy::CapabilitySet;
 use sigil_runtime::{Call, Steps, ToolDescriptor, ToolError, ToolPlugin, async_trait};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, Store};
@@ -296,10 +296,7 @@ impl WasmPlugin {
         for preopen in &self.preopens {
             let action = if preopen.write { "fs.write" } else { "fs.read" };
             let text = format!("{action}:{}", preopen.dir);
-            if call.authorize(&text).await.is_err() {
-                continue;
-            }
-            let Ok(capability) = Capability::parse(&text) else {
+            let Ok(capability) = call.authorize(&text).await else {
                 continue;
             };
             if let Some(deny) = call.deny_within(&capability) {

@@ -307,6 +307,51 @@ fn kv_is_checked_per_key_and_scoped_to_the_plugin() {
 }
 
 #[test]
+fn a_kv_key_that_breaks_the_capability_grammar_is_a_recorded_deny() {
+    let w = hostile();
+    // (op, key the plugin sends, the capability as recorded)
+    let table = [
+        ("get", "line\nbreak", "kv.read:line\\nbreak"),
+        ("set", "carriage\rreturn", "kv.write:carriage\\rreturn"),
+        ("delete", "escape\u{1b}[2J", "kv.write:escape\\u{1b}[2J"),
+    ];
+    for (op, key, recorded) in table {
+        let before = denials(&w).len();
+        let error = error_of(call(
+            &w,
+            "kv",
+            json!({ "op": op, "key": key, "value": "x" }),
+        ));
+        assert!(
+            error.contains("malformed capability"),
+            "{op} {key:?}: {error}"
+        );
+        let denied = denials(&w);
+        assert_eq!(denied.len(), before + 1, "{op} {key:?}: one deny record");
+        assert_eq!(denied.last().map(String::as_str), Some(recorded));
+    }
+    let records = w
+        .sigil
+        .audit()
+        .query(&Filter {
+            decision: Some(Verdict::Deny),
+            ..Filter::default()
+        })
+        .unwrap();
+    for record in &records {
+        assert!(
+            record.record.rule.starts_with("malformed capability: "),
+            "{}",
+            record.record.rule
+        );
+        assert_eq!(record.record.plugin.as_deref(), Some("hostile"));
+        assert!(record.record.call_id.is_some());
+    }
+    assert!(w.sigil.audit().verify().unwrap().is_intact());
+    still_works(&w);
+}
+
+#[test]
 fn spinning_forever_ends_at_the_deadline() {
     let w = hostile();
     for tool in ["spin", "spin_host"] {

@@ -26,7 +26,7 @@
 //! The pieces, each usable on its own:
 //! - [`policy`]: the capability grammar and the authority decision (no I/O);
 //! - [`manifest`]: the plugin manifest and its validator;
-//! - [`audit`]: the hash-chained audit log;
+//! - [`audit`]: the audit log, chained with a keyed MAC, with signed checkpoints;
 //! - `sigil_wasm` (feature `wasm`, on by default): the WebAssembly tier;
 //! - `sigil_process` (feature `process`): the process tier, sandboxed executables speaking
 //!   gRPC;
