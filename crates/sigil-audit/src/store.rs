@@ -67,6 +67,24 @@ const INSERT: &str = "INSERT INTO audit_records (seq, time_ms, kind, actor_user,
     decision, rule, call_id, duration_us, outcome, prev_hash, hash) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
 
+/// Creates the database file empty, readable and writable by its owner only, unless it
+/// exists: SQLite would create it with the umask's mode, and its `-wal` and `-shm` files take
+/// the database file's mode.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// The writer's connection: WAL, `synchronous` from `durability`, tables created if missing.
 ///
 /// # Errors
@@ -79,6 +97,10 @@ pub(crate) fn open_writer(path: &Path, durability: Durability) -> Result<Connect
         path: path.to_owned(),
         cause: Arc::new(cause),
     };
+    create_private(path).map_err(|e| AuditError::Unusable {
+        path: path.to_owned(),
+        reason: format!("cannot create the database file: {e}"),
+    })?;
     let mut conn = Connection::open(path).map_err(open_err)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
     let mode: String = conn

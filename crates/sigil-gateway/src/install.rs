@@ -269,7 +269,7 @@ fn io(path: &Path, error: &dyn std::fmt::Display) -> InstallError {
 
 /// Copies `source` to `<plugins>/<id>` through a staging directory and a rename.
 fn copy_plugin(source: &Path, plugins: &Path, id: &str) -> Result<(), InstallError> {
-    std::fs::create_dir_all(plugins).map_err(|e| io(plugins, &e))?;
+    sigil_runtime::files::create_private_dir_all(plugins).map_err(|e| io(plugins, &e))?;
     let unique = format!("{}-{}", std::process::id(), unique_suffix());
     let staging = plugins.join(format!(".installing-{id}-{unique}"));
     let mut total = 0u64;
@@ -297,7 +297,7 @@ fn unique_suffix() -> u128 {
 }
 
 fn copy_tree(from: &Path, to: &Path, total: &mut u64) -> Result<(), InstallError> {
-    std::fs::create_dir_all(to).map_err(|e| io(to, &e))?;
+    sigil_runtime::files::create_private_dir_all(to).map_err(|e| io(to, &e))?;
     for entry in std::fs::read_dir(from).map_err(|e| io(from, &e))? {
         let entry = entry.map_err(|e| io(from, &e))?;
         let path = entry.path();
@@ -323,7 +323,9 @@ fn copy_tree(from: &Path, to: &Path, total: &mut u64) -> Result<(), InstallError
                     MAX_PLUGIN_BYTES >> 20
                 )));
             }
-            std::fs::copy(&path, to.join(&name)).map_err(|e| io(&path, &e))?;
+            // Private to the user, like everything in the data directory.
+            sigil_runtime::files::copy_private(&path, &to.join(&name))
+                .map_err(|e| io(&path, &e))?;
         } else {
             return Err(InstallError::Refused(format!(
                 "{} is not a regular file or directory",
@@ -381,7 +383,6 @@ fn set_consent(config: &Path, id: &str, consent: Option<&[String]>) -> Result<()
             }
         }
     }
-    let staging = config.with_extension("toml.new");
-    std::fs::write(&staging, document.to_string()).map_err(|e| io(&staging, &e))?;
-    std::fs::rename(&staging, config).map_err(|e| io(config, &e))
+    sigil_runtime::files::write_private_atomically(config, document.to_string().as_bytes())
+        .map_err(|e| io(config, &e))
 }
