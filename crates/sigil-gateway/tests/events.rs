@@ -110,10 +110,11 @@ impl Stream {
     }
 
     /// Reads to the end of the stream and returns every event it still delivered. Fails if
-    /// the stream is still open after a minute.
+    /// the stream is still open a minute later (keep-alive comments do not count).
     async fn rest(mut self) -> Vec<Sse> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
-            match tokio::time::timeout(Duration::from_secs(60), self.response.chunk()).await {
+            match tokio::time::timeout_at(deadline, self.response.chunk()).await {
                 Err(_) => panic!(
                     "the stream is still open a minute later; it delivered {:?}",
                     drain(&mut self.buffer)

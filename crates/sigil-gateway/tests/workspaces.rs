@@ -166,7 +166,7 @@ workspaces = ["main", "lab"]
 permissions = []
 
 [users.carol]
-permissions = ["tool.fs.*"]
+permissions = ["tool.fs.*", "fs.*"]
 workspaces = ["main", "lab"]
 
 [users.dora]
