@@ -6,7 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -156,7 +156,22 @@ fn every_path_sigil_creates_in_its_data_directory_is_private_whatever_the_umask(
         .unwrap();
     let mut lines = BufReader::new(daemon.stdout.take().unwrap()).lines();
     let first = lines.next().unwrap().unwrap();
-    assert!(first.contains("listening on"), "{first}");
+    let address = first
+        .rsplit("http://")
+        .next()
+        .unwrap_or_else(|| panic!("no address in `{first}`"))
+        .trim()
+        .to_string();
+    // Serving (and so listening for SIGTERM) once it answers.
+    let mut health = std::net::TcpStream::connect(&address).unwrap();
+    write!(
+        health,
+        "GET /health HTTP/1.1\r\nHost: sigil\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    health.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     let running = walk(&home);
     for name in ["daemon.json", "sigil.db-wal", "sigil.db-shm"] {
         assert!(
