@@ -111,6 +111,24 @@ CREATE TABLE IF NOT EXISTS audit_checkpoints (
 ) STRICT;
 ";
 
+/// Creates the database file empty, readable and writable by its owner only, unless it
+/// exists: SQLite would create it with the umask's mode, and its `-wal` and `-shm` files take
+/// the database file's mode.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// The writer's connection (WAL, `synchronous` from `durability`), with the tables created or
 /// upgraded, and the log's keys.
 ///
@@ -129,6 +147,10 @@ pub(crate) fn open_writer(
         path: path.to_owned(),
         cause: Arc::new(cause),
     };
+    create_private(path).map_err(|e| AuditError::Unusable {
+        path: path.to_owned(),
+        reason: format!("cannot create the database file: {e}"),
+    })?;
     let mut conn = Connection::open(path).map_err(open_err)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
     let mode: String = conn

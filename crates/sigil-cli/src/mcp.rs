@@ -37,6 +37,10 @@ pub fn run(home: Option<&Path>, args: McpArgs) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    // Every request would be refused: say so once, recorded, instead of serving refusals.
+    if let Err(rule) = runtime.block_on(sigil.enforcer().check_membership(&actor)) {
+        anyhow::bail!("cannot serve mcp: {rule}");
+    }
     runtime.block_on(sigil_mcp::serve_stdio(sigil, actor))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -245,6 +245,7 @@ pub fn doctor(home: Option<&Path>) -> Result<ExitCode> {
     };
     if let Some(home) = &home {
         checks.push(writable(home.root()));
+        checks.push(private(home.root()));
         checks.push(match find_daemon(home.root()) {
             Ok(Daemon::Running(info)) => check(
                 "daemon",
@@ -332,8 +333,12 @@ pub fn doctor(home: Option<&Path>) -> Result<ExitCode> {
 }
 
 fn writable(root: &Path) -> Check {
+    use std::io::Write;
     let probe = root.join(format!(".doctor-{}", std::process::id()));
-    match std::fs::write(&probe, b"probe").and_then(|()| std::fs::remove_file(&probe)) {
+    let written = sigil::files::create_private_file(&probe)
+        .and_then(|mut file| file.write_all(b"probe"))
+        .and_then(|()| std::fs::remove_file(&probe));
+    match written {
         Ok(()) => check(
             "data directory",
             Level::Ok,
@@ -345,6 +350,55 @@ fn writable(root: &Path) -> Check {
             format!("{} is not writable: {error}", root.display()),
         ),
     }
+}
+
+/// Every path in the data directory, the directory itself included, that its group or others
+/// may use: Sigil's state, configuration, keys and database are its user's alone.
+fn private(root: &Path) -> Check {
+    let mut wide = Vec::new();
+    let mut unreadable = Vec::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        let metadata = match std::fs::symlink_metadata(&path) {
+            Ok(metadata) => metadata,
+            Err(error) => {
+                unreadable.push(format!("{}: {error}", path.display()));
+                continue;
+            }
+        };
+        if let Some(mode) = sigil::files::wider_than_private(&metadata) {
+            wide.push(format!("{} is {mode:o}", path.display()));
+        }
+        if metadata.is_dir() {
+            match std::fs::read_dir(&path) {
+                Ok(entries) => pending.extend(entries.flatten().map(|entry| entry.path())),
+                Err(error) => unreadable.push(format!("{}: {error}", path.display())),
+            }
+        }
+    }
+    if wide.is_empty() && unreadable.is_empty() {
+        return check(
+            "file modes",
+            Level::Ok,
+            format!(
+                "{} and everything in it are private to their owner",
+                root.display()
+            ),
+        );
+    }
+    wide.sort();
+    let mut detail = Vec::new();
+    if !wide.is_empty() {
+        detail.push(format!(
+            "open to other users: {} (run `chmod -R go-rwx {}`)",
+            wide.join(", "),
+            root.display()
+        ));
+    }
+    if !unreadable.is_empty() {
+        detail.push(format!("not checked: {}", unreadable.join(", ")));
+    }
+    check("file modes", Level::Warn, detail.join("; "))
 }
 
 fn plugins(root: &Path) -> Check {

@@ -216,8 +216,7 @@ fn edit_keys(config: &Path, edit: impl FnOnce(&mut toml_edit::Table) -> Result<(
     edit(keys)?;
     let text = document.to_string();
     sigil::Config::parse(&text, config)?;
-    let staging = config.with_extension("toml.new");
-    std::fs::write(&staging, &text).with_context(|| format!("writing {}", staging.display()))?;
-    std::fs::rename(&staging, config).with_context(|| format!("writing {}", config.display()))?;
+    sigil::files::write_private_atomically(config, text.as_bytes())
+        .with_context(|| format!("writing {}", config.display()))?;
     Ok(())
 }

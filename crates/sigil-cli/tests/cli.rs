@@ -792,3 +792,72 @@ fn a_corrupt_disabled_state_file_is_named_in_a_warning_and_ignored() {
         serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     assert_eq!(rewritten, serde_json::json!({ "disabled": ["text"] }));
 }
+
+#[test]
+fn the_local_user_acts_only_in_the_workspaces_it_belongs_to() {
+    let sigil = Sigil::new();
+    sigil.ok(&["status"]);
+    let config = sigil.home.path().join("sigil.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!("{text}\n[workspaces.lab]\nallow = [\"*\"]\n"),
+    )
+    .unwrap();
+    let sha = |workspace: &str| {
+        sigil.run(&[
+            "tool",
+            "invoke",
+            "text/sha256",
+            "--input",
+            r#"{"text":"hello"}"#,
+            "--workspace",
+            workspace,
+        ])
+    };
+    // `local` has no `workspaces` field: it belongs to `[defaults] workspace` alone.
+    let refused = sha("lab");
+    assert_eq!(refused.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("user `local` is not a member of workspace `lab`"),
+        "{err}"
+    );
+    let (_, err) = sigil.fails(&["mcp", "--workspace", "lab"]);
+    assert!(
+        err.contains("cannot serve mcp: user `local` is not a member of workspace `lab`"),
+        "{err}"
+    );
+    let (out, _) = sigil.fails(&[
+        "policy",
+        "explain",
+        "tool.text.sha256",
+        "--plugin",
+        "text",
+        "--workspace",
+        "lab",
+    ]);
+    assert!(out.contains("not a member of workspace `lab`"), "{out}");
+    let denies: Vec<serde_json::Value> = sigil
+        .ok(&["audit", "export"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|r: &serde_json::Value| r["decision"] == "deny")
+        .collect();
+    assert_eq!(denies.len(), 2, "the call and the mcp server: {denies:?}");
+    assert!(denies.iter().all(|r| r["actor"]["workspace"] == "lab"
+        && r["rule"].as_str().unwrap().contains("not a member")));
+
+    // A member of `lab`, the same call runs there.
+    let text = std::fs::read_to_string(&config).unwrap().replacen(
+        "[users.local]\npermissions = [\"*\"]\n",
+        "[users.local]\npermissions = [\"*\"]\nworkspaces = [\"default\", \"lab\"]\n",
+        1,
+    );
+    assert!(
+        text.contains("workspaces = [\"default\", \"lab\"]"),
+        "{text}"
+    );
+    std::fs::write(&config, text).unwrap();
+    assert!(sha("lab").status.success());
+}

@@ -44,6 +44,10 @@ permissions = ["tool.*"]
 
 [users.bob]
 permissions = ["tool.*", "admin.keys"]
+
+[users.carol]
+permissions = ["tool.*", "admin.keys"]
+workspaces = []
 "#;
 
 fn sigil(home: &Path, args: &[&str], token: Option<&str>) -> Output {
@@ -182,6 +186,23 @@ fn a_plugin_command_runs_with_cleaned_arguments_and_auth_is_enforced_and_recorde
                 && r["decision"] == "deny"
                 && r["actor"]["user"] == "alice"),
         "alice's refusal is not recorded"
+    );
+
+    // Carol holds the capability but belongs to no workspace: refused, and recorded.
+    let carol = ok(&home, &["token", "create", "--user", "carol"], None);
+    let error = fails(&home, &["rotate-keys", "now"], Some(carol.trim()));
+    assert!(
+        error.contains("user `carol` is not a member of workspace `default`"),
+        "{error}"
+    );
+    assert!(
+        records(&home)
+            .iter()
+            .any(|r| r["capability"] == "admin.keys"
+                && r["decision"] == "deny"
+                && r["actor"]["user"] == "carol"
+                && r["rule"].as_str().unwrap().contains("not a member")),
+        "carol's refusal is not recorded"
     );
 
     // An unknown token is refused outright.

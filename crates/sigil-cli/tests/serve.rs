@@ -725,3 +725,93 @@ fn the_daemons_own_address_is_refused_and_audited_even_for_a_plugin_granted_it_b
         "the 0.0.0.0 attempt is recorded: {audit}"
     );
 }
+
+#[test]
+fn an_event_stream_ends_once_sigil_token_revoke_revokes_its_token() {
+    let home = tempfile::tempdir().unwrap();
+    let config = format!("{CONFIG}\n[users.watcher]\npermissions = [\"admin.audit\"]\n");
+    std::fs::write(home.path().join("sigil.toml"), config).unwrap();
+    let local = token(home.path(), "local");
+    let watcher = token(home.path(), "watcher");
+    let listed: Value =
+        serde_json::from_str(&ok(home.path(), &["token", "list", "--json"])).unwrap();
+    let watcher_id = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["user"] == "watcher")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let daemon = Daemon::start_in(home);
+
+    let (events_tx, events) = mpsc::channel::<(String, Value)>();
+    let stream = daemon
+        .agent
+        .get(daemon.url("/v1/events"))
+        .header("Authorization", format!("Bearer {watcher}"))
+        .call()
+        .unwrap();
+    assert_eq!(stream.status().as_u16(), 200);
+    // The sender goes when the stream ends: the channel then reports it disconnected.
+    std::thread::spawn(move || {
+        let reader = BufReader::new(stream.into_body().into_reader());
+        let mut name = String::new();
+        for line in reader.lines() {
+            let Ok(line) = line else { break };
+            if let Some(v) = line.strip_prefix("event:") {
+                name = v.trim().to_string();
+            } else if let Some(v) = line.strip_prefix("data:") {
+                let value = serde_json::from_str(v.trim()).unwrap();
+                if events_tx.send((name.clone(), value)).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let call = || {
+        let (status, body) = daemon
+            .invoke("text/sha256", &local, json!({ "text": "hello" }))
+            .unwrap();
+        assert_eq!(status, 200, "{body}");
+        body["call_id"].as_str().unwrap().to_string()
+    };
+    let seen = call();
+    loop {
+        let (name, value) = events
+            .recv_timeout(Duration::from_secs(60))
+            .expect("no event within a minute");
+        if name == "decision" && value["call_id"] == seen.as_str() {
+            break;
+        }
+    }
+
+    let out = ok(daemon.home.path(), &["token", "revoke", &watcher_id]);
+    assert!(out.contains("revoked token"), "{out}");
+    let unseen = call();
+    let mut delivered = Vec::new();
+    loop {
+        match events.recv_timeout(Duration::from_secs(60)) {
+            Ok(event) => delivered.push(event),
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                panic!(
+                    "the stream is still open a minute after its token was revoked: {delivered:?}"
+                )
+            }
+        }
+    }
+    assert!(
+        delivered.iter().all(|(name, _)| name != "decision"),
+        "delivered after the revocation: {delivered:?}"
+    );
+    assert!(!format!("{delivered:?}").contains(&unseen));
+    let (status, body) = daemon.get("/v1/audit?user=watcher&decision=deny", Some(&local));
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["records"].as_array().unwrap().iter().any(|r| r["rule"]
+            == format!("event stream closed: token `{watcher_id}` was revoked").as_str()),
+        "{body}"
+    );
+}

@@ -41,7 +41,7 @@ impl DaemonInfo {
         home.join(DAEMON_FILE)
     }
 
-    /// Writes the file, atomically (a reader never sees half of it).
+    /// Writes the file, atomically (a reader never sees half of it) and private to the user.
     ///
     /// # Errors
     /// When the data directory cannot be written.
@@ -52,9 +52,8 @@ impl DaemonInfo {
             message,
         };
         let text = serde_json::to_string_pretty(self).map_err(|e| fail(e.to_string()))?;
-        let staging = home.join(format!(".{DAEMON_FILE}.{}", std::process::id()));
-        std::fs::write(&staging, text).map_err(|e| fail(e.to_string()))?;
-        std::fs::rename(&staging, &path).map_err(|e| fail(e.to_string()))
+        sigil_runtime::files::write_private_atomically(&path, text.as_bytes())
+            .map_err(|e| fail(e.to_string()))
     }
 
     /// Reads the file; `None` when there is none.

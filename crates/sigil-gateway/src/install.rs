@@ -283,7 +283,7 @@ fn copy_plugin(
 ) -> Result<(), InstallError> {
     let plugins = home.plugins_dir();
     let id = manifest.id().as_str();
-    std::fs::create_dir_all(&plugins).map_err(|e| io(&plugins, &e))?;
+    sigil_runtime::files::create_private_dir_all(&plugins).map_err(|e| io(&plugins, &e))?;
     let unique = format!("{}-{}", std::process::id(), unique_suffix());
     let staging = plugins.join(format!(".installing-{id}-{unique}"));
     let staged = sigil_trust::copy_plugin_dir(source, &staging, MAX_PLUGIN_BYTES)
@@ -399,7 +399,6 @@ fn set_consent(config: &Path, id: &str, consent: Option<&[String]>) -> Result<()
             }
         }
     }
-    let staging = config.with_extension("toml.new");
-    std::fs::write(&staging, document.to_string()).map_err(|e| io(&staging, &e))?;
-    std::fs::rename(&staging, config).map_err(|e| io(config, &e))
+    sigil_runtime::files::write_private_atomically(config, document.to_string().as_bytes())
+        .map_err(|e| io(config, &e))
 }

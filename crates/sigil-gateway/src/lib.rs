@@ -53,11 +53,13 @@
 //! 2. `GET /health` and `GET /openapi.json` answer without authentication.
 //! 3. Every other route, and every service mounted with [`GatewayBuilder::nest_service`] or
 //!    [`GatewayBuilder::merge_authenticated`], sits behind the authentication layer: it puts
-//!    the request's [`sigil_audit::Actor`] into the request's extensions, or answers 401.
+//!    the request's [`sigil_audit::Actor`] into the request's extensions, or answers 401, or
+//!    403 `workspace_forbidden` (recorded) when the user does not belong to the workspace the
+//!    request names.
 //! 4. The handler asks the enforcer, with that actor, for what the operation needs
 //!    (`tool.<plugin>.<tool>` for an invocation, `admin.plugins` for plugin management,
-//!    `admin.audit` for the audit log, `approvals.decide` to approve or deny a held call);
-//!    each decision is recorded, a deny is a 403.
+//!    `admin.audit` for the audit log, `approvals.decide` in the held call's workspace to
+//!    approve or deny it); each decision is recorded, a deny is a 403.
 //!
 //! # Security
 //!

@@ -453,6 +453,8 @@ pub struct UserBody {
     pub permissions: Vec<String>,
     /// What it may not.
     pub deny: Vec<String>,
+    /// The workspaces it belongs to: the only ones its requests may name.
+    pub workspaces: Vec<String>,
 }
 
 /// `GET /v1/users`.

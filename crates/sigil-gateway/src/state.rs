@@ -16,9 +16,9 @@ pub const ADMIN_PLUGINS: &str = "admin.plugins";
 pub const ADMIN_CONFIG: &str = sigil_runtime::ADMIN_CONFIG;
 /// Needed to query and verify the audit log, and to watch every user's decisions.
 pub const ADMIN_AUDIT: &str = "admin.audit";
-/// Needed to approve or deny calls waiting for a person's approval, and to see every pending
-/// approval.
-pub const APPROVALS_DECIDE: &str = "approvals.decide";
+/// Needed, in the workspace of a call waiting for a person's approval, to approve or deny it
+/// and to see it pending.
+pub const APPROVALS_DECIDE: &str = sigil_runtime::APPROVALS_DECIDE;
 
 #[derive(Debug, Clone)]
 pub(crate) struct AppState {
@@ -59,5 +59,26 @@ impl AppState {
     /// Whether the actor holds `capability`, recorded like any decision.
     pub(crate) async fn holds(&self, actor: &Actor, capability: &str) -> bool {
         self.require(actor, capability).await.is_ok()
+    }
+
+    /// Whether the actor would hold `capability` now, asked without recording: for listings
+    /// and for connections checking again that what allowed them still holds.
+    pub(crate) fn would_hold(&self, actor: &Actor, capability: &str) -> bool {
+        Capability::parse(capability).is_ok_and(|parsed| {
+            self.runtime()
+                .enforcer()
+                .explain_actor(&parsed, actor)
+                .is_allowed()
+        })
+    }
+
+    /// Whether `actor`'s user may decide approvals of calls made in `workspace` (asked without
+    /// recording, for listings).
+    pub(crate) fn may_decide_in(&self, actor: &Actor, workspace: Option<&str>) -> bool {
+        let in_workspace = Actor {
+            workspace: workspace.map(str::to_string),
+            ..actor.clone()
+        };
+        self.would_hold(&in_workspace, APPROVALS_DECIDE)
     }
 }

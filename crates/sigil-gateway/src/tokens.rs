@@ -27,6 +27,14 @@ pub enum TokenError {
         /// What SQLite said.
         cause: rusqlite::Error,
     },
+    /// The database file could not be created.
+    #[error("token store {}: cannot create the file: {cause}", path.display())]
+    Create {
+        /// The database.
+        path: PathBuf,
+        /// What the operating system said.
+        cause: String,
+    },
     /// The operating system's random source failed.
     #[error("cannot generate a token: the system random source failed: {0}")]
     Random(String),
@@ -79,6 +87,10 @@ impl TokenStore {
     /// [`TokenError::Storage`] when the database cannot be opened or the table created.
     pub fn open(path: &Path) -> Result<TokenStore, TokenError> {
         let fail = storage(path);
+        sigil_runtime::files::ensure_private_file(path).map_err(|e| TokenError::Create {
+            path: path.to_path_buf(),
+            cause: e.to_string(),
+        })?;
         let connection = Connection::open(path).map_err(&fail)?;
         connection
             .busy_timeout(Duration::from_secs(10))
@@ -195,6 +207,23 @@ impl TokenStore {
         })
     }
 
+    /// Whether the token with exactly this id exists and is not revoked: asked again by
+    /// connections that outlive the request that authenticated them (the event stream).
+    ///
+    /// # Errors
+    /// [`TokenError::Storage`].
+    pub fn is_active(&self, id: &str) -> Result<bool, TokenError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT 1 FROM gateway_tokens WHERE id = ?1 AND revoked_ms IS NULL",
+                [id],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|found| found.is_some())
+        })
+    }
+
     fn with<T>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, rusqlite::Error>,
@@ -276,9 +305,12 @@ mod tests {
         assert_eq!(stored, vec![digest(&token.secret)]);
         assert!(!format!("{token:?}").contains(&token.secret));
 
+        assert!(store.is_active(&token.info.id).unwrap());
         let revoked = store.revoke(&token.info.id[..6]).unwrap().unwrap();
         assert_eq!(revoked.id, token.info.id);
         assert_eq!(store.authenticate(&token.secret).unwrap(), None);
+        assert!(!store.is_active(&token.info.id).unwrap());
+        assert!(!store.is_active(&token.info.id[..6]).unwrap());
         assert_eq!(store.revoke(&token.info.id).unwrap(), None);
         assert!(store.list().unwrap()[0].revoked_ms.is_some());
     }

@@ -43,7 +43,9 @@ back as a tool result with isError set and the reason as text.";
 /// - a name that is no running plugin's tool: a JSON-RPC error (`-32602`, invalid params),
 ///   nothing invoked;
 /// - no caller identity on an HTTP request: a JSON-RPC error (`-32600`, invalid request),
-///   nothing invoked.
+///   nothing invoked;
+/// - a caller whose user does not belong to its workspace (`[users.<name>] workspaces`): a
+///   JSON-RPC error (`-32600`), recorded in the audit log, nothing listed or invoked.
 ///
 /// # Security
 /// Over HTTP the caller is only ever the [`Actor`] the authenticating layer put into the HTTP
@@ -79,6 +81,21 @@ impl McpServer {
         McpServer {
             runtime,
             caller: Caller::HttpRequest,
+        }
+    }
+
+    /// The caller, once the enforcer has admitted it: its user belongs to its workspace. A
+    /// refusal is recorded in the audit log and answered with a JSON-RPC error, whichever
+    /// transport the actor came from (a stdio server started for a workspace its user does not
+    /// belong to refuses every request).
+    async fn admitted(&self, context: &RequestContext<RoleServer>) -> Result<Actor, ErrorData> {
+        let actor = self.actor(context)?;
+        match self.runtime.enforcer().check_membership(&actor).await {
+            Ok(()) => Ok(actor),
+            Err(rule) => {
+                tracing::warn!(user = ?actor.user, workspace = ?actor.workspace, %rule, "mcp request refused");
+                Err(ErrorData::invalid_request(format!("refused: {rule}"), None))
+            }
         }
     }
 
@@ -124,7 +141,7 @@ impl ServerHandler for McpServer {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        let actor = self.actor(&context)?;
+        let actor = self.admitted(&context).await?;
         // Only what this caller may call, as the enforcer would decide it now. Listing is not
         // an action, so nothing is recorded; a call is still checked, and audited, on its own.
         let enforcer = self.runtime.enforcer();
@@ -156,7 +173,7 @@ impl ServerHandler for McpServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let actor = self.actor(&context)?;
+        let actor = self.admitted(&context).await?;
         let name = request.name.as_ref();
         let known = parse_mcp_tool_name(name).filter(|(plugin, tool)| {
             self.runtime

@@ -37,6 +37,9 @@ workspace = "default"
 [workspaces.default]
 allow = ["*"]
 
+[workspaces.lab]
+allow = ["*"]
+
 [users.alice]
 permissions = ["*"]
 
@@ -66,16 +69,19 @@ async fn authenticate(mut request: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::to_string);
-    let user = match token.as_deref() {
-        Some("alice-token") => Some("alice"),
-        Some("mallory-token") => Some("mallory"),
-        Some("carol-token") => Some("carol"),
-        _ => None,
+    let (user, workspace) = match token.as_deref() {
+        Some("alice-token") => (Some("alice"), "default"),
+        Some("mallory-token") => (Some("mallory"), "default"),
+        Some("carol-token") => (Some("carol"), "default"),
+        // A layer that lets the client pick the workspace: mallory, naming `lab`, where the
+        // denies of her own do not hold.
+        Some("mallory-in-lab-token") => (Some("mallory"), "lab"),
+        _ => (None, "default"),
     };
     if let Some(user) = user {
         request.extensions_mut().insert(Actor {
             user: Some(user.to_string()),
-            workspace: Some("default".to_string()),
+            workspace: Some(workspace.to_string()),
             session: None,
             channel: None,
         });
@@ -424,6 +430,53 @@ async fn a_request_without_an_authenticated_actor_is_refused() {
     assert!(records.is_empty(), "nothing ran: {records:?}");
 
     client.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_in_a_workspace_its_user_does_not_belong_to_is_refused_and_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime(dir.path());
+    let addr = serve(runtime.clone()).await;
+    let client = connect(addr, Some("mallory-in-lab-token")).await;
+    let not_member = "user `mallory` is not a member of workspace `lab`";
+
+    let error = protocol_error(client.list_all_tools().await.unwrap_err());
+    assert_eq!(error.code, ErrorCode::INVALID_REQUEST, "{error:?}");
+    assert!(error.message.contains(not_member), "{error:?}");
+    let error = protocol_error(
+        client
+            .call_tool(call("text__sha256", json!({ "text": "hello" })))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(error.code, ErrorCode::INVALID_REQUEST, "{error:?}");
+    client.cancel().await.unwrap();
+
+    // The same actor over stdio: refused alike.
+    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+    let in_lab = runtime.local_actor(Some("mallory"), Some("lab"));
+    let server = sigil_mcp::McpServer::local(runtime.clone(), in_lab);
+    let served =
+        tokio::spawn(async move { server.serve(server_io).await.unwrap().waiting().await });
+    let local = ().serve(client_io).await.unwrap();
+    let error = protocol_error(local.list_all_tools().await.unwrap_err());
+    assert!(error.message.contains(not_member), "{error:?}");
+    local.cancel().await.unwrap();
+    served.await.unwrap().unwrap();
+
+    let records = runtime.audit().query(&Filter::default()).unwrap();
+    assert_eq!(
+        records.len(),
+        3,
+        "one refusal per request, nothing ran: {records:?}"
+    );
+    assert!(
+        records
+            .iter()
+            .all(|r| r.record.decision == Some(Verdict::Deny)
+                && r.record.actor.workspace.as_deref() == Some("lab")
+                && r.record.rule.contains(not_member))
+    );
 }
 
 /// Writes one raw HTTP/1.1 request and returns the status line.

@@ -105,6 +105,14 @@ pub enum DenyRule {
         /// The user name asked for.
         user: String,
     },
+    /// The user does not belong to the workspace the call runs in (`[users.<name>] workspaces`
+    /// in `sigil.toml`).
+    NotMember {
+        /// The user.
+        user: String,
+        /// The workspace named for the call.
+        workspace: String,
+    },
     /// The user's permission set is empty.
     NoPermissions {
         /// The user.
@@ -390,6 +398,10 @@ impl fmt::Display for DenyRule {
             DenyRule::UnknownUser { user } => {
                 write!(f, "user `{user}` is not configured in sigil.toml")
             }
+            DenyRule::NotMember { user, workspace } => write!(
+                f,
+                "user `{user}` is not a member of workspace `{workspace}` (see `workspaces` in [users.{user}])"
+            ),
             DenyRule::NoPermissions { user } => write!(f, "user `{user}` has no permissions"),
             DenyRule::Denied {
                 level,

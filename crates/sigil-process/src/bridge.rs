@@ -15,7 +15,6 @@
 //! definitions ([`sigil_runtime::Runtime::approve_tools`]).
 
 use std::collections::{BTreeMap, VecDeque};
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -660,19 +659,10 @@ fn write_atomically(path: &Path, value: &Value) -> Result<(), String> {
         )
     };
     if let Some(dir) = path.parent() {
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .recursive(true)
-            .create(dir)
-            .map_err(fail)?;
+        sigil_runtime::files::create_private_dir_all(dir).map_err(fail)?;
     }
-    let temporary = path.with_extension("json.tmp");
     let text = serde_json::to_vec_pretty(value).map_err(|e| e.to_string())?;
-    std::fs::write(&temporary, text).map_err(fail)?;
-    std::fs::File::open(&temporary)
-        .and_then(|f| f.sync_all())
-        .map_err(fail)?;
-    std::fs::rename(&temporary, path).map_err(fail)
+    sigil_runtime::files::write_private_atomically(path, &text).map_err(fail)
 }
 
 /// The top-level fields of a definition that differ.

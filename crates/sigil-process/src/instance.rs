@@ -94,6 +94,8 @@ impl Instance {
         let host_path = socket_dir.join("host.sock");
         let listener = UnixListener::bind(&host_path)
             .map_err(|e| format!("cannot listen on {}: {e}", host_path.display()))?;
+        // Bound with the umask's mode; the sandbox's user is its owner, nobody else needs it.
+        private_socket(&host_path)?;
         let (host_stop, stopped) = oneshot::channel::<()>();
         let service = HostService {
             calls: starter.calls.clone(),
@@ -212,6 +214,16 @@ impl Instance {
     }
 }
 
+/// Narrows a socket in the data directory to its owner (`0600`), like every other path there.
+fn private_socket(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        path,
+        std::fs::Permissions::from_mode(sigil_runtime::files::PRIVATE_FILE_MODE),
+    )
+    .map_err(|e| format!("cannot make {} private: {e}", path.display()))
+}
+
 /// Waits for the socket, checks the peer, connects and calls `Init`.
 async fn handshake(
     starter: &Starter,
@@ -255,6 +267,8 @@ async fn handshake(
             "the process serving {PLUGIN_SOCKET} (pid {pid}) is not inside the plugin's sandbox"
         ));
     }
+    // The plugin bound it with its own umask; it lies in the data directory, which is private.
+    private_socket(&socket)?;
     // The channel uses this one checked connection; it never dials again, so a lost
     // connection ends the instance instead of reaching whatever listens later.
     let slot = Arc::new(Mutex::new(Some(stream)));

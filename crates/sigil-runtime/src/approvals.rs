@@ -192,6 +192,21 @@ pub enum ApprovalError {
         /// The call.
         call_id: String,
     },
+    /// The decider may not decide approvals in the workspace of the call: it does not hold
+    /// `approvals.decide` there, or does not belong to it. Recorded by the enforcer.
+    #[error(
+        "user `{user}` may not use `approvals.decide` in workspace `{workspace}`, where call `{call_id}` was made: {rule}"
+    )]
+    Forbidden {
+        /// The decider.
+        user: String,
+        /// The workspace of the call.
+        workspace: String,
+        /// The call.
+        call_id: String,
+        /// The rule that refused it.
+        rule: String,
+    },
     /// The decision could not be recorded in the audit log; the call is denied.
     #[error("the decision could not be recorded in the audit log, so the call is denied: {0}")]
     Audit(String),
@@ -312,6 +327,18 @@ impl Approvals {
             .values()
             .map(|s| s.approval.clone())
             .collect()
+    }
+
+    /// The pending approval `id`, left pending.
+    pub(crate) fn get(&self, id: &str) -> Result<PendingApproval, ApprovalError> {
+        let pending = lock(&self.pending);
+        match pending.get(id) {
+            Some(slot) => Ok(slot.approval.clone()),
+            None => {
+                drop(pending);
+                Err(self.unknown(id))
+            }
+        }
     }
 
     /// Takes a pending approval out for `decider` to decide; nobody else can decide it or

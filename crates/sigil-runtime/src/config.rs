@@ -32,7 +32,10 @@ deny = []
 allow = ["*"]
 deny = []
 
-# The operator at this machine's command line.
+# The operator at this machine's command line. A user acts only in the workspaces listed in
+# `workspaces`; without the field, only in [defaults] workspace. E.g.
+#   [users.alice]
+#   workspaces = ["default", "research"]
 [users.local]
 permissions = ["*"]
 deny = []
@@ -74,6 +77,12 @@ impl Home {
     /// The data directory: `explicit`, else `$SIGIL_HOME`, else the platform data directory
     /// (`~/.local/share/sigil` on Linux). It is created, with a default `sigil.toml`, if missing.
     ///
+    /// # Security
+    /// The directory is private to the user (`0700`), as are `plugins/`, `sigil.toml` and
+    /// `sigil.db` (`0600`), each created so whatever the umask (see [`crate::files`]). An
+    /// existing data directory open to its group or others is narrowed to `0700`, with a
+    /// warning; files found wider are left to the operator, and `sigil doctor` names them.
+    ///
     /// # Errors
     /// When no directory can be determined or it cannot be created.
     pub fn resolve(explicit: Option<&Path>) -> Result<Home, ConfigError> {
@@ -94,11 +103,35 @@ impl Home {
             path: path.to_path_buf(),
             message: e.to_string(),
         };
-        std::fs::create_dir_all(home.plugins_dir()).map_err(|e| io(&home.plugins_dir(), e))?;
-        let config = home.config_path();
-        if !config.exists() {
-            std::fs::write(&config, DEFAULT_CONFIG).map_err(|e| io(&config, e))?;
+        crate::files::create_private_dir_all(&home.root).map_err(|e| io(&home.root, e))?;
+        match crate::files::narrow_dir(&home.root) {
+            Ok(None) => {}
+            Ok(Some(mode)) => tracing::warn!(
+                dir = %home.root.display(),
+                "the data directory was open to other users (mode {mode:o}); narrowed it to 700"
+            ),
+            Err(error) => tracing::warn!(
+                dir = %home.root.display(),
+                %error,
+                "the data directory is open to other users and cannot be narrowed to 700"
+            ),
         }
+        let plugins = home.plugins_dir();
+        crate::files::create_private_dir_all(&plugins).map_err(|e| io(&plugins, e))?;
+        let config = home.config_path();
+        match crate::files::create_private_file(&config) {
+            Ok(mut file) => {
+                use std::io::Write;
+                file.write_all(DEFAULT_CONFIG.as_bytes())
+                    .and_then(|()| file.sync_all())
+                    .map_err(|e| io(&config, e))?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io(&config, e)),
+        }
+        // Before SQLite creates it with the umask's mode; its -wal and -shm files take its mode.
+        let database = home.database_path();
+        crate::files::ensure_private_file(&database).map_err(|e| io(&database, e))?;
         Ok(home)
     }
 
@@ -160,6 +193,8 @@ pub struct Config {
     global_deny: CapabilitySet,
     workspaces: BTreeMap<String, Scope>,
     users: BTreeMap<String, Scope>,
+    /// The workspaces each user belongs to, in the order `sigil.toml` lists them.
+    members: BTreeMap<String, Vec<String>>,
     consent: BTreeMap<String, CapabilitySet>,
     trust: crate::trust::TrustPolicy,
     approval_rules: Vec<ApprovalRule>,
@@ -263,6 +298,8 @@ struct RawUser {
     permissions: Vec<String>,
     #[serde(default)]
     deny: Vec<String>,
+    /// The workspaces the user may act in; without it, `[defaults] workspace` alone.
+    workspaces: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -432,6 +469,7 @@ impl Config {
                 )));
             }
         }
+        let members = memberships(&raw, &workspaces).map_err(error)?;
         let trust = crate::trust::TrustPolicy::from_raw(&raw.trust).map_err(error)?;
         let secret_destinations = raw
             .secrets
@@ -445,6 +483,7 @@ impl Config {
             global_deny,
             workspaces,
             users,
+            members,
             consent,
             plugin_secrets: Arc::default(),
             approval_rules,
@@ -476,6 +515,28 @@ impl Config {
     /// Configured users by name.
     pub fn users(&self) -> &BTreeMap<String, Scope> {
         &self.users
+    }
+
+    /// The workspaces `user` belongs to, in the order `sigil.toml` lists them: its
+    /// `[users.<name>] workspaces`, else `[defaults] workspace` alone. Empty for an unknown user.
+    pub fn user_workspaces(&self, user: &str) -> &[String] {
+        self.members.get(user).map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether `user` belongs to `workspace`: the only workspaces a user's requests, calls and
+    /// decisions may run in.
+    pub fn is_member(&self, user: &str, workspace: &str) -> bool {
+        self.user_workspaces(user).iter().any(|w| w == workspace)
+    }
+
+    /// The workspace `user` acts in when none is named: `[defaults] workspace` if the user
+    /// belongs to it, else the first of the user's workspaces; `None` when the user belongs to
+    /// none.
+    pub fn home_workspace(&self, user: &str) -> Option<&str> {
+        match self.default_workspace() {
+            Some(default) if self.is_member(user, default) => Some(default),
+            _ => self.user_workspaces(user).first().map(String::as_str),
+        }
     }
 
     /// The operator's consent for a plugin installed from a directory. Empty when none was given.
@@ -643,6 +704,34 @@ impl Config {
     pub fn allow_self_approval(&self) -> bool {
         self.raw.approvals.allow_self_approval
     }
+}
+
+/// Each user's workspaces: those its `workspaces` field lists (each one defined), else
+/// `[defaults] workspace` alone, else none.
+fn memberships(
+    raw: &RawConfig,
+    workspaces: &BTreeMap<String, Scope>,
+) -> Result<BTreeMap<String, Vec<String>>, String> {
+    let mut members = BTreeMap::new();
+    for (user, raw_user) in &raw.users {
+        let listed = match &raw_user.workspaces {
+            Some(listed) => listed.clone(),
+            None => raw.defaults.workspace.iter().cloned().collect(),
+        };
+        let mut belongs: Vec<String> = Vec::with_capacity(listed.len());
+        for (i, name) in listed.into_iter().enumerate() {
+            if !workspaces.contains_key(&name) {
+                return Err(format!(
+                    "users.{user}.workspaces[{i}]: workspace `{name}` is not defined; add a [workspaces.{name}] table or remove it from the list"
+                ));
+            }
+            if !belongs.contains(&name) {
+                belongs.push(name);
+            }
+        }
+        members.insert(user.clone(), belongs);
+    }
+    Ok(members)
 }
 
 /// A parse error's message with the values it quotes removed: serde names the offending value

@@ -4,6 +4,10 @@
 //! It resolves the plugin, workspace and user of a check into the policy core's layers, asks
 //! [`sigil_policy::decide`], and writes exactly one audit record for the decision. If that
 //! record cannot be written, the decision becomes a deny: nothing happens unrecorded.
+//!
+//! A user acts only in the workspaces it belongs to (`[users.<name>] workspaces`): every
+//! decision for an actor naming another workspace is a deny ([`DenyRule::NotMember`]),
+//! whichever front end built the actor.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -106,7 +110,39 @@ struct State {
     plugins: HashMap<String, Registration>,
     workspaces: HashMap<String, Scope>,
     users: HashMap<String, Scope>,
+    /// The workspaces each user belongs to.
+    members: HashMap<String, Vec<String>>,
     global_deny: CapabilitySet,
+}
+
+impl State {
+    /// The workspace and user layers of `actor`: both configured, and the user a member of the
+    /// workspace.
+    fn scopes(&self, actor: &Actor) -> Result<(&Scope, &Scope), DenyRule> {
+        let workspace_name = actor.workspace.as_deref().unwrap_or("");
+        let Some(workspace) = self.workspaces.get(workspace_name) else {
+            return Err(DenyRule::UnknownWorkspace {
+                workspace: workspace_name.to_string(),
+            });
+        };
+        let user_name = actor.user.as_deref().unwrap_or("");
+        let Some(user) = self.users.get(user_name) else {
+            return Err(DenyRule::UnknownUser {
+                user: user_name.to_string(),
+            });
+        };
+        let member = self
+            .members
+            .get(user_name)
+            .is_some_and(|workspaces| workspaces.iter().any(|w| w == workspace_name));
+        if !member {
+            return Err(DenyRule::NotMember {
+                user: user_name.to_string(),
+                workspace: workspace_name.to_string(),
+            });
+        }
+        Ok((workspace, user))
+    }
 }
 
 /// Decides and records. Cheap to share behind an `Arc`; checks run concurrently.
@@ -141,6 +177,11 @@ impl Enforcer {
             .users()
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        state.members = config
+            .users()
+            .keys()
+            .map(|user| (user.clone(), config.user_workspaces(user).to_vec()))
             .collect();
         state.global_deny = config.global_deny().clone();
     }
@@ -415,6 +456,54 @@ impl Enforcer {
         }
     }
 
+    /// [`Enforcer::check_actor`] without recording: what it would decide now. For a
+    /// connection that outlives its request (an event stream) to ask again, and for listings.
+    ///
+    /// # Security
+    /// Answers a question; authorises nothing.
+    pub fn explain_actor(&self, capability: &Capability, actor: &Actor) -> Decision {
+        self.decide_actor(capability, actor)
+    }
+
+    /// Whether `actor` may act at all: its user and workspace are configured and the user
+    /// belongs to the workspace. Records nothing: a front end refusing an actor records that
+    /// with [`Enforcer::check_membership`].
+    ///
+    /// # Errors
+    /// The rule that refuses the actor: [`DenyRule::UnknownWorkspace`],
+    /// [`DenyRule::UnknownUser`] or [`DenyRule::NotMember`].
+    pub fn membership(&self, actor: &Actor) -> Result<(), DenyRule> {
+        let Ok(state) = self.state.read() else {
+            return Err(DenyRule::Internal {
+                error: "the policy state was poisoned by a panic".into(),
+            });
+        };
+        state.scopes(actor).map(|_| ())
+    }
+
+    /// [`Enforcer::membership`], recording a refusal: for a front end admitting a request in
+    /// the workspace it names. An admitted actor is not recorded (each of its actions is).
+    ///
+    /// # Errors
+    /// The refusing rule, once its audit record is written, or [`DenyRule::AuditFailed`].
+    pub async fn check_membership(&self, actor: &Actor) -> Result<(), DenyRule> {
+        let Err(rule) = self.membership(actor) else {
+            return Ok(());
+        };
+        let record = NewRecord::decision(Verdict::Deny, rule.to_string()).with_actor(actor.clone());
+        match self.audit.submit(record).await {
+            // Recorded, not published: a decision event names a capability, and this refusal
+            // is of the actor itself.
+            Ok(_) => Err(rule),
+            Err(error) => {
+                tracing::error!(%error, "audit record not written; denying");
+                Err(DenyRule::AuditFailed {
+                    error: error.to_string(),
+                })
+            }
+        }
+    }
+
     fn decide_actor(&self, capability: &Capability, actor: &Actor) -> Decision {
         let Ok(state) = self.state.read() else {
             let rule = DenyRule::Internal {
@@ -422,19 +511,9 @@ impl Enforcer {
             };
             return Decision::Deny { rule };
         };
-        let workspace_name = actor.workspace.as_deref().unwrap_or("");
-        let Some(workspace) = state.workspaces.get(workspace_name) else {
-            let rule = DenyRule::UnknownWorkspace {
-                workspace: workspace_name.to_string(),
-            };
-            return Decision::Deny { rule };
-        };
-        let user_name = actor.user.as_deref().unwrap_or("");
-        let Some(user) = state.users.get(user_name) else {
-            let rule = DenyRule::UnknownUser {
-                user: user_name.to_string(),
-            };
-            return Decision::Deny { rule };
+        let (workspace, user) = match state.scopes(actor) {
+            Ok(scopes) => scopes,
+            Err(rule) => return Decision::Deny { rule },
         };
         let layers = Layers {
             plugin: None,
@@ -488,17 +567,9 @@ impl Enforcer {
         };
         let version = Some(plugin.version.clone());
         let deny = |rule| (Decision::Deny { rule }, version.clone());
-        let workspace_name = check.actor.workspace.as_deref().unwrap_or("");
-        let Some(workspace) = state.workspaces.get(workspace_name) else {
-            return deny(DenyRule::UnknownWorkspace {
-                workspace: workspace_name.to_string(),
-            });
-        };
-        let user_name = check.actor.user.as_deref().unwrap_or("");
-        let Some(user) = state.users.get(user_name) else {
-            return deny(DenyRule::UnknownUser {
-                user: user_name.to_string(),
-            });
+        let (workspace, user) = match state.scopes(check.actor) {
+            Ok(scopes) => scopes,
+            Err(rule) => return deny(rule),
         };
         let layers = Layers {
             plugin: match check.subject {

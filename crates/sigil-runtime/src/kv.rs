@@ -23,6 +23,7 @@ impl KvStore {
     /// When the database cannot be opened or the table created.
     pub fn open(path: &Path) -> Result<KvStore, String> {
         let fail = |e: rusqlite::Error| format!("{}: {e}", path.display());
+        crate::files::ensure_private_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let connection = Connection::open(path).map_err(fail)?;
         connection
             .busy_timeout(std::time::Duration::from_secs(10))

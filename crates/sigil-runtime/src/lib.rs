@@ -10,6 +10,7 @@ mod approvals;
 mod config;
 mod enforcer;
 mod events;
+pub mod files;
 #[doc(hidden)]
 pub mod fuzzing;
 mod kv;
@@ -36,11 +37,11 @@ pub use manager::{
     Builtin, Failure, LoadRequest, Manager, PluginEntry, PluginSummary, Source, TierLoader,
 };
 pub use runtime::{
-    ADMIN_CONFIG, Approval, ApprovalRequest, CommandCaller, CommandError, ConfigChange,
-    ConfigUpdateError, ConfigWatch, ControlError, DEFAULT_HOOK_TIMEOUT, DEFAULT_OUTPUT_BYTES,
-    DEFAULT_TIMEOUT, DecidedApproval, EmitError, HOT_RELOAD_QUIET, HotReload, Invocation,
-    InvokeError, MAX_COMMAND_ARGS_BYTES, OpenError, PluginCommand, Runtime, Step, ToolListing,
-    clean_command_args,
+    ADMIN_CONFIG, APPROVALS_DECIDE, Approval, ApprovalRequest, CommandCaller, CommandError,
+    ConfigChange, ConfigUpdateError, ConfigWatch, ControlError, DEFAULT_HOOK_TIMEOUT,
+    DEFAULT_OUTPUT_BYTES, DEFAULT_TIMEOUT, DecidedApproval, EmitError, HOT_RELOAD_QUIET, HotReload,
+    Invocation, InvokeError, MAX_COMMAND_ARGS_BYTES, OpenError, PluginCommand, Runtime, Step,
+    ToolListing, clean_command_args,
 };
 pub use secret_binding::{BoundSecret, OutboundRequest, SecretDestination};
 pub use tool::{Call, HeldTool, HookVerdict, Steps, ToolDescriptor, ToolError, ToolPlugin};

@@ -41,7 +41,7 @@ mod control;
 mod deadline;
 mod hooks;
 mod watch;
-pub use approvals::{ApprovalRequest, DecidedApproval};
+pub use approvals::{APPROVALS_DECIDE, ApprovalRequest, DecidedApproval};
 pub use approve::Approval;
 pub use commands::{
     CommandCaller, CommandError, MAX_COMMAND_ARGS_BYTES, PluginCommand, clean_command_args,
@@ -326,13 +326,21 @@ impl Runtime {
         &self.manager
     }
 
-    /// An actor for the local command line: the named user and workspace, or the configured
-    /// defaults.
+    /// An actor for the local command line: the named user, else `[defaults] user`; the named
+    /// workspace, else the one the user acts in by default ([`Config::home_workspace`]).
+    ///
+    /// # Security
+    /// The actor is what was asked for, not what is allowed: a workspace the user does not
+    /// belong to makes every decision for it a deny ([`sigil_policy::DenyRule::NotMember`]).
     pub fn local_actor(&self, user: Option<&str>, workspace: Option<&str>) -> Actor {
         let config = self.config();
+        let user = user.or(config.default_user());
+        let workspace = workspace
+            .or_else(|| user.and_then(|u| config.home_workspace(u)))
+            .or(config.default_workspace());
         Actor {
-            user: user.or(config.default_user()).map(str::to_string),
-            workspace: workspace.or(config.default_workspace()).map(str::to_string),
+            user: user.map(str::to_string),
+            workspace: workspace.map(str::to_string),
             session: None,
             channel: Some("cli".to_string()),
         }

@@ -43,6 +43,8 @@ impl SecretStore {
     /// the key is read from `key_path` when first needed.
     pub(crate) fn open(database: &Path, key_path: PathBuf) -> Result<SecretStore, String> {
         let fail = |e: rusqlite::Error| format!("{}: {e}", database.display());
+        crate::files::ensure_private_file(database)
+            .map_err(|e| format!("{}: {e}", database.display()))?;
         let connection = Connection::open(database).map_err(fail)?;
         connection
             .busy_timeout(std::time::Duration::from_secs(10))
@@ -198,18 +200,11 @@ fn associated(plugin: &str, field: &str) -> Vec<u8> {
 fn create_key(path: &Path) -> Result<Vec<u8>, String> {
     let fail = |e: std::io::Error| format!("secret key {}: {e}", path.display());
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(fail)?;
+        crate::files::create_private_dir_all(dir).map_err(fail)?;
     }
     let mut key = vec![0u8; KEY_BYTES];
     getrandom::fill(&mut key).map_err(|e| format!("no randomness for a secret key: {e}"))?;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    match options.open(path) {
+    match crate::files::create_private_file(path) {
         Ok(mut file) => {
             file.write_all(&key).map_err(fail)?;
             file.sync_all().map_err(fail)?;

@@ -627,3 +627,126 @@ async fn a_permission_revoked_while_a_call_waits_stops_it_after_the_approval() {
         last.record.outcome
     );
 }
+
+fn in_workspace(name: &str, workspace: &str) -> sigil_audit::Actor {
+    sigil_audit::Actor {
+        workspace: Some(workspace.into()),
+        ..user(name)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decider_is_judged_in_the_workspace_of_the_call_whatever_workspace_it_names() {
+    let dir = tempfile::tempdir().unwrap();
+    // `home` denies approval decisions, `lab` allows them; alice and bob belong to both.
+    let text = config(60_000)
+        .replace(
+            "[workspaces.home]\nallow = [\"*\"]\n",
+            "[workspaces.home]\nallow = [\"*\"]\ndeny = [\"approvals.decide\"]\n\n[workspaces.lab]\nallow = [\"*\"]\n",
+        )
+        .replace(
+            "[users.alice]\npermissions = [\"*\"]\n",
+            "[users.alice]\npermissions = [\"*\"]\nworkspaces = [\"home\", \"lab\"]\n",
+        )
+        .replace(
+            "[users.bob]\npermissions = [\"tool.probe.*\", \"approvals.decide\"]\n",
+            "[users.bob]\npermissions = [\"tool.probe.*\", \"approvals.decide\"]\nworkspaces = [\"home\", \"lab\"]\n",
+        );
+    assert!(text.contains("[workspaces.lab]") && text.matches("workspaces = ").count() == 2);
+    let sigil = Arc::new(common::open(
+        dir.path(),
+        &text,
+        vec![Builtin {
+            manifest: MANIFEST,
+            plugin: Arc::new(common::Probe::default()),
+        }],
+    ));
+    let held_in = |workspace: &'static str| {
+        let runtime = sigil.clone();
+        let mut events = sigil.subscribe();
+        async move {
+            let call = tokio::spawn(async move {
+                let alice = in_workspace("alice", workspace);
+                runtime.invoke(&alice, "probe/pipeline", json!({})).await
+            });
+            let approval = tokio::time::timeout(Duration::from_secs(30), async {
+                loop {
+                    if let Event::ApprovalRequested { approval } = events.recv().await.unwrap() {
+                        return approval;
+                    }
+                }
+            })
+            .await
+            .expect("no approval_requested event");
+            (call, approval)
+        }
+    };
+
+    // Bob naming `lab`, where he may decide, cannot approve a call made in `home`.
+    let (in_home, approval) = held_in("home").await;
+    let refused = sigil
+        .decide_approval(
+            &approval.id,
+            ApprovalDecision::Approve,
+            &in_workspace("bob", "lab"),
+            None,
+        )
+        .await;
+    match refused {
+        Err(ApprovalError::Forbidden {
+            ref user,
+            ref workspace,
+            ref rule,
+            ..
+        }) => {
+            assert_eq!((user.as_str(), workspace.as_str()), ("bob", "home"));
+            assert!(rule.contains("workspace `home` denies"), "{rule}");
+        }
+        other => panic!("approved from another workspace: {other:?}"),
+    }
+    assert_eq!(sigil.pending_approvals().len(), 1);
+    let recorded = sigil
+        .audit()
+        .query(&Filter {
+            user: Some("bob".into()),
+            ..Filter::default()
+        })
+        .unwrap();
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert_eq!(
+        (
+            recorded[0].record.decision,
+            recorded[0].record.capability.as_deref(),
+            recorded[0].record.actor.workspace.as_deref()
+        ),
+        (Some(Verdict::Deny), Some("approvals.decide"), Some("home"))
+    );
+
+    // A call made in `lab` he approves, even naming `home`; the decision is recorded in `lab`.
+    let (in_lab, approval) = held_in("lab").await;
+    let decided = sigil
+        .decide_approval(
+            &approval.id,
+            ApprovalDecision::Approve,
+            &in_workspace("bob", "home"),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(decided.rule, "approved by bob");
+    in_lab.await.unwrap().unwrap();
+    let records = records_of(&sigil, &approval.call_id);
+    assert!(
+        records.iter().any(|r| r.record.kind == RecordKind::Approval
+            && r.record.decision == Some(Verdict::Allow)
+            && r.record.actor.user.as_deref() == Some("bob")
+            && r.record.actor.workspace.as_deref() == Some("lab")),
+        "{records:?}"
+    );
+
+    assert_eq!(sigil.deny_pending_approvals("test over").await, 1);
+    assert!(matches!(
+        in_home.await.unwrap(),
+        Err(InvokeError::ApprovalDenied { .. })
+    ));
+}

@@ -157,6 +157,14 @@ fn every_decision_is_recorded_once_with_its_rule() {
         ),
         (
             "files",
+            "fs.read:/data/a.txt",
+            Some("bob"),
+            Some("kids"),
+            false,
+            "user `bob` is not a member of workspace `kids`",
+        ),
+        (
+            "files",
             "net.connect:example.com:443",
             Some("alice"),
             Some("home"),
@@ -338,6 +346,7 @@ fn explain_call_answers_as_the_call_would_be_decided_and_records_nothing() {
         ("files", "read", "alice", "home", true),
         ("files", "read", "bob", "home", false),
         ("files", "read", "alice", "kids", false),
+        ("files", "read", "bob", "kids", false),
         ("files", "read", "ghost", "home", false),
         ("ghost", "read", "alice", "home", false),
     ];
@@ -382,5 +391,41 @@ fn explain_call_answers_as_the_call_would_be_decided_and_records_nothing() {
             }
         ),
         "{odd:?}"
+    );
+}
+
+#[test]
+fn an_actor_outside_its_users_workspaces_is_refused_by_every_check_and_recorded_once() {
+    let f = fixture();
+    let rt = common::rt();
+    // Bob belongs to `home` alone (no `workspaces` field: `[defaults] workspace`); `kids` is
+    // configured, but not his.
+    let outside = actor(Some("bob"), Some("kids"));
+    let inside = actor(Some("bob"), Some("home"));
+    let capability = Capability::parse("tool.probe.echo").unwrap();
+    let not_member = "user `bob` is not a member of workspace `kids`";
+    assert_eq!(f.enforcer.membership(&inside), Ok(()));
+    assert_eq!(
+        f.enforcer.membership(&outside).map_err(|r| r.to_string()),
+        Err(format!("{not_member} (see `workspaces` in [users.bob])"))
+    );
+    let explained = f.enforcer.explain_actor(&capability, &outside);
+    assert!(explained.to_string().contains(not_member), "{explained}");
+    assert!(f.audit.query(&Filter::default()).unwrap().is_empty());
+
+    let refused = rt.block_on(f.enforcer.check_membership(&outside));
+    assert!(refused.is_err());
+    assert_eq!(rt.block_on(f.enforcer.check_membership(&inside)), Ok(()));
+    let decided = rt.block_on(f.enforcer.check_actor(&capability, &outside));
+    assert!(decided.to_string().contains(not_member), "{decided}");
+    let records = f.audit.query(&Filter::default()).unwrap();
+    // The refusal and the actor check; an admitted actor is not recorded.
+    assert_eq!(records.len(), 2, "{records:?}");
+    assert!(
+        records
+            .iter()
+            .all(|r| r.record.decision == Some(Verdict::Deny)
+                && r.record.actor.workspace.as_deref() == Some("kids")
+                && r.record.rule.contains(not_member))
     );
 }

@@ -265,6 +265,10 @@ fn configuration_errors_name_the_file_table_and_value() {
         ),
         ("[workspaces\n", "line 1"),
         (
+            "[workspaces.main]\n[users.a]\nworkspaces = [\"main\", \"lab\"]\n",
+            "users.a.workspaces[1]: workspace `lab` is not defined; add a [workspaces.lab] table",
+        ),
+        (
             "[audit]\ndurability = \"memory\"\n",
             // Where and what is expected, never the value: it might be a misplaced secret.
             "line 2, column 14: unknown variant (value not shown), expected `disk` or `process`",
@@ -292,6 +296,53 @@ fn a_fresh_home_gets_a_default_configuration_that_works() {
     );
     assert!(home.plugins_dir().is_dir());
     assert_eq!(config.audit_durability(), sigil_audit::Durability::Disk);
+}
+
+#[test]
+fn a_user_belongs_to_the_workspaces_it_lists_else_to_the_default_one() {
+    let config = Config::parse(
+        r#"
+[defaults]
+user = "local"
+workspace = "main"
+
+[workspaces.main]
+[workspaces.lab]
+[workspaces.ops]
+
+[users.local]
+[users.lister]
+workspaces = ["ops", "lab", "ops"]
+[users.member]
+workspaces = ["lab", "main"]
+[users.nowhere]
+workspaces = []
+"#,
+        Path::new("sigil.toml"),
+    )
+    .unwrap();
+    // (user, its workspaces, the one it acts in when none is named)
+    let table: [(&str, &[&str], Option<&str>); 5] = [
+        ("local", &["main"], Some("main")),
+        ("lister", &["ops", "lab"], Some("ops")),
+        ("member", &["lab", "main"], Some("main")),
+        ("nowhere", &[], None),
+        ("stranger", &[], None),
+    ];
+    for (user, workspaces, home) in table {
+        assert_eq!(config.user_workspaces(user), workspaces, "{user}");
+        assert_eq!(config.home_workspace(user), home, "{user}");
+        for workspace in ["main", "lab", "ops", "elsewhere"] {
+            assert_eq!(
+                config.is_member(user, workspace),
+                workspaces.contains(&workspace),
+                "{user} in {workspace}"
+            );
+        }
+    }
+    // Without [defaults] workspace, a user without the field belongs nowhere.
+    let bare = Config::parse("[workspaces.main]\n[users.a]\n", Path::new("sigil.toml")).unwrap();
+    assert!(bare.user_workspaces("a").is_empty());
 }
 
 #[test]

@@ -304,14 +304,19 @@ impl Copier<'_> {
     fn copy(&mut self, relative: &Path, entry: Entry<'_>) -> Result<(), TrustError> {
         let node = match entry {
             Entry::Dir => {
-                rustix::fs::mkdirat(&self.target, relative, Mode::from_raw_mode(0o777))
+                rustix::fs::mkdirat(&self.target, relative, Mode::from_raw_mode(0o700))
                     .map_err(|e| io(&self.to.join(relative), e))?;
                 Node::Dir
             }
-            Entry::File(source, mode) => Node::File {
-                mode,
-                sha256: self.file(relative, source, mode)?,
-            },
+            Entry::File(source, mode) => {
+                // Private to the owner like everything in the data directory: the owner's
+                // bits of the source (its execute bit included), none for group or others.
+                let mode = mode & 0o700;
+                Node::File {
+                    mode,
+                    sha256: self.file(relative, source, mode)?,
+                }
+            }
         };
         self.copied.insert(relative.to_path_buf(), node);
         Ok(())
@@ -334,7 +339,7 @@ impl Copier<'_> {
             Mode::from_raw_mode(mode),
         )
         .map_err(|e| io(&written_to, e))?;
-        // The mode given at creation passes through the umask; the copy keeps the source's.
+        // The mode given at creation passes through the umask; the copy keeps the one given.
         rustix::fs::fchmod(&created, Mode::from_raw_mode(mode)).map_err(|e| io(&written_to, e))?;
         let mut copy = File::from(created);
         let mut hasher = Sha256::new();

@@ -138,11 +138,11 @@ impl ComponentCache {
     }
 }
 
+/// Writes a cache entry, private to the user like the rest of the data directory: compiled
+/// code that `deserialize_file` trusts must not be writable, or readable, by anyone else.
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
+        sigil_runtime::files::create_private_dir_all(parent)?;
     }
-    let temporary = path.with_extension(format!("tmp-{}", std::process::id()));
-    std::fs::write(&temporary, bytes)?;
-    std::fs::rename(&temporary, path)
+    sigil_runtime::files::write_private_atomically(path, bytes)
 }

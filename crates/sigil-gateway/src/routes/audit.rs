@@ -26,7 +26,7 @@ const MAX_LIMIT: u32 = 10_000;
         (status = 200, description = "The records.", body = AuditRecords),
         (status = 400, description = "A filter does not parse, or bad X-Sigil-Workspace.", body = ErrorBody),
         (status = 401, description = "Missing or invalid token.", body = ErrorBody),
-        (status = 403, description = "The user may not use `admin.audit`.", body = ErrorBody),
+        (status = 403, description = "The user may not use `admin.audit`, or does not belong to the workspace the request names.", body = ErrorBody),
     )
 )]
 pub(crate) async fn query(
@@ -94,7 +94,7 @@ fn filter(query: &AuditQuery) -> Result<Filter, ApiError> {
         (status = 200, description = "The verdict; `intact` is false when tampering was found.", body = VerifyBody),
         (status = 400, description = "Bad X-Sigil-Workspace.", body = ErrorBody),
         (status = 401, description = "Missing or invalid token.", body = ErrorBody),
-        (status = 403, description = "The user may not use `admin.audit`.", body = ErrorBody),
+        (status = 403, description = "The user may not use `admin.audit`, or does not belong to the workspace the request names.", body = ErrorBody),
     )
 )]
 pub(crate) async fn verify(

@@ -34,6 +34,7 @@ fn patterns(set: &CapabilitySet) -> Vec<String> {
         (status = 200, description = "The workspaces.", body = WorkspaceList),
         (status = 400, description = "Bad X-Sigil-Workspace.", body = ErrorBody),
         (status = 401, description = "Missing or invalid token.", body = ErrorBody),
+        (status = 403, description = "The user does not belong to the workspace the request names.", body = ErrorBody),
     )
 )]
 pub(crate) async fn workspaces(State(state): State<AppState>) -> Json<WorkspaceList> {
@@ -53,7 +54,8 @@ pub(crate) async fn workspaces(State(state): State<AppState>) -> Json<WorkspaceL
     })
 }
 
-/// The users of sigil.toml with their permissions, and which one this request acts as.
+/// The users of sigil.toml with their permissions and workspaces, and which one this request
+/// acts as.
 #[utoipa::path(
     get,
     path = "/v1/users",
@@ -63,6 +65,7 @@ pub(crate) async fn workspaces(State(state): State<AppState>) -> Json<WorkspaceL
         (status = 200, description = "The users.", body = UserList),
         (status = 400, description = "Bad X-Sigil-Workspace.", body = ErrorBody),
         (status = 401, description = "Missing or invalid token.", body = ErrorBody),
+        (status = 403, description = "The user does not belong to the workspace the request names.", body = ErrorBody),
     )
 )]
 pub(crate) async fn users(
@@ -78,6 +81,7 @@ pub(crate) async fn users(
                 name: name.clone(),
                 permissions: patterns(&scope.allow),
                 deny: patterns(&scope.deny),
+                workspaces: config.user_workspaces(name).to_vec(),
             })
             .collect(),
         me: actor.user.unwrap_or_default(),
@@ -113,7 +117,7 @@ fn update_error(error: ConfigUpdateError) -> ApiError {
         (status = 200, description = "The configuration, secrets redacted.", body = PluginConfigBody),
         (status = 400, description = "Bad X-Sigil-Workspace.", body = ErrorBody),
         (status = 401, description = "Missing or invalid token.", body = ErrorBody),
-        (status = 403, description = "The user may not use `admin.config`.", body = ErrorBody),
+        (status = 403, description = "The user may not use `admin.config`, or does not belong to the workspace the request names.", body = ErrorBody),
         (status = 404, description = "No such plugin.", body = ErrorBody),
     )
 )]
@@ -147,7 +151,7 @@ pub(crate) async fn plugin_config(
         (status = 200, description = "In force.", body = ConfigChangeBody),
         (status = 400, description = "Bad JSON or X-Sigil-Workspace.", body = ErrorBody),
         (status = 401, description = "Missing or invalid token.", body = ErrorBody),
-        (status = 403, description = "The user may not use `admin.config`.", body = ErrorBody),
+        (status = 403, description = "The user may not use `admin.config`, or does not belong to the workspace the request names.", body = ErrorBody),
         (status = 404, description = "No such plugin.", body = ErrorBody),
         (status = 413, description = "Body too large.", body = ErrorBody),
         (status = 415, description = "Body is not JSON.", body = ErrorBody),
@@ -184,7 +188,7 @@ pub(crate) async fn update_plugin_config(
         (status = 200, description = "In force (or unchanged).", body = ConfigChangeBody),
         (status = 400, description = "Bad X-Sigil-Workspace.", body = ErrorBody),
         (status = 401, description = "Missing or invalid token.", body = ErrorBody),
-        (status = 403, description = "The user may not use `admin.config`.", body = ErrorBody),
+        (status = 403, description = "The user may not use `admin.config`, or does not belong to the workspace the request names.", body = ErrorBody),
         (status = 422, description = "sigil.toml is invalid; the configuration in force stays.", body = ErrorBody),
     )
 )]

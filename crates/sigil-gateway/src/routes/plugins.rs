@@ -31,6 +31,7 @@ use crate::state::{ADMIN_PLUGINS, AppState};
         (status = 200, description = "The plugins.", body = PluginList),
         (status = 400, description = "Bad X-Sigil-Workspace.", body = ErrorBody),
         (status = 401, description = "Missing or invalid token.", body = ErrorBody),
+        (status = 403, description = "The user does not belong to the workspace the request names.", body = ErrorBody),
     )
 )]
 pub(crate) async fn list(State(state): State<AppState>) -> Json<PluginList> {
@@ -59,6 +60,7 @@ pub(crate) async fn list(State(state): State<AppState>) -> Json<PluginList> {
         (status = 200, description = "The plugin.", body = PluginDetail),
         (status = 400, description = "Bad X-Sigil-Workspace.", body = ErrorBody),
         (status = 401, description = "Missing or invalid token.", body = ErrorBody),
+        (status = 403, description = "The user does not belong to the workspace the request names.", body = ErrorBody),
         (status = 404, description = "No such plugin.", body = ErrorBody),
     )
 )]
@@ -106,7 +108,7 @@ pub(crate) async fn inspect(
         (status = 201, description = "Installed and loaded.", body = PluginBody),
         (status = 400, description = "Bad request: not an absolute directory path, bad JSON or X-Sigil-Workspace.", body = ErrorBody),
         (status = 401, description = "Missing or invalid token.", body = ErrorBody),
-        (status = 403, description = "The user may not use `admin.plugins`.", body = ErrorBody),
+        (status = 403, description = "The user may not use `admin.plugins`, or does not belong to the workspace the request names.", body = ErrorBody),
         (status = 409, description = "Already installed (use `force`), or the id is a compiled-in plugin's.", body = ErrorBody),
         (status = 413, description = "Body too large.", body = ErrorBody),
         (status = 415, description = "Body is not JSON.", body = ErrorBody),
@@ -183,7 +185,7 @@ fn install_error(error: InstallError) -> ApiError {
         (status = 200, description = "Running again.", body = PluginBody),
         (status = 400, description = "Bad X-Sigil-Workspace.", body = ErrorBody),
         (status = 401, description = "Missing or invalid token.", body = ErrorBody),
-        (status = 403, description = "The user may not use `admin.plugins`.", body = ErrorBody),
+        (status = 403, description = "The user may not use `admin.plugins`, or does not belong to the workspace the request names.", body = ErrorBody),
         (status = 404, description = "No such plugin.", body = ErrorBody),
         (status = 409, description = "Not stopped.", body = ErrorBody),
         (status = 422, description = "It did not load.", body = ErrorBody),
@@ -213,7 +215,7 @@ pub(crate) async fn enable(
         (status = 200, description = "Stopped.", body = PluginBody),
         (status = 400, description = "Bad X-Sigil-Workspace.", body = ErrorBody),
         (status = 401, description = "Missing or invalid token.", body = ErrorBody),
-        (status = 403, description = "The user may not use `admin.plugins`.", body = ErrorBody),
+        (status = 403, description = "The user may not use `admin.plugins`, or does not belong to the workspace the request names.", body = ErrorBody),
         (status = 404, description = "No such plugin.", body = ErrorBody),
         (status = 409, description = "Not running.", body = ErrorBody),
     )
@@ -243,7 +245,7 @@ pub(crate) async fn disable(
         (status = 200, description = "Reloaded.", body = PluginBody),
         (status = 400, description = "Bad X-Sigil-Workspace.", body = ErrorBody),
         (status = 401, description = "Missing or invalid token.", body = ErrorBody),
-        (status = 403, description = "The user may not use `admin.plugins`.", body = ErrorBody),
+        (status = 403, description = "The user may not use `admin.plugins`, or does not belong to the workspace the request names.", body = ErrorBody),
         (status = 404, description = "No such plugin.", body = ErrorBody),
         (status = 409, description = "Changing state; try again.", body = ErrorBody),
         (status = 422, description = "The new generation did not load; the old one stays.", body = ErrorBody),
@@ -273,7 +275,7 @@ pub(crate) async fn reload(
         (status = 200, description = "Approved; `approved` lists what changed.", body = ApprovalBody),
         (status = 400, description = "Bad X-Sigil-Workspace.", body = ErrorBody),
         (status = 401, description = "Missing or invalid token.", body = ErrorBody),
-        (status = 403, description = "The user may not use `admin.plugins`.", body = ErrorBody),
+        (status = 403, description = "The user may not use `admin.plugins`, or does not belong to the workspace the request names.", body = ErrorBody),
         (status = 404, description = "No such plugin.", body = ErrorBody),
         (status = 409, description = "Not loaded, or changing state.", body = ErrorBody),
         (status = 422, description = "The approval could not be recorded, or the approved generation did not load.", body = ErrorBody),
@@ -312,7 +314,7 @@ pub(crate) async fn approve(
         (status = 200, description = "Removed.", body = Removed),
         (status = 400, description = "Bad X-Sigil-Workspace.", body = ErrorBody),
         (status = 401, description = "Missing or invalid token.", body = ErrorBody),
-        (status = 403, description = "The user may not use `admin.plugins`.", body = ErrorBody),
+        (status = 403, description = "The user may not use `admin.plugins`, or does not belong to the workspace the request names.", body = ErrorBody),
         (status = 404, description = "No such plugin.", body = ErrorBody),
         (status = 409, description = "A compiled-in plugin.", body = ErrorBody),
     )

@@ -26,6 +26,7 @@ use crate::state::AppState;
         (status = 200, description = "The tools.", body = ToolList),
         (status = 400, description = "Bad X-Sigil-Workspace.", body = ErrorBody),
         (status = 401, description = "Missing or invalid token.", body = ErrorBody),
+        (status = 403, description = "The user does not belong to the workspace the request names.", body = ErrorBody),
     )
 )]
 pub(crate) async fn list(State(state): State<AppState>) -> Json<ToolList> {

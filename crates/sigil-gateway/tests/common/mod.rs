@@ -29,6 +29,7 @@ allow = ["tool.fs.*"]
 
 [users.admin]
 permissions = ["*"]
+workspaces = ["main", "narrow"]
 
 [users.bob]
 permissions = ["tool.fs.*"]
@@ -207,6 +208,11 @@ impl Server {
             stop: Some(stop),
             server: Some(server),
         }
+    }
+
+    /// A second handle on the data directory's tokens, as `sigil token` opens them.
+    pub fn token_store(&self) -> TokenStore {
+        TokenStore::open(&self.home.path().join("sigil.db")).unwrap()
     }
 
     pub fn runtime(&self) -> &Runtime {

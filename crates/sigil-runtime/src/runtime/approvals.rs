@@ -11,8 +11,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use sigil_audit::{Actor, AuditSink, NewRecord, RecordKind, Verdict};
+use sigil_policy::{Capability, Decision, DenyRule};
 
 use super::{InvokeError, Runtime};
+
+/// What a person needs, in the workspace of a held call, to approve or deny it.
+pub const APPROVALS_DECIDE: &str = "approvals.decide";
 use crate::approvals::{ApprovalDecision, ApprovalError, ApprovalMode, PendingApproval};
 use crate::events::Event;
 
@@ -310,17 +314,20 @@ impl Runtime {
     }
 
     /// `decider` approves or denies pending approval `id`, with an optional reason. The
-    /// decision is recorded (actor: the decider) before the waiting call learns it, and
-    /// published as [`Event::ApprovalDecided`].
+    /// decision is recorded (actor: the decider, in the call's workspace) before the waiting
+    /// call learns it, and published as [`Event::ApprovalDecided`].
     ///
-    /// Decides nothing about who may decide: a front end asks the enforcer first (the HTTP
-    /// gateway checks `approvals.decide`). The user who made the call cannot approve it unless
-    /// `approvals.allow_self_approval` is set; anyone deciding may deny it.
+    /// # Security
+    /// An approval is decided in the workspace of the call it holds, whatever workspace the
+    /// decider names: the decider's user must hold [`APPROVALS_DECIDE`] there (which needs it
+    /// to belong to that workspace), asked of the enforcer and recorded. The user who made the
+    /// call cannot approve it unless `approvals.allow_self_approval` is set; anyone allowed to
+    /// decide may deny it.
     ///
     /// # Errors
     /// [`ApprovalError::NotFound`], [`ApprovalError::AlreadyDecided`],
-    /// [`ApprovalError::OwnCall`], or [`ApprovalError::Audit`] when the decision cannot be
-    /// recorded (the call is then denied).
+    /// [`ApprovalError::Forbidden`], [`ApprovalError::OwnCall`], or [`ApprovalError::Audit`]
+    /// when the decision cannot be recorded (the call is then denied).
     pub async fn decide_approval(
         &self,
         id: &str,
@@ -328,6 +335,33 @@ impl Runtime {
         decider: &Actor,
         reason: Option<&str>,
     ) -> Result<DecidedApproval, ApprovalError> {
+        let pending = self.approvals.get(id)?;
+        // The workspace of the call, never the one the decider acts in: a decider cannot pick
+        // a workspace where it holds `approvals.decide` to approve a call from one where it
+        // does not.
+        let decider = &Actor {
+            workspace: pending.actor.workspace.clone(),
+            ..decider.clone()
+        };
+        let decided = match Capability::parse(APPROVALS_DECIDE) {
+            Ok(capability) => self.enforcer.check_actor(&capability, decider).await,
+            Err(error) => Decision::Deny {
+                rule: DenyRule::InvalidCapability {
+                    error: error.to_string(),
+                },
+            },
+        };
+        if let Decision::Deny { rule } = decided {
+            return Err(match rule {
+                DenyRule::AuditFailed { error } => ApprovalError::Audit(error),
+                rule => ApprovalError::Forbidden {
+                    user: decider.user.clone().unwrap_or_default(),
+                    workspace: decider.workspace.clone().unwrap_or_default(),
+                    call_id: pending.call_id,
+                    rule: rule.to_string(),
+                },
+            });
+        }
         let (approval, answer) = self.approvals.claim(id, decision, decider)?;
         let mut rule = format!(
             "{decision} by {}",

@@ -14,7 +14,7 @@
 //!
 //! Errors, events and audit records name files, plugins, places and schema rules, never values.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, Weak};
 use std::time::Instant;
@@ -649,32 +649,9 @@ fn toml_value(value: &Value, at: &str) -> Result<toml_edit::Value, String> {
     })
 }
 
-/// Replaces `path` with `text`: a temporary file in the same directory, with the same
-/// permissions, synced, then renamed over it.
+/// Replaces `path` with `text`, atomically and private to the user
+/// ([`crate::files::write_private_atomically`]).
 fn write_atomically(path: &Path, text: &str) -> Result<(), String> {
-    use std::io::Write;
-    let fail = |e: std::io::Error| format!("{}: {e}", path.display());
-    let dir = path
-        .parent()
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temporary = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let written = std::fs::File::create(&temporary).and_then(|mut file| {
-        if let Ok(metadata) = std::fs::metadata(path) {
-            file.set_permissions(metadata.permissions())?;
-        }
-        file.write_all(text.as_bytes())?;
-        file.sync_all()
-    });
-    if let Err(error) = written.and_then(|()| std::fs::rename(&temporary, path)) {
-        let _ = std::fs::remove_file(&temporary);
-        return Err(fail(error));
-    }
-    if let Ok(directory) = std::fs::File::open(&dir) {
-        let _ = directory.sync_all();
-    }
-    Ok(())
+    crate::files::write_private_atomically(path, text.as_bytes())
+        .map_err(|e| format!("{}: {e}", path.display()))
 }

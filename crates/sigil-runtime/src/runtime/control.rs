@@ -14,7 +14,6 @@
 //! [`Runtime::reload`] that serves the plugin again, and [`Runtime::remove`] clear the record.
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -514,25 +513,10 @@ fn write_marks(path: &Path, disabled: BTreeSet<String>) -> std::io::Result<()> {
     let dir = path
         .parent()
         .ok_or_else(|| std::io::Error::other("the state file has no parent directory"))?;
-    std::fs::create_dir_all(dir)?;
+    crate::files::create_private_dir_all(dir)?;
     let mut text = serde_json::to_vec_pretty(&DisabledFile { disabled })?;
     text.push(b'\n');
-    // Unique per process: within one, `MARKS` serialises writers.
-    let temporary = dir.join(format!(".disabled.json.{}.tmp", std::process::id()));
-    let written = std::fs::File::create(&temporary).and_then(|mut file| {
-        file.write_all(&text)?;
-        file.sync_all()
-    });
-    if let Err(error) = written.and_then(|()| std::fs::rename(&temporary, path)) {
-        let _ = std::fs::remove_file(&temporary);
-        return Err(error);
-    }
-    // The rename is durable once the directory is synced; a failure here loses at most the
-    // latest change in a power cut, so it is not worth failing the change for.
-    if let Ok(directory) = std::fs::File::open(dir) {
-        let _ = directory.sync_all();
-    }
-    Ok(())
+    crate::files::write_private_atomically(path, &text)
 }
 
 /// A generation replaced by a new one: it finishes the calls it has in flight, for at most its

@@ -35,7 +35,7 @@ impl Runtime {
     /// When the directory cannot be watched (inotify limits, a missing directory).
     pub fn watch_hot_reload(runtime: &Arc<Runtime>) -> Result<HotReload, String> {
         let dir = runtime.home.plugins_dir();
-        std::fs::create_dir_all(&dir)
+        crate::files::create_private_dir_all(&dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let dir = dir.canonicalize().unwrap_or(dir);
         let (sender, changes) = mpsc::channel::<PathBuf>();

@@ -47,9 +47,10 @@ allow = ["tool.text.*"]
 [users.alice]
 permissions = ["*"]
 deny = ["tool.probe.forbidden"]
+workspaces = ["home", "kids"]
 
 [users.bob]
-permissions = ["tool.probe.*"]
+permissions = ["tool.probe.*", "approvals.decide"]
 
 [users.nobody]
 permissions = []
