@@ -10,6 +10,7 @@ mod approvals;
 mod config;
 mod enforcer;
 mod events;
+mod held;
 mod kv;
 mod lifecycle;
 mod manager;
@@ -23,8 +24,9 @@ pub use approvals::{
     PendingApproval,
 };
 pub use config::{Config, ConfigError, DEFAULT_CONFIG, Home, SECRET_MARKER, SecretValue};
-pub use enforcer::{Check, Enforcer, Registration, Subject};
+pub use enforcer::{Check, Enforcer, Refusal, Registration, Subject};
 pub use events::{CAPACITY as EVENT_CAPACITY, Event, Events};
+pub use held::{GrantedDir, GrantedDirs, HeldDir, granted_dirs};
 pub use kv::{KvStore, MAX_VALUE_BYTES};
 pub use lifecycle::{IllegalTransition, Lifecycle, State};
 pub use manager::{
@@ -38,7 +40,7 @@ pub use runtime::{
     clean_command_args,
 };
 pub use tool::{Call, HeldTool, HookVerdict, Steps, ToolDescriptor, ToolError, ToolPlugin};
-pub use trust::{Trust, TrustPolicy, consent_record, directory_trust};
+pub use trust::{SignedFiles, Trust, TrustPolicy, consent_record, directory_trust};
 
 pub use async_trait::async_trait;
 pub use sigil_audit::Actor;

@@ -40,7 +40,7 @@ impl DigestList {
     /// newline or backslash; [`TrustError::Io`] when something cannot be read.
     pub fn compute(dir: &Path) -> Result<DigestList, TrustError> {
         let mut files = BTreeMap::new();
-        walk(dir, "", &mut files, is_skipped)?;
+        walk(dir, "", &mut files, is_skipped, &mut |path, _| sha256_file(path))?;
         Ok(DigestList { files })
     }
 
@@ -127,16 +127,57 @@ impl DigestList {
     /// [`TrustError::Tampered`] naming every file that changed, is missing or was added; the
     /// errors of [`DigestList::compute`].
     pub fn check(&self, dir: &Path) -> Result<(), TrustError> {
-        // Python runs bytecode it finds in `__pycache__` beside a source whose time and size
-        // match: such a file is never signed, so a signed plugin holding one is refused.
         let mut files = BTreeMap::new();
-        walk(dir, "", &mut files, |name| {
-            is_skipped(name) && name != "__pycache__"
+        walk(dir, "", &mut files, checked_skip, &mut |path, _| sha256_file(path))?;
+        self.compare(dir, &files)
+    }
+
+    /// Copies the plugin in `from` into the empty directory `to`, hashing the bytes as they are
+    /// written, and checks the copy against this list as [`DigestList::check`] does. Only
+    /// files are copied (read-only, keeping their execute bits); the digest list and its
+    /// signature are left out, and so is every name [`DigestList::check`] skips.
+    ///
+    /// What the copy holds is exactly what was hashed: a file edited in `from` while (or after)
+    /// it is copied either fails the check or does not reach the copy.
+    ///
+    /// # Errors
+    /// [`TrustError::Tampered`] naming every file that differs, with the copy left incomplete
+    /// for the caller to remove; [`TrustError::Io`] when a file cannot be read or written; the
+    /// errors of [`DigestList::compute`].
+    pub fn copy_verified(&self, from: &Path, to: &Path) -> Result<(), TrustError> {
+        let mut files = BTreeMap::new();
+        walk(from, "", &mut files, checked_skip, &mut |path, relative| {
+            copy_hashed(path, &to.join(relative))
         })?;
-        let actual = DigestList { files };
+        self.compare(from, &files)
+    }
+
+    /// Checks `bytes`, read from the listed file `path` (relative, `/`-separated) of the plugin
+    /// in `dir`, against its signed digest: for a tier that reads a file once and runs what it
+    /// read.
+    ///
+    /// # Errors
+    /// [`TrustError::Tampered`] when `path` is not listed or its bytes differ from the signed
+    /// ones.
+    pub fn check_file(&self, dir: &Path, path: &str, bytes: &[u8]) -> Result<(), TrustError> {
+        let problem = match self.files.get(path) {
+            None => format!("{path} is not in the signed digest list"),
+            Some(digest) if *digest != hex(&Sha256::digest(bytes)) => {
+                format!("{path} was changed after signing")
+            }
+            Some(_) => return Ok(()),
+        };
+        Err(TrustError::Tampered {
+            dir: dir.to_path_buf(),
+            problems: vec![problem],
+        })
+    }
+
+    /// The differences between this list and the files found in `dir`.
+    fn compare(&self, dir: &Path, actual: &BTreeMap<String, String>) -> Result<(), TrustError> {
         let mut problems = Vec::new();
         for (file, digest) in &self.files {
-            match actual.files.get(file) {
+            match actual.get(file) {
                 None => problems.push(format!("{file} is listed but missing")),
                 Some(found) if found != digest => {
                     problems.push(format!("{file} was changed after signing"));
@@ -144,7 +185,7 @@ impl DigestList {
                 Some(_) => {}
             }
         }
-        for file in actual.files.keys() {
+        for file in actual.keys() {
             if file.split('/').any(|part| part == "__pycache__") {
                 problems.push(format!(
                     "{file} is bytecode, which is never signed: delete the __pycache__ directories"
@@ -164,11 +205,21 @@ impl DigestList {
     }
 }
 
+/// The names a check skips: [`SKIPPED_NAMES`] but `__pycache__`. Python runs bytecode it finds
+/// in `__pycache__` beside a source whose time and size match: such a file is never signed, so
+/// a signed plugin holding one is refused.
+fn checked_skip(name: &std::ffi::OsStr) -> bool {
+    is_skipped(name) && name != "__pycache__"
+}
+
+/// Visits every regular file under `dir` (refusing links and special files), recording what
+/// `file` returns for it (its digest) under its relative path.
 fn walk(
     dir: &Path,
     prefix: &str,
     files: &mut BTreeMap<String, String>,
     skipped: fn(&std::ffi::OsStr) -> bool,
+    file: &mut dyn FnMut(&Path, &str) -> Result<String, TrustError>,
 ) -> Result<(), TrustError> {
     let entries = std::fs::read_dir(dir).map_err(|e| TrustError::io(dir, &e))?;
     for entry in entries {
@@ -200,9 +251,10 @@ fn walk(
                 "is a symbolic link; a signed plugin may not contain links",
             ));
         } else if kind.is_dir() {
-            walk(&path, &format!("{relative}/"), files, skipped)?;
+            walk(&path, &format!("{relative}/"), files, skipped, file)?;
         } else if kind.is_file() {
-            files.insert(relative, sha256_file(&path)?);
+            let digest = file(&path, &relative)?;
+            files.insert(relative, digest);
         } else {
             return Err(unsignable("is not a regular file or directory"));
         }
@@ -223,11 +275,49 @@ fn sha256_file(path: &Path) -> Result<String, TrustError> {
         }
         hasher.update(&buffer[..read]);
     }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(hex(&hasher.finalize()))
+}
+
+/// Copies `from` to the new file `to` (creating its directory), read-only but for `from`'s
+/// execute bits, and returns the SHA-256 of the bytes written.
+fn copy_hashed(from: &Path, to: &Path) -> Result<String, TrustError> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut source = std::fs::File::open(from).map_err(|e| TrustError::io(from, &e))?;
+    let mode = source
+        .metadata()
+        .map_err(|e| TrustError::io(from, &e))?
+        .permissions()
+        .mode();
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| TrustError::io(parent, &e))?;
+    }
+    let mut target = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o444 | (mode & 0o111))
+        .open(to)
+        .map_err(|e| TrustError::io(to, &e))?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let read = source
+            .read(&mut buffer)
+            .map_err(|e| TrustError::io(from, &e))?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+        target
+            .write_all(&buffer[..read])
+            .map_err(|e| TrustError::io(to, &e))?;
+    }
+    target.sync_all().map_err(|e| TrustError::io(to, &e))?;
+    Ok(hex(&hasher.finalize()))
+}
+
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
