@@ -134,6 +134,15 @@ fn a_component_changed_after_verification_is_never_reloaded_as_verified() {
     assert_eq!(refusals(&sigil, "plugin.wasm was changed after signing"), 2);
 }
 
+/// Raises its flag when dropped.
+struct Stop<'a>(&'a AtomicBool);
+
+impl Drop for Stop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
 #[test]
 fn a_component_swapped_while_it_loads_is_never_run_as_verified() {
     let w = signed_world();
@@ -143,13 +152,15 @@ fn a_component_swapped_while_it_loads_is_never_run_as_verified() {
     let stop = AtomicBool::new(false);
     let (mut loaded, mut refused) = (0, 0);
     std::thread::scope(|scope| {
-        // Flips the component between the signed bytes and others, as fast as it can.
+        // Flips the component between the signed bytes and others, as fast as it can, until
+        // the loop below ends, however it ends.
         scope.spawn(|| {
             while !stop.load(Ordering::SeqCst) {
                 replace(&component, &other);
                 replace(&component, &signed);
             }
         });
+        let _stop = Stop(&stop);
         for _ in 0..200 {
             match w.sigil.reload("hostile") {
                 Ok(listed) => {
@@ -167,7 +178,6 @@ fn a_component_swapped_while_it_loads_is_never_run_as_verified() {
                 }
             }
         }
-        stop.store(true, Ordering::SeqCst);
     });
     // Every refusal is on the record.
     assert_eq!(refusals(&w.sigil, "changed after signing"), refused, "{loaded} loaded");
