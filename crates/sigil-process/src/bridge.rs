@@ -112,9 +112,11 @@ impl BridgePlugin {
             crate::block_on(handle, async move {
                 // Started from a task of the tier's runtime: bubblewrap dies with the thread
                 // that started it, and the runtime's workers outlive the sandbox.
-                tokio::spawn(async move { Server::start(&starter, live).await.map_err(String::from) })
-                    .await
-                    .map_err(|e| format!("starting the MCP server panicked: {e}"))?
+                tokio::spawn(
+                    async move { Server::start(&starter, live).await.map_err(String::from) },
+                )
+                .await
+                .map_err(|e| format!("starting the MCP server panicked: {e}"))?
             })?
         };
         let mut names = BTreeMap::new();

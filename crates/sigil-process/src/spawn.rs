@@ -319,7 +319,10 @@ pub(crate) fn socket_dir(run_dir: &Path) -> Result<PathBuf, String> {
 /// A fresh directory (0700) under `run_dir`, named at random with `suffix`.
 fn private_dir(run_dir: &Path, suffix: &str) -> Result<PathBuf, String> {
     use std::os::unix::fs::DirBuilderExt;
-    let name = format!("{}{suffix}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let name = format!(
+        "{}{suffix}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
     let dir = run_dir.join(name);
     std::fs::DirBuilder::new()
         .mode(0o700)

@@ -339,7 +339,10 @@ fn denials_saying(w: &World, needle: &str) -> Vec<(String, String)> {
 fn wait_until(what: &str, done: impl Fn() -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while !done() {
-        assert!(std::time::Instant::now() < deadline, "never happened: {what}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never happened: {what}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
@@ -348,12 +351,7 @@ fn wait_until(what: &str, done: impl Fn() -> bool) {
 /// `capability` among them), then lets that call overrun its deadline: the process is ended
 /// and the supervisor starts it again, as a plugin can force whenever it likes.
 fn swap_then_force_a_restart(w: &World, name: &str, capability: &str) {
-    let allowed = || {
-        w.allowed()
-            .into_iter()
-            .filter(|c| c == capability)
-            .count()
-    };
+    let allowed = || w.allowed().into_iter().filter(|c| c == capability).count();
     let before = allowed();
     std::thread::scope(|scope| {
         let hung = scope.spawn(|| w.error_of("hang", json!({})));
@@ -399,7 +397,10 @@ fn assert_refused_at_restart(w: &World, capability: &str) {
 fn a_read_grant_swapped_for_a_link_is_not_followed_at_a_restart() {
     let w = hostile_with(&[], &["fs.read:<root>/outside/**"], "");
     let note = w.root.join("granted/note.txt");
-    assert_eq!(w.ok("read_file", json!({ "path": note }))["contents"], "granted note");
+    assert_eq!(
+        w.ok("read_file", json!({ "path": note }))["contents"],
+        "granted note"
+    );
     let granted = format!("fs.read:{}", w.root.join("granted").display());
     swap_then_force_a_restart(&w, "granted", &granted);
     for path in [

@@ -101,7 +101,10 @@ fn a_signed_plugin_edited_after_load_never_runs_the_edit_at_a_restart() {
     assert!(error.contains("during the call"), "{error}");
     let after = w.root.join("writable/after.txt");
     let error = w.error_of("write_file", json!({ "path": after, "content": "x" }));
-    assert!(error.contains("main.py was changed after signing"), "{error}");
+    assert!(
+        error.contains("main.py was changed after signing"),
+        "{error}"
+    );
     assert!(!marker.exists(), "the edited code ran");
     assert!(!after.exists());
 
@@ -109,7 +112,10 @@ fn a_signed_plugin_edited_after_load_never_runs_the_edit_at_a_restart() {
     assert_eq!(listed.state, State::Error, "{listed:?}");
     assert_eq!(listed.trust, Trust::Sandboxed);
     let reason = listed.error.unwrap();
-    assert!(reason.contains("main.py was changed after signing"), "{reason}");
+    assert!(
+        reason.contains("main.py was changed after signing"),
+        "{reason}"
+    );
     assert!(reason.contains("no longer verified"), "{reason}");
     let recorded = w
         .records(Filter {

@@ -254,7 +254,8 @@ pub fn granted_dirs(grants: &CapabilitySet) -> GrantedDirs {
         let held = match HeldDir::open(&name) {
             Ok(held) => held,
             Err(e) => {
-                view.refused.push(format!("`{text}` gives no directory: {e}"));
+                view.refused
+                    .push(format!("`{text}` gives no directory: {e}"));
                 continue;
             }
         };
@@ -324,7 +325,10 @@ mod tests {
         std::os::unix::fs::symlink(root.join("elsewhere"), root.join("data")).unwrap();
         let error = data.check().unwrap_err();
         assert!(
-            error.contains(&format!("now resolves to {}", root.join("elsewhere").display())),
+            error.contains(&format!(
+                "now resolves to {}",
+                root.join("elsewhere").display()
+            )),
             "{error}"
         );
         let through_handle = data.held().handle_path().unwrap();

@@ -8,7 +8,10 @@ use std::process::Command;
 /// The triple of the machine the tests run on, as `rustc` names it.
 fn host_triple() -> String {
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let output = Command::new(&rustc).arg("-vV").output().expect("rustc -vV runs");
+    let output = Command::new(&rustc)
+        .arg("-vV")
+        .output()
+        .expect("rustc -vV runs");
     let text = String::from_utf8(output.stdout).unwrap();
     text.lines()
         .find_map(|line| line.strip_prefix("host: "))

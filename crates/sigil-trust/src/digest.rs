@@ -40,7 +40,9 @@ impl DigestList {
     /// newline or backslash; [`TrustError::Io`] when something cannot be read.
     pub fn compute(dir: &Path) -> Result<DigestList, TrustError> {
         let mut files = BTreeMap::new();
-        walk(dir, "", &mut files, is_skipped, &mut |path, _| sha256_file(path))?;
+        walk(dir, "", &mut files, is_skipped, &mut |path, _| {
+            sha256_file(path)
+        })?;
         Ok(DigestList { files })
     }
 
@@ -128,7 +130,9 @@ impl DigestList {
     /// errors of [`DigestList::compute`].
     pub fn check(&self, dir: &Path) -> Result<(), TrustError> {
         let mut files = BTreeMap::new();
-        walk(dir, "", &mut files, checked_skip, &mut |path, _| sha256_file(path))?;
+        walk(dir, "", &mut files, checked_skip, &mut |path, _| {
+            sha256_file(path)
+        })?;
         self.compare(dir, &files)
     }
 

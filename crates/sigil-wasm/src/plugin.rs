@@ -55,7 +55,11 @@ impl std::fmt::Debug for WasmPlugin {
             .field("tools", &self.tools.len())
             .field(
                 "preopens",
-                &self.preopens.iter().map(GrantedDir::path).collect::<Vec<_>>(),
+                &self
+                    .preopens
+                    .iter()
+                    .map(GrantedDir::path)
+                    .collect::<Vec<_>>(),
             )
             .finish_non_exhaustive()
     }

@@ -314,8 +314,10 @@ fn a_granted_directory_swapped_for_a_link_after_load_is_refused_and_audited() {
     let refused = denials_saying(&w, &format!("now resolves to {outside}"));
     let granted = format!("fs.read:{}", w.root.join("granted").display());
     assert!(
-        refused.iter().any(|(capability, rule)| *capability == granted
-            && rule.contains("refused, not followed")),
+        refused
+            .iter()
+            .any(|(capability, rule)| *capability == granted
+                && rule.contains("refused, not followed")),
         "{refused:?}"
     );
     still_works(&w);
@@ -349,7 +351,9 @@ fn a_writable_directory_swapped_for_a_link_after_load_is_never_written_through()
     let writable = format!("fs.write:{}", w.root.join("writable").display());
     let refused = denials_saying(&w, "no longer the directory held since the plugin loaded");
     assert!(
-        refused.iter().any(|(capability, _)| *capability == writable),
+        refused
+            .iter()
+            .any(|(capability, _)| *capability == writable),
         "{refused:?}"
     );
     still_works(&w);

@@ -118,8 +118,14 @@ fn a_component_changed_after_verification_is_never_reloaded_as_verified() {
     replace(&component, &std::fs::read(sigil_guests::HELLO).unwrap());
 
     let error = w.sigil.reload("hostile").unwrap_err().to_string();
-    assert!(error.contains("plugin.wasm was changed after signing"), "{error}");
-    assert_eq!(refusals(&w.sigil, "plugin.wasm was changed after signing"), 1);
+    assert!(
+        error.contains("plugin.wasm was changed after signing"),
+        "{error}"
+    );
+    assert_eq!(
+        refusals(&w.sigil, "plugin.wasm was changed after signing"),
+        1
+    );
     // The generation loaded from the signed bytes still serves them.
     let listed = summary(&w.sigil);
     assert!(!listed.tools.iter().any(|t| t == "greet"), "{listed:?}");
@@ -174,11 +180,18 @@ fn a_component_swapped_while_it_loads_is_never_run_as_verified() {
                 }
                 Err(error) => {
                     refused += 1;
-                    assert!(error.to_string().contains("changed after signing"), "{error}");
+                    assert!(
+                        error.to_string().contains("changed after signing"),
+                        "{error}"
+                    );
                 }
             }
         }
     });
     // Every refusal is on the record.
-    assert_eq!(refusals(&w.sigil, "changed after signing"), refused, "{loaded} loaded");
+    assert_eq!(
+        refusals(&w.sigil, "changed after signing"),
+        refused,
+        "{loaded} loaded"
+    );
 }
