@@ -24,7 +24,9 @@ use rmcp::service::{NotificationContext, RunningService};
 use rmcp::transport::async_rw::AsyncRwTransport;
 use rmcp::{ClientHandler, RoleClient, ServiceExt};
 use serde_json::Value;
-use sigil_runtime::{Call, HeldTool, Steps, ToolDescriptor, ToolError, ToolPlugin, async_trait};
+use sigil_runtime::{
+    Call, GrantedDir, HeldTool, Steps, ToolDescriptor, ToolError, ToolPlugin, async_trait,
+};
 use sigil_sandbox::{Sandbox, Sandboxed};
 use tokio::runtime::Handle;
 use tokio::sync::{oneshot, watch};
@@ -33,7 +35,7 @@ use tokio::time::Instant;
 use crate::host::{Calls, start_egress};
 use crate::instance::{CONTROL_TIMEOUT, describe_exit, stderr_tail};
 use crate::plugin::check_binds;
-use crate::spawn::{self, Bind, Launch, Tail};
+use crate::spawn::{self, Code, Launch, StartError, Tail};
 use crate::supervisor::RestartPolicy;
 
 /// How long an MCP server may take from start to answering `initialize`. Servers in
@@ -77,7 +79,7 @@ struct Inner {
     server: tokio::sync::Mutex<Option<Server>>,
     live: Definitions,
     pins: Pins,
-    binds: Vec<Bind>,
+    binds: Vec<GrantedDir>,
     policy: RestartPolicy,
     ends: Mutex<VecDeque<Instant>>,
     quarantined: Mutex<Option<String>>,
@@ -95,7 +97,7 @@ impl BridgePlugin {
     pub(crate) fn load(
         handle: &Handle,
         starter: Starter,
-        binds: Vec<Bind>,
+        binds: Vec<GrantedDir>,
         state_dir: Option<PathBuf>,
         policy: RestartPolicy,
         deadline: Duration,
@@ -109,9 +111,11 @@ impl BridgePlugin {
             crate::block_on(handle, async move {
                 // Started from a task of the tier's runtime: bubblewrap dies with the thread
                 // that started it, and the runtime's workers outlive the sandbox.
-                tokio::spawn(async move { Server::start(&starter, live).await })
-                    .await
-                    .map_err(|e| format!("starting the MCP server panicked: {e}"))?
+                tokio::spawn(
+                    async move { Server::start(&starter, live).await.map_err(String::from) },
+                )
+                .await
+                .map_err(|e| format!("starting the MCP server panicked: {e}"))?
             })?
         };
         let mut names = BTreeMap::new();
@@ -234,7 +238,13 @@ impl Inner {
                     })?;
             match started {
                 Ok((server, _)) => *slot = Some(server),
-                Err(reason) => {
+                Err(StartError::Refused(reason)) => {
+                    let reason = format!("refused to start: {reason}");
+                    tracing::error!(plugin = %self.id, %reason, "MCP server refused");
+                    *lock(&self.quarantined) = Some(reason.clone());
+                    return Err(ToolError::Failed(reason));
+                }
+                Err(StartError::Failed(reason)) => {
                     self.note_end(&reason);
                     return Err(ToolError::Failed(format!(
                         "the MCP server could not be restarted: {reason}"
@@ -345,6 +355,8 @@ struct Server {
     exit: watch::Receiver<Option<String>>,
     _proxy: Option<sigil_egress::ProxyHandle>,
     socket_dir: PathBuf,
+    /// What the server runs; a private copy is removed with the server.
+    _code: Code,
 }
 
 impl std::fmt::Debug for Server {
@@ -367,19 +379,28 @@ impl Drop for Server {
 impl Server {
     /// Starts the server in a fresh sandbox, completes MCP's `initialize`, and lists its tools
     /// into `live`. Must run on a task of the tier's runtime.
-    async fn start(starter: &Starter, live: Definitions) -> Result<(Server, Vec<Tool>), String> {
+    /// Checks first that the server may still start as loaded (`Launch::prepare`).
+    async fn start(
+        starter: &Starter,
+        live: Definitions,
+    ) -> Result<(Server, Vec<Tool>), StartError> {
+        let code = starter
+            .launch
+            .prepare(&starter.calls, &starter.run_dir)
+            .await?;
         let socket_dir = spawn::socket_dir(&starter.run_dir)?;
-        let started = Server::start_in(starter, &socket_dir, live).await;
+        let started = Server::start_in(starter, &socket_dir, live, code).await;
         if started.is_err() {
             let _ = std::fs::remove_dir_all(&socket_dir);
         }
-        started
+        Ok(started?)
     }
 
     async fn start_in(
         starter: &Starter,
         socket_dir: &Path,
         live: Definitions,
+        code: Code,
     ) -> Result<(Server, Vec<Tool>), String> {
         let plugin = starter.launch.plugin.clone();
         let proxy = if starter.launch.egress {
@@ -387,7 +408,7 @@ impl Server {
         } else {
             None
         };
-        let mut sandboxed = starter.launch.spawn(&starter.sandbox, socket_dir)?;
+        let mut sandboxed = starter.launch.spawn(&starter.sandbox, socket_dir, &code)?;
         let tail: Tail = Arc::default();
         let child = sandboxed.child();
         let (Some(stdin), Some(stdout), Some(stderr)) =
@@ -469,6 +490,7 @@ impl Server {
                 exit,
                 _proxy: proxy,
                 socket_dir: socket_dir.to_path_buf(),
+                _code: code,
             },
             tools,
         ))

@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full, Limited};
-use sigil_runtime::{Actor, BoundSecret, Call, Enforcer, OutboundRequest, Subject, ToolError};
+use sigil_runtime::{
+    Actor, BoundSecret, Call, Enforcer, OutboundRequest, Refusal, Subject, ToolError,
+};
 use tonic::{Request, Response, Status};
 
 use crate::proto;
@@ -68,6 +70,20 @@ impl Calls {
             enforcer,
             inner: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Records a refusal of `capability` outside any call (at a start of the plugin's process),
+    /// for no actor.
+    pub(crate) async fn refuse(&self, capability: &str, reason: &str) {
+        let refusal = Refusal {
+            plugin: &self.plugin,
+            version: None,
+            capability: Some(capability),
+            actor: &Actor::default(),
+            call_id: None,
+            reason,
+        };
+        self.enforcer.refuse(&refusal).await;
     }
 
     /// Registers `call` for the duration of one step.

@@ -27,7 +27,7 @@ use crate::proto::hook_client::HookClient;
 use crate::proto::host_server::HostServer;
 use crate::proto::lifecycle_client::LifecycleClient;
 use crate::proto::tool_client::ToolClient;
-use crate::spawn::{self, HOST_SOCKET, Launch, PLUGIN_SOCKET, Tail};
+use crate::spawn::{self, Code, HOST_SOCKET, Launch, PLUGIN_SOCKET, StartError, Tail};
 
 /// How long a plugin may take from start to serving its socket.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -50,6 +50,8 @@ pub(crate) struct Instance {
     host_stop: Mutex<Option<oneshot::Sender<()>>>,
     _proxy: Option<sigil_egress::ProxyHandle>,
     socket_dir: PathBuf,
+    /// What the process runs; a private copy is removed with the instance.
+    _code: Code,
 }
 
 impl Drop for Instance {
@@ -76,20 +78,30 @@ pub(crate) struct Starter {
 }
 
 impl Instance {
-    /// Starts a plugin process and completes the handshake.
+    /// Checks that the plugin may still start as loaded ([`Launch::prepare`]), starts its
+    /// process and completes the handshake.
     ///
     /// # Errors
-    /// Why the plugin could not start, in a sentence naming what happened.
-    pub(crate) async fn start(starter: &Starter) -> Result<Instance, String> {
+    /// Why the plugin could not start, in a sentence naming what happened;
+    /// [`StartError::Refused`] when it must not start again.
+    pub(crate) async fn start(starter: &Starter) -> Result<Instance, StartError> {
+        let code = starter
+            .launch
+            .prepare(&starter.calls, &starter.run_dir)
+            .await?;
         let socket_dir = spawn::socket_dir(&starter.run_dir)?;
-        let result = Instance::start_in(starter, &socket_dir).await;
+        let result = Instance::start_in(starter, &socket_dir, code).await;
         if result.is_err() {
             let _ = std::fs::remove_dir_all(&socket_dir);
         }
-        result
+        Ok(result?)
     }
 
-    async fn start_in(starter: &Starter, socket_dir: &Path) -> Result<Instance, String> {
+    async fn start_in(
+        starter: &Starter,
+        socket_dir: &Path,
+        code: Code,
+    ) -> Result<Instance, String> {
         let plugin = starter.launch.plugin.clone();
         let host_path = socket_dir.join("host.sock");
         let listener = UnixListener::bind(&host_path)
@@ -117,7 +129,7 @@ impl Instance {
             None
         };
 
-        let mut sandboxed = starter.launch.spawn(&starter.sandbox, socket_dir)?;
+        let mut sandboxed = starter.launch.spawn(&starter.sandbox, socket_dir, &code)?;
         let tail: Tail = Arc::default();
         if let Some(stdout) = sandboxed.child().stdout.take() {
             tokio::spawn(spawn::forward_output(
@@ -159,6 +171,7 @@ impl Instance {
                     host_stop: Mutex::new(Some(host_stop)),
                     _proxy: proxy,
                     socket_dir: socket_dir.to_path_buf(),
+                    _code: code,
                 })
             }
             Err(error) => {

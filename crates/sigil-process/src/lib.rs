@@ -43,9 +43,15 @@
 //!   filesystem and network use is an enforcer decision with one audit record.
 //! - The filesystem: the plugin directory read-only, and whole directories granted by
 //!   `fs.read:/dir/**` (read-only) or `fs.write:/dir/**` (read-write) and consented to, bound
-//!   at the same path. A bind is left out when the manifest's own deny reaches into it; at each
-//!   step every bind is checked for the caller (audited), and a call whose caller may not have
-//!   one, or whose policy carves into one, is refused before it reaches the plugin.
+//!   at their real path. Each is resolved once at load and held open; every start, restarts
+//!   included, binds the held handle, never the path again, and refuses (audited) to start if
+//!   a grant's path has come to lead elsewhere. A bind is left out when the manifest's own
+//!   deny reaches into it; at each step every bind is checked for the caller (a moved grant is
+//!   refused and audited, the capability is an audited decision), and a call whose caller may
+//!   not have one, or whose policy carves into one, is refused before it reaches the plugin.
+//! - A verified plugin runs from a private copy of its files made and checked against its
+//!   signature before every start: a file edited after load never runs; the plugin is refused,
+//!   on the record, and no longer listed as verified.
 //! - The network: none, unless `net.*` is granted and consented to; then only the host's
 //!   egress proxy, which decides each connection as `net.connect:<host>:<port>` for the call
 //!   in flight (audited) and injects secrets into plain requests. Secrets never enter the
@@ -215,7 +221,7 @@ impl ProcessTier {
 
     fn load_bridge(&self, request: &LoadRequest<'_>) -> Result<bridge::BridgePlugin, String> {
         let manifest = request.manifest;
-        let launch = spawn::Launch::plan(manifest, request.dir, request.grants, request.consent)?;
+        let launch = spawn::Launch::plan(request)?;
         let limits = &manifest.execution().limits;
         let deadline = limits
             .timeout_ms
@@ -242,7 +248,7 @@ impl ProcessTier {
 
     fn load_plugin(&self, request: &LoadRequest<'_>) -> Result<plugin::ProcessPlugin, String> {
         let manifest = request.manifest;
-        let launch = spawn::Launch::plan(manifest, request.dir, request.grants, request.consent)?;
+        let launch = spawn::Launch::plan(request)?;
         let limits = &manifest.execution().limits;
         let deadline = limits
             .timeout_ms

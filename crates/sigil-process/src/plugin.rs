@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use sigil_runtime::{
-    Call, HookEvent, HookVerdict, Steps, ToolDescriptor, ToolError, ToolPlugin, async_trait,
+    Call, GrantedDir, HookEvent, HookVerdict, Steps, ToolDescriptor, ToolError, ToolPlugin,
+    async_trait,
 };
 use tokio::runtime::Handle;
 use tokio::time::Instant;
@@ -16,7 +17,6 @@ use tonic::{Code, Response, Status};
 use crate::host::Calls;
 use crate::instance::Instance;
 use crate::proto::{self, hook_verdict, tool_error};
-use crate::spawn::Bind;
 use crate::supervisor::{Slot, Supervisor};
 
 /// A loaded process plugin.
@@ -32,7 +32,7 @@ pub(crate) struct Inner {
     pub(crate) tools: Vec<ToolDescriptor>,
     pub(crate) supervisor: Supervisor,
     pub(crate) calls: Arc<Calls>,
-    pub(crate) binds: Vec<Bind>,
+    pub(crate) binds: Vec<GrantedDir>,
     pub(crate) deadline: Duration,
     pub(crate) output_cap: usize,
     /// Set when the runtime stops this generation (replaced, drain timeout passed).
@@ -168,9 +168,9 @@ impl Inner {
         }
     }
 
-    /// The sandbox's binds were fixed when the process started; each must be allowed for this
-    /// call's actor (an audited decision), and no deny may carve into it, or the call does not
-    /// reach the plugin.
+    /// The sandbox's binds are the directories held since load; each grant must still lead to
+    /// its directory, each must be allowed for this call's actor (an audited decision), and no
+    /// deny may carve into one, or the call does not reach the plugin.
     async fn check_binds(&self, call: &Call) -> Result<(), ToolError> {
         check_binds(&self.binds, call).await
     }
@@ -213,29 +213,21 @@ impl Inner {
         ))
     }
 
-    /// Why the plugin is quarantined, if it is.
+    /// Why the plugin is quarantined or refused, if it is.
     pub(crate) fn quarantine(&self) -> Option<String> {
         match self.supervisor.slot() {
-            Slot::Quarantined(reason) => Some(reason),
+            Slot::Quarantined(reason) | Slot::Refused(reason) => Some(reason),
             _ => None,
         }
     }
 }
 
-/// Checks each of a sandbox's binds for `call`'s actor (an audited decision), and that no deny
-/// carves into one.
-pub(crate) async fn check_binds(binds: &[Bind], call: &Call) -> Result<(), ToolError> {
+/// Checks each of a sandbox's binds for `call` ([`GrantedDir::authorize`]): its grant still
+/// leads to the directory held (a change is refused on the record), the call's actor may have
+/// it (an audited decision), and no deny carves into it.
+pub(crate) async fn check_binds(binds: &[GrantedDir], call: &Call) -> Result<(), ToolError> {
     for bind in binds {
-        let text = bind.capability();
-        let capability = call.authorize(&text).await?;
-        if let Some(deny) = call.deny_within(&capability) {
-            return Err(ToolError::Denied {
-                capability: text,
-                rule: format!(
-                    "`{deny}` reaches inside a directory bound into the plugin's sandbox, which cannot leave it out"
-                ),
-            });
-        }
+        bind.authorize(call).await?;
     }
     Ok(())
 }

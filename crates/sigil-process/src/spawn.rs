@@ -7,6 +7,13 @@
 //! (read-write), the manifest's environment, and the egress port when `net.*` is granted.
 //! A Python plugin (`execution.interpreter = "python3"`) also gets the host's Python runtime
 //! and the Sigil Python kit, found once per interpreter name by asking the host's interpreter.
+//!
+//! Directories are resolved once, at load, and held open (`sigil_runtime::granted_dirs`,
+//! `HeldDir`): every start, the first and each restart, binds the held handles (bubblewrap's
+//! `--bind-fd`), never the paths again. Before each start ([`Launch::prepare`]) every grant
+//! must still lead to its held directory, and a verified plugin's files are copied to a private
+//! directory and checked against its signature; either failing refuses the start for good, on
+//! the record.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Read;
@@ -15,10 +22,13 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use sigil_manifest::{Protocol, ValidatedManifest};
+use sigil_manifest::ValidatedManifest;
 use sigil_policy::{Capability, CapabilitySet};
-use sigil_sandbox::{Limits, Sandbox, Sandboxed, Spec};
+use sigil_runtime::{GrantedDir, HeldDir, LoadRequest, SignedFiles};
+use sigil_sandbox::{HostDir, Limits, Sandbox, Sandboxed, Spec};
 use tokio::io::{AsyncRead, AsyncReadExt};
+
+use crate::host::Calls;
 
 /// Inside the sandbox: the socket the plugin serves on.
 pub(crate) const PLUGIN_SOCKET: &str = "/run/sigil/plugin.sock";
@@ -37,18 +47,48 @@ pub const DEFAULT_PROCESSES: u32 = 64;
 /// Open files a plugin may hold when its manifest sets no `open_files`.
 pub const DEFAULT_OPEN_FILES: u64 = 256;
 
-/// A directory bound into the sandbox at the same path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Bind {
-    pub(crate) dir: PathBuf,
-    pub(crate) write: bool,
+/// Why a plugin's process did not start.
+#[derive(Debug)]
+pub(crate) enum StartError {
+    /// It did not start or finish its handshake; a later start may succeed.
+    Failed(String),
+    /// What it was granted or verified with at load no longer holds (a granted directory's
+    /// path leads elsewhere, its signed files changed): it must not start again until it is
+    /// reloaded. Already in the audit log.
+    Refused(String),
 }
 
-impl Bind {
-    /// The capability a call's actor must hold for this bind to be present during the call.
-    pub(crate) fn capability(&self) -> String {
-        let action = if self.write { "fs.write" } else { "fs.read" };
-        format!("{action}:{}", self.dir.display())
+impl From<String> for StartError {
+    fn from(error: String) -> StartError {
+        StartError::Failed(error)
+    }
+}
+
+impl From<StartError> for String {
+    fn from(error: StartError) -> String {
+        match error {
+            StartError::Failed(reason) | StartError::Refused(reason) => reason,
+        }
+    }
+}
+
+/// What one start of the plugin runs: its directory as held since load, or, for a verified
+/// plugin, a private copy checked against its signature.
+#[derive(Debug)]
+pub(crate) enum Code {
+    Installed,
+    Staged(Staged),
+}
+
+/// A private copy of a verified plugin's files, removed once the process using it is gone.
+#[derive(Debug)]
+pub(crate) struct Staged {
+    dir: PathBuf,
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -58,8 +98,12 @@ pub(crate) struct Launch {
     pub(crate) plugin: String,
     pub(crate) program: PathBuf,
     pub(crate) args: Vec<String>,
-    pub(crate) plugin_dir: PathBuf,
-    pub(crate) binds: Vec<Bind>,
+    /// The plugin's directory, held open since load.
+    pub(crate) plugin_dir: HeldDir,
+    /// A verified plugin's signed files, checked before every start.
+    pub(crate) signed: Option<SignedFiles>,
+    /// The directories granted whole, held since load.
+    pub(crate) binds: Vec<GrantedDir>,
     /// The interpreter's own directories, bound read-only. They are part of the runtime, not
     /// grants, so they are never checked per call as `fs.read`.
     pub(crate) runtime_binds: Vec<PathBuf>,
@@ -72,30 +116,27 @@ pub(crate) struct Launch {
 }
 
 impl Launch {
-    /// Decides the sandbox of the plugin described by `manifest` in `dir`.
+    /// Decides the sandbox of the plugin `request` describes, holding its directory and the
+    /// directories it is granted open.
     ///
     /// # Errors
-    /// When the entry is missing or not a file, or the interpreter is unusable.
-    pub(crate) fn plan(
-        manifest: &ValidatedManifest,
-        dir: &Path,
-        grants: &CapabilitySet,
-        consent: &CapabilitySet,
-    ) -> Result<Launch, String> {
+    /// When the entry is missing or not a file, the plugin directory cannot be opened, or the
+    /// interpreter is unusable.
+    pub(crate) fn plan(request: &LoadRequest<'_>) -> Result<Launch, String> {
+        let manifest = request.manifest;
         let execution = manifest.execution();
         let entry = execution
             .entry
             .as_ref()
             .ok_or("execution.entry is missing")?;
-        let plugin_dir = dir
-            .canonicalize()
-            .map_err(|e| format!("plugin directory {}: {e}", dir.display()))?;
-        let host_entry = plugin_dir.join(entry);
+        let plugin_dir = HeldDir::open(request.dir)
+            .map_err(|e| format!("plugin directory {}: {e}", request.dir.display()))?;
+        let host_entry = plugin_dir.path().join(entry);
         if !host_entry.is_file() {
             return Err(format!(
                 "execution.entry `{}` is not a file in {}",
                 entry.display(),
-                plugin_dir.display()
+                plugin_dir.path().display()
             ));
         }
         let inside_entry = Path::new(sigil_sandbox::PLUGIN_DIR).join(entry);
@@ -129,7 +170,7 @@ impl Launch {
                 (inside_entry, Vec::new())
             }
         };
-        let (binds, refused) = binds_for(grants, consent, manifest);
+        let (binds, refused) = binds_for(request.grants, request.consent, manifest);
         for reason in refused {
             tracing::warn!(plugin = %manifest.id(), "{reason}");
         }
@@ -151,6 +192,7 @@ impl Launch {
             program,
             args,
             plugin_dir,
+            signed: request.signed.cloned(),
             binds,
             runtime_binds: runtime.ro_binds,
             env,
@@ -171,35 +213,86 @@ impl Launch {
                 // deadline bounds each call instead.
                 cpu_seconds: None,
             },
-            egress: net_granted(grants) && net_granted(consent),
-            stdin: execution.protocol == Protocol::Mcp,
+            egress: net_granted(request.grants) && net_granted(request.consent),
+            stdin: execution.protocol == sigil_manifest::Protocol::Mcp,
         })
     }
 
-    /// Starts the sandbox with `socket_dir` at `/run/sigil`. Must run on a thread that outlives
-    /// the sandbox (a runtime worker): bubblewrap dies with the thread that started it.
-    pub(crate) fn spawn(&self, sandbox: &Sandbox, socket_dir: &Path) -> Result<Sandboxed, String> {
+    /// Checks, before every start (the first and each restart), that the plugin may still run
+    /// as it was loaded: every granted directory's grant must still lead to the directory held
+    /// since load, and a verified plugin's files are copied into a private directory under
+    /// `run_dir` and checked against its signature (the copy is what runs, so nothing edited
+    /// after the check runs). A failure refuses the start for good and is recorded: a moved
+    /// grant here, a changed file by `SignedFiles`.
+    ///
+    /// # Errors
+    /// [`StartError::Refused`] as above; [`StartError::Failed`] when the copy cannot be made.
+    pub(crate) async fn prepare(&self, calls: &Calls, run_dir: &Path) -> Result<Code, StartError> {
+        for bind in &self.binds {
+            if let Err(reason) = bind.check() {
+                tracing::error!(plugin = %self.plugin, %reason, "granted directory moved; the plugin is not started");
+                calls.refuse(&bind.capability(), &reason).await;
+                return Err(StartError::Refused(reason));
+            }
+        }
+        let Some(signed) = self.signed.clone() else {
+            return Ok(Code::Installed);
+        };
+        let from = self.plugin_dir.handle_path()?;
+        let staged = Staged {
+            dir: private_dir(run_dir, "-plugin")?,
+        };
+        let to = staged.dir.clone();
+        let checker = signed.clone();
+        let copied = tokio::task::spawn_blocking(move || checker.stage(&from, &to))
+            .await
+            .map_err(|e| format!("copying the signed files failed: {e}"))?;
+        match copied {
+            Ok(()) => Ok(Code::Staged(staged)),
+            Err(reason) if signed.broken().is_some() => Err(StartError::Refused(reason)),
+            Err(reason) => Err(StartError::Failed(reason)),
+        }
+    }
+
+    /// Starts the sandbox with `socket_dir` at `/run/sigil` and `code` at `/plugin`. Must run
+    /// on a thread that outlives the sandbox (a runtime worker): bubblewrap dies with the
+    /// thread that started it.
+    pub(crate) fn spawn(
+        &self,
+        sandbox: &Sandbox,
+        socket_dir: &Path,
+        code: &Code,
+    ) -> Result<Sandboxed, String> {
+        let held = |dir: &HeldDir| HostDir::Held {
+            fd: dir.fd().clone(),
+            path: dir.path().to_path_buf(),
+        };
+        let plugin_dir = match code {
+            Code::Installed => held(&self.plugin_dir),
+            Code::Staged(staged) => HostDir::Path(staged.dir.clone()),
+        };
         let spec = Spec {
             program: self.program.clone(),
             args: self.args.clone(),
-            plugin_dir: self.plugin_dir.clone(),
+            plugin_dir,
             socket_dir: socket_dir.to_path_buf(),
             read_only: self
                 .runtime_binds
                 .iter()
                 .cloned()
+                .map(HostDir::Path)
                 .chain(
                     self.binds
                         .iter()
-                        .filter(|b| !b.write)
-                        .map(|b| b.dir.clone()),
+                        .filter(|b| !b.write())
+                        .map(|b| held(b.held())),
                 )
                 .collect(),
             read_write: self
                 .binds
                 .iter()
-                .filter(|b| b.write)
-                .map(|b| b.dir.clone())
+                .filter(|b| b.write())
+                .map(|b| held(b.held()))
                 .collect(),
             env: self.env.clone(),
             limits: self.limits,
@@ -220,13 +313,22 @@ impl Launch {
 /// # Errors
 /// When it cannot be created.
 pub(crate) fn socket_dir(run_dir: &Path) -> Result<PathBuf, String> {
+    private_dir(run_dir, "")
+}
+
+/// A fresh directory (0700) under `run_dir`, named at random with `suffix`.
+fn private_dir(run_dir: &Path, suffix: &str) -> Result<PathBuf, String> {
     use std::os::unix::fs::DirBuilderExt;
-    let dir = run_dir.join(&uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let name = format!(
+        "{}{suffix}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    let dir = run_dir.join(name);
     std::fs::DirBuilder::new()
         .mode(0o700)
         .recursive(true)
         .create(&dir)
-        .map_err(|e| format!("cannot create the socket directory {}: {e}", dir.display()))?;
+        .map_err(|e| format!("cannot create the directory {}: {e}", dir.display()))?;
     Ok(dir)
 }
 
@@ -387,45 +489,38 @@ fn net_granted(set: &CapabilitySet) -> bool {
     })
 }
 
-/// The directories to bind: whole directories granted (`fs.read:/dir/**`, `fs.write:/dir/**`)
-/// and consented to, valid for the sandbox, and with no deny of the manifest's own reaching
-/// inside. Denies of the policy, workspace and user are checked per call.
-pub(crate) fn binds_for(
+/// The directories to bind: whole directories granted (`fs.read:/dir/**`, `fs.write:/dir/**`),
+/// resolved and held by `sigil_runtime::granted_dirs`, consented to at their real path, with no
+/// deny of the manifest's own reaching inside, and bindable in the sandbox (not `/`, `/proc`,
+/// `/sys` or `/dev`). A directory granted for writing but consented to only for reading is
+/// bound read-only. Denies of the policy, workspace and user are checked per call.
+fn binds_for(
     grants: &CapabilitySet,
     consent: &CapabilitySet,
     manifest: &ValidatedManifest,
-) -> (Vec<Bind>, Vec<String>) {
-    let mut binds: Vec<Bind> = Vec::new();
-    let mut refused = Vec::new();
-    for pattern in grants.patterns() {
-        let text = pattern.as_str();
-        let Some((action, path)) = text.split_once(':') else {
-            continue;
+) -> (Vec<GrantedDir>, Vec<String>) {
+    let view = sigil_runtime::granted_dirs(grants);
+    let mut refused = view.refused;
+    let mut binds = Vec::new();
+    for dir in view.dirs {
+        let consented = |dir: &GrantedDir| {
+            Capability::parse(&dir.capability()).is_ok_and(|c| consent.contains(&c))
         };
-        let write = match action {
-            "fs.read" => false,
-            "fs.write" => true,
-            _ => continue,
-        };
-        let dir = match path.strip_suffix("/**") {
-            Some(dir) if !dir.is_empty() && !dir.contains('*') => PathBuf::from(dir),
-            _ => {
-                refused.push(format!(
-                    "`{text}` cannot become a sandbox bind: grant a whole directory other than `/`, as `{action}:/dir/**`"
-                ));
-                continue;
-            }
-        };
-        let bind = Bind { dir, write };
-        let Ok(capability) = Capability::parse(&bind.capability()) else {
-            continue;
-        };
-        if !consent.contains(&capability) {
+        let dir = if consented(&dir) {
+            dir
+        } else if dir.write() && consented(&dir.read_only()) {
+            dir.read_only()
+        } else {
             refused.push(format!(
-                "`{text}` is not bound: the operator did not consent to it"
+                "`{}` is not bound: the operator did not consent to it",
+                dir.capability()
             ));
             continue;
-        }
+        };
+        let text = dir.capability();
+        let Ok(capability) = Capability::parse(&text) else {
+            continue;
+        };
         if let Some(deny) = manifest
             .denied()
             .iter()
@@ -437,13 +532,11 @@ pub(crate) fn binds_for(
             ));
             continue;
         }
-        match sigil_sandbox::validate_path(&bind.dir) {
-            Ok(dir) => match binds.iter_mut().find(|b| b.dir == dir) {
-                Some(existing) => existing.write |= write,
-                None => binds.push(Bind { dir, write }),
-            },
-            Err(e) => refused.push(format!("`{text}` is not bound: {e}")),
+        if let Err(e) = sigil_sandbox::validate_path(dir.path()) {
+            refused.push(format!("`{text}` is not bound: {e}"));
+            continue;
         }
+        binds.push(dir);
     }
     (binds, refused)
 }

@@ -9,6 +9,7 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use crate::instance::{Instance, Starter};
+use crate::spawn::StartError;
 
 /// When a crashing plugin is restarted, and when it is given up on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +55,9 @@ pub(crate) enum Slot {
     Restarting(String),
     /// It crashed too often and is not restarted.
     Quarantined(String),
+    /// It may not start again as loaded (a granted directory moved, its signed files
+    /// changed); refused, on the record, until it is reloaded.
+    Refused(String),
     /// Stopped by the host.
     Stopped,
 }
@@ -89,7 +93,7 @@ impl Supervisor {
             let last = match &*slot.borrow_and_update() {
                 Slot::Ready(instance) if !instance.retired() => return Ok(instance.clone()),
                 Slot::Ready(instance) => instance.ended().unwrap_or_default(),
-                Slot::Quarantined(reason) => return Err(reason.clone()),
+                Slot::Quarantined(reason) | Slot::Refused(reason) => return Err(reason.clone()),
                 Slot::Stopped => return Err("the plugin has been stopped".into()),
                 Slot::Starting => String::new(),
                 Slot::Restarting(reason) => reason.clone(),
@@ -117,7 +121,7 @@ impl Supervisor {
         loop {
             match &*slot.borrow_and_update() {
                 Slot::Ready(instance) => return Ok(instance.clone()),
-                Slot::Quarantined(reason) => return Err(reason.clone()),
+                Slot::Quarantined(reason) | Slot::Refused(reason) => return Err(reason.clone()),
                 Slot::Stopped => return Err("the plugin was stopped while starting".into()),
                 Slot::Starting | Slot::Restarting(_) => {}
             }
@@ -167,7 +171,14 @@ async fn supervise(
                     }
                 }
             }
-            Err(error) => error,
+            Err(StartError::Refused(reason)) => {
+                let reason = format!("refused to start: {reason}");
+                tracing::error!(plugin = %plugin, %reason, "plugin refused");
+                slot.send_replace(Slot::Refused(reason));
+                stop.notified().await;
+                break;
+            }
+            Err(StartError::Failed(error)) => error,
         };
         let now = Instant::now();
         crashes.push_back(now);

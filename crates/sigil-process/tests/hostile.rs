@@ -316,6 +316,139 @@ fn a_deny_reaching_inside_a_bound_directory_refuses_the_call() {
     assert!(error.contains(&granted), "{error}");
 }
 
+/// Replaces the directory `<root>/name` by a symbolic link to `<root>/outside`, keeping the
+/// directory as `<root>/name.old`.
+fn swap_for_link_outside(w: &World, name: &str) {
+    std::fs::rename(w.root.join(name), w.root.join(format!("{name}.old"))).unwrap();
+    std::os::unix::fs::symlink(w.root.join("outside"), w.root.join(name)).unwrap();
+}
+
+/// The deny records whose rule says `needle`, as (capability, rule).
+fn denials_saying(w: &World, needle: &str) -> Vec<(String, String)> {
+    w.records(Filter {
+        decision: Some(Verdict::Deny),
+        ..Filter::default()
+    })
+    .into_iter()
+    .filter(|r| r.record.rule.contains(needle))
+    .map(|r| (r.record.capability.unwrap_or_default(), r.record.rule))
+    .collect()
+}
+
+/// Waits (boundedly) until `done` holds.
+fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never happened: {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Swaps `<root>/name` for a link outside while a call is inside the plugin (past its checks,
+/// `capability` among them), then lets that call overrun its deadline: the process is ended
+/// and the supervisor starts it again, as a plugin can force whenever it likes.
+fn swap_then_force_a_restart(w: &World, name: &str, capability: &str) {
+    let allowed = || w.allowed().into_iter().filter(|c| c == capability).count();
+    let before = allowed();
+    std::thread::scope(|scope| {
+        let hung = scope.spawn(|| w.error_of("hang", json!({})));
+        wait_until("the hanging call passed its checks", || allowed() > before);
+        swap_for_link_outside(w, name);
+        let error = hung.join().unwrap();
+        assert!(error.contains("deadline of 3000 ms exceeded"), "{error}");
+    });
+}
+
+/// After a forced restart: the plugin is refused, on the record, and listed as failed.
+fn assert_refused_at_restart(w: &World, capability: &str) {
+    let outside = w.root.join("outside").display().to_string();
+    let says = format!("now resolves to {outside}");
+    let at_start = || {
+        w.records(Filter {
+            decision: Some(Verdict::Deny),
+            ..Filter::default()
+        })
+        .into_iter()
+        .any(|r| {
+            r.record.call_id.is_none()
+                && r.record.capability.as_deref() == Some(capability)
+                && r.record.rule.contains(&says)
+                && r.record.rule.contains("refused, not followed")
+        })
+    };
+    wait_until("the restart was refused and recorded", at_start);
+    let summary = w
+        .sigil
+        .manager()
+        .list()
+        .into_iter()
+        .find(|p| p.id == "hostile")
+        .unwrap();
+    assert_eq!(summary.state, State::Error, "{summary:?}");
+    let error = summary.error.unwrap();
+    assert!(error.starts_with("refused to start"), "{error}");
+    assert!(error.contains(&says), "{error}");
+}
+
+#[test]
+fn a_read_grant_swapped_for_a_link_is_not_followed_at_a_restart() {
+    let w = hostile_with(&[], &["fs.read:<root>/outside/**"], "");
+    let note = w.root.join("granted/note.txt");
+    assert_eq!(
+        w.ok("read_file", json!({ "path": note }))["contents"],
+        "granted note"
+    );
+    let granted = format!("fs.read:{}", w.root.join("granted").display());
+    swap_then_force_a_restart(&w, "granted", &granted);
+    for path in [
+        w.root.join("outside/secret.txt"),
+        w.root.join("granted/secret.txt"),
+    ] {
+        let error = w.error_of("read_file", json!({ "path": path }));
+        assert!(!error.contains("outside secret"), "{error}");
+    }
+    assert_refused_at_restart(&w, &granted);
+}
+
+#[test]
+fn a_write_grant_swapped_for_a_link_is_not_followed_at_a_restart() {
+    let w = hostile_with(&[], &["fs.write:<root>/outside/**"], "");
+    let fine = w.root.join("writable/fine.txt");
+    w.ok("write_file", json!({ "path": fine, "text": "fine" }));
+    let writable = format!("fs.write:{}", w.root.join("writable").display());
+    swap_then_force_a_restart(&w, "writable", &writable);
+    for path in [
+        w.root.join("outside/planted.txt"),
+        w.root.join("writable/planted.txt"),
+    ] {
+        let _ = w.error_of("write_file", json!({ "path": path, "text": "x" }));
+    }
+    assert!(
+        !w.root.join("outside/planted.txt").exists(),
+        "a file was written outside the grant"
+    );
+    assert_refused_at_restart(&w, &writable);
+}
+
+#[test]
+fn a_grant_swapped_for_a_link_while_the_plugin_runs_refuses_the_call_and_is_audited() {
+    let w = hostile_with(&[], &["fs.read:<root>/outside/**"], "");
+    swap_for_link_outside(&w, "granted");
+    let error = w.error_of("echo", json!({}));
+    let granted = format!("fs.read:{}", w.root.join("granted").display());
+    assert!(error.contains(&format!("denied `{granted}`")), "{error}");
+    let outside = w.root.join("outside").display().to_string();
+    let refused = denials_saying(&w, &format!("now resolves to {outside}"));
+    assert!(refused.iter().any(|(c, _)| *c == granted), "{refused:?}");
+    // Put back, calls go on: the running process held the directory all along.
+    std::fs::remove_file(w.root.join("granted")).unwrap();
+    std::fs::rename(w.root.join("granted.old"), w.root.join("granted")).unwrap();
+    still_works(&w);
+}
+
 #[test]
 fn a_fork_bomb_is_contained() {
     let w = hostile();

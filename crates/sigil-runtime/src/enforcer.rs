@@ -96,6 +96,25 @@ fn escaped(text: &str, escape: impl Fn(char) -> bool) -> String {
     shown
 }
 
+/// A refusal the policy did not decide but that must be on the record like a decision: what a
+/// tier holds for a plugin no longer matches what was granted or verified at load (a granted
+/// directory that now resolves elsewhere, signed files changed since they were checked).
+#[derive(Debug, Clone, Copy)]
+pub struct Refusal<'a> {
+    /// The plugin refused.
+    pub plugin: &'a str,
+    /// Its version, when the plugin is not (yet) registered; otherwise the registration's.
+    pub version: Option<&'a str>,
+    /// The capability refused, if the refusal is about one (`fs.read:/srv/data`).
+    pub capability: Option<&'a str>,
+    /// On whose behalf; the default actor outside any call.
+    pub actor: &'a Actor,
+    /// The tool call it belongs to, if any.
+    pub call_id: Option<&'a str>,
+    /// Why, for the operator reading the log.
+    pub reason: &'a str,
+}
+
 /// A plugin's authority as registered with the enforcer.
 #[derive(Debug, Clone)]
 pub struct Registration {
@@ -421,6 +440,62 @@ impl Enforcer {
         match self.audit.submit(record(check, &decision, version)).wait() {
             Ok(seq) => self.published(check, decision, seq),
             Err(error) => audit_failed(check, error.to_string()),
+        }
+    }
+
+    /// Records `refusal` as a deny and publishes it once committed. The refusal stands whether
+    /// or not the record can be written; a failure to write it is logged.
+    pub async fn refuse(&self, refusal: &Refusal<'_>) {
+        let record = self.refusal_record(refusal);
+        let written = self.audit.submit(record).await;
+        self.refused(refusal, written);
+    }
+
+    /// [`Enforcer::refuse`] for threads outside an async runtime.
+    pub fn refuse_blocking(&self, refusal: &Refusal<'_>) {
+        let record = self.refusal_record(refusal);
+        let written = self.audit.submit(record).wait();
+        self.refused(refusal, written);
+    }
+
+    fn refusal_record(&self, refusal: &Refusal<'_>) -> NewRecord {
+        let version = refusal.version.map(str::to_string).or_else(|| {
+            self.state
+                .read()
+                .ok()?
+                .plugins
+                .get(refusal.plugin)
+                .map(|p| p.version.clone())
+        });
+        let mut record = NewRecord::decision(Verdict::Deny, refusal.reason)
+            .with_actor(refusal.actor.clone())
+            .with_plugin(refusal.plugin, version.as_deref());
+        if let Some(capability) = refusal.capability {
+            record = record.with_capability(capability);
+        }
+        if let Some(call_id) = refusal.call_id {
+            record = record.with_call_id(call_id);
+        }
+        record
+    }
+
+    fn refused(&self, refusal: &Refusal<'_>, written: Result<u64, sigil_audit::AuditError>) {
+        match written {
+            Ok(seq) => self.events.publish(Event::Decision {
+                seq,
+                plugin: Some(refusal.plugin.to_string()),
+                capability: refusal.capability.unwrap_or_default().to_string(),
+                decision: Verdict::Deny,
+                rule: refusal.reason.to_string(),
+                actor: refusal.actor.clone(),
+                call_id: refusal.call_id.map(str::to_string),
+            }),
+            Err(error) => tracing::error!(
+                plugin = refusal.plugin,
+                reason = refusal.reason,
+                %error,
+                "the audit record of a refusal was not written"
+            ),
         }
     }
 

@@ -13,6 +13,7 @@ mod events;
 pub mod files;
 #[doc(hidden)]
 pub mod fuzzing;
+mod held;
 mod kv;
 mod lifecycle;
 mod manager;
@@ -28,9 +29,10 @@ pub use approvals::{
 };
 pub use config::{Config, ConfigError, DEFAULT_CONFIG, Home, SECRET_MARKER, SecretValue};
 pub use enforcer::{
-    Check, Denial, Enforcer, MALFORMED_TEXT_CHARS, Registration, Subject, shown_text,
+    Check, Denial, Enforcer, MALFORMED_TEXT_CHARS, Refusal, Registration, Subject, shown_text,
 };
 pub use events::{CAPACITY as EVENT_CAPACITY, Event, Events};
+pub use held::{GrantedDir, GrantedDirs, HeldDir, granted_dirs};
 pub use kv::{KvStore, MAX_VALUE_BYTES};
 pub use lifecycle::{IllegalTransition, Lifecycle, State};
 pub use manager::{
@@ -45,7 +47,7 @@ pub use runtime::{
 };
 pub use secret_binding::{BoundSecret, OutboundRequest, SecretDestination};
 pub use tool::{Call, HeldTool, HookVerdict, Steps, ToolDescriptor, ToolError, ToolPlugin};
-pub use trust::{Trust, TrustPolicy, consent_record, directory_trust};
+pub use trust::{SignedFiles, Trust, TrustPolicy, consent_record, directory_trust};
 
 pub use async_trait::async_trait;
 pub use sigil_audit::Actor;

@@ -13,10 +13,10 @@ use sigil_manifest::{Kind, Tier, ValidatedManifest};
 use sigil_policy::{CapabilitySet, PluginAuthority};
 
 use crate::config::Config;
-use crate::enforcer::{Enforcer, Registration};
+use crate::enforcer::{Enforcer, Refusal, Registration};
 use crate::lifecycle::{Lifecycle, State};
 use crate::tool::{HeldTool, ToolDescriptor, ToolPlugin};
-use crate::trust::Trust;
+use crate::trust::{SignedFiles, Trust};
 
 mod control;
 
@@ -54,6 +54,10 @@ pub struct LoadRequest<'a> {
     /// The enforcer, for host actions the plugin takes outside any call (a tier that can see
     /// such actions still has to decide and record them).
     pub enforcer: &'a Arc<Enforcer>,
+    /// For a verified plugin, the files its signature covers: the tier checks against them
+    /// what it runs, at load and at every restart, since the directory may change after the
+    /// runtime looked. `None` for a plugin that is not verified.
+    pub signed: Option<&'a SignedFiles>,
 }
 
 /// Where a plugin came from.
@@ -85,6 +89,8 @@ pub struct PluginEntry {
     pub(crate) plugin: Option<Arc<dyn ToolPlugin>>,
     /// Calls of this generation in flight, so that a replaced generation drains them.
     pub(crate) in_flight: Arc<InFlight>,
+    /// What a verified plugin's tier checks it runs against; broken once a check failed.
+    signed: Option<SignedFiles>,
 }
 
 /// Counts the calls of one plugin generation in flight.
@@ -138,9 +144,19 @@ impl PluginEntry {
         &self.source
     }
 
-    /// Its trust level, from how it arrived (never from its manifest).
+    /// Its trust level, from how it arrived (never from its manifest). A verified plugin whose
+    /// tier found its signed files changed (at a restart, say) is verified no longer.
     pub fn trust(&self) -> &Trust {
-        &self.trust
+        static BROKEN: Trust = Trust::Sandboxed;
+        match self.broken_trust() {
+            Some(_) => &BROKEN,
+            None => &self.trust,
+        }
+    }
+
+    /// Why a verified plugin is no longer verified, once its tier found its files changed.
+    pub fn broken_trust(&self) -> Option<String> {
+        self.signed.as_ref().and_then(SignedFiles::broken)
     }
 
     /// The blast radius of `tool` that approvals go by: the manifest's `[actions.<tool>]`,
@@ -149,7 +165,7 @@ impl PluginEntry {
     /// [`crate::ApprovalRule`]), and an unsigned plugin cannot call a destructive tool harmless
     /// to skip an approval.
     pub fn claimed_blast_radius(&self, tool: &str) -> Option<&sigil_manifest::BlastRadius> {
-        match self.trust {
+        match self.trust() {
             Trust::Sandboxed => None,
             _ => self.manifest.actions().get(tool),
         }
@@ -177,8 +193,11 @@ impl PluginEntry {
 
     /// A summary for listings.
     pub fn summary(&self) -> PluginSummary {
-        // A running plugin its tier reports unavailable (quarantined) is listed as failed.
-        let unavailable = self.plugin.as_ref().and_then(|p| p.unavailable());
+        // A running plugin its tier reports unavailable (quarantined), or whose signed files
+        // changed, is listed as failed.
+        let unavailable = self
+            .broken_trust()
+            .or_else(|| self.plugin.as_ref().and_then(|p| p.unavailable()));
         let (state, error) = match unavailable {
             Some(reason) if self.lifecycle.state() == State::Running => {
                 (State::Error, Some(reason))
@@ -199,7 +218,7 @@ impl PluginEntry {
             state,
             error,
             source: self.source.clone(),
-            trust: self.trust.clone(),
+            trust: self.trust().clone(),
             tools: self.tools().map(|t| t.name.clone()).collect(),
             held: self.held(),
         }
@@ -292,7 +311,7 @@ impl Manager {
         self.load(
             manifest,
             Source::Builtin,
-            Trust::Trusted,
+            (Trust::Trusted, None),
             Some(builtin.plugin),
             consent,
         );
@@ -333,12 +352,24 @@ impl Manager {
             }
         };
         let consent = config.consent(manifest.id().as_str());
-        let (trust, trusted) = match assessed {
+        let (trust, signed, trusted) = match assessed {
             Ok(assessed) => {
                 let checked = assessed.check(dir, &manifest, config.trust());
-                (assessed.trust, checked)
+                let signed = assessed.signed_files(dir, &manifest, &self.enforcer);
+                (assessed.trust, signed, checked)
             }
-            Err(problem) => (Trust::Sandboxed, Err(problem)),
+            Err(problem) => {
+                // A signature that does not hold is an attack, not an absence: on the record.
+                self.enforcer.refuse_blocking(&Refusal {
+                    plugin: manifest.id().as_str(),
+                    version: Some(&manifest.version().to_string()),
+                    capability: None,
+                    actor: &sigil_audit::Actor::default(),
+                    call_id: None,
+                    reason: &format!("not loaded: {problem}"),
+                });
+                (Trust::Sandboxed, None, Err(problem))
+            }
         };
         if let Err(problem) = trusted.and_then(|()| check_config(&manifest, config)) {
             // Loaded no further: a plugin never starts with a broken signature, in a tier its
@@ -351,6 +382,7 @@ impl Manager {
                 tools: Vec::new(),
                 plugin: None,
                 in_flight: Arc::default(),
+                signed: None,
             };
             let _ = entry.lifecycle.transition(State::Validating);
             let _ = entry.lifecycle.fail(problem.clone());
@@ -363,7 +395,7 @@ impl Manager {
         self.load(
             manifest,
             Source::Directory(dir.to_path_buf()),
-            trust,
+            (trust, signed),
             None,
             consent,
         );
@@ -435,7 +467,7 @@ impl Manager {
         &self,
         manifest: ValidatedManifest,
         source: Source,
-        trust: Trust,
+        (trust, signed): (Trust, Option<SignedFiles>),
         plugin: Option<Arc<dyn ToolPlugin>>,
         consent: CapabilitySet,
     ) {
@@ -448,6 +480,7 @@ impl Manager {
             tools: Vec::new(),
             plugin: None,
             in_flight: Arc::default(),
+            signed,
         };
         // Discovered → validating: the manifest has already passed validation to get here.
         let advance = |entry: &PluginEntry, to| {
@@ -535,6 +568,7 @@ impl Manager {
                     grants: &grants,
                     consent,
                     enforcer: &self.enforcer,
+                    signed: entry.signed.as_ref(),
                 })?
             }
             (tier, Source::Builtin, _) => {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::enforcer::{Check, Enforcer, Subject};
+use crate::enforcer::{Check, Enforcer, Refusal, Subject};
 use crate::kv::KvStore;
 use crate::secret_binding::BoundSecret;
 
@@ -239,6 +239,25 @@ impl Call {
                 capability: address.to_string(),
                 rule: rule.to_string(),
             }),
+        }
+    }
+
+    /// Refuses `capability` for this call for a reason the policy does not know (what the tier
+    /// holds no longer matches what was granted): records it as a deny of this call, then
+    /// returns the error to end the step with.
+    pub async fn refuse(&self, capability: &str, reason: &str) -> ToolError {
+        let refusal = Refusal {
+            plugin: &self.inner.plugin,
+            version: None,
+            capability: Some(capability),
+            actor: &self.inner.actor,
+            call_id: Some(&self.inner.call_id),
+            reason,
+        };
+        self.inner.enforcer.refuse(&refusal).await;
+        ToolError::Denied {
+            capability: capability.to_string(),
+            rule: reason.to_string(),
         }
     }
 

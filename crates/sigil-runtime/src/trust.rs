@@ -16,12 +16,15 @@
 //! tier.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use sigil_audit::{Actor, NewRecord, Verdict};
 use sigil_manifest::{Tier, ValidatedManifest};
-use sigil_trust::{DigestList, PublicKey, Signature, TrustedKeys};
+use sigil_trust::{DigestList, PublicKey, Signature, TrustError, TrustedKeys};
+
+use crate::enforcer::{Enforcer, Refusal};
 
 pub use sigil_trust::Trust;
 
@@ -196,6 +199,135 @@ impl Assessed {
             Tier::Builtin => Ok(()),
             tier => policy.allows(&self.trust, tier),
         }
+    }
+}
+
+impl Assessed {
+    /// The signed files, for a verified plugin's tier to check what it runs, at load and at
+    /// every restart (see [`SignedFiles`]).
+    pub(crate) fn signed_files(
+        &self,
+        dir: &Path,
+        manifest: &ValidatedManifest,
+        enforcer: &Arc<Enforcer>,
+    ) -> Option<SignedFiles> {
+        let digests = self.digests.clone()?;
+        Some(SignedFiles {
+            inner: Arc::new(SignedInner {
+                plugin: manifest.id().to_string(),
+                version: manifest.version().to_string(),
+                dir: dir.to_path_buf(),
+                digests,
+                enforcer: enforcer.clone(),
+                broken: Mutex::new(None),
+            }),
+        })
+    }
+}
+
+/// The files a verified plugin was verified with, handed to its tier so that what runs is
+/// what was signed: at load and at every restart the tier checks the bytes it is about to run
+/// ([`SignedFiles::stage`] for a process started from a private copy,
+/// [`SignedFiles::check_file`] for a component read once), never the directory as it was
+/// when the runtime looked.
+///
+/// The first check that fails breaks the plugin's trust for good: the failure is recorded as
+/// a deny in the audit log, the tier refuses to start the plugin, and the runtime lists it in
+/// the error state and no longer as verified. Reinstalling or re-signing it and reloading
+/// starts afresh. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct SignedFiles {
+    inner: Arc<SignedInner>,
+}
+
+#[derive(Debug)]
+struct SignedInner {
+    plugin: String,
+    version: String,
+    dir: PathBuf,
+    digests: DigestList,
+    enforcer: Arc<Enforcer>,
+    broken: Mutex<Option<String>>,
+}
+
+impl SignedFiles {
+    /// Copies the plugin's files from `from` (its directory, or a path to the handle a tier
+    /// holds of it) into the empty private directory `to`, checking every byte copied against
+    /// the signed digest list. Run the copy: nothing edited after the check reaches it.
+    ///
+    /// # Errors
+    /// When the files differ from the signed ones (naming each), or cannot be copied. A
+    /// difference breaks the plugin's trust (see the type's docs); the partial copy is the
+    /// caller's to remove.
+    pub fn stage(&self, from: &Path, to: &Path) -> Result<(), String> {
+        self.usable()?;
+        match self.inner.digests.copy_verified(from, to) {
+            Ok(()) => Ok(()),
+            Err(error @ TrustError::Tampered { .. }) => Err(self.break_trust(&error)),
+            Err(error) => Err(format!(
+                "cannot copy the signed files of `{}` to run them: {error}",
+                self.inner.plugin
+            )),
+        }
+    }
+
+    /// Checks `bytes`, read from the plugin's file `entry` (relative to its directory), against
+    /// the signed digest list.
+    ///
+    /// # Errors
+    /// When the bytes are not the signed ones; that breaks the plugin's trust.
+    pub fn check_file(&self, entry: &Path, bytes: &[u8]) -> Result<(), String> {
+        self.usable()?;
+        let listed = entry.to_string_lossy().replace('\\', "/");
+        let listed = listed.trim_start_matches("./");
+        self.inner
+            .digests
+            .check_file(&self.inner.dir, listed, bytes)
+            .map_err(|error| self.break_trust(&error))
+    }
+
+    /// Why the plugin is no longer verified, once a check has failed.
+    pub fn broken(&self) -> Option<String> {
+        self.inner
+            .broken
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn usable(&self) -> Result<(), String> {
+        match self.broken() {
+            Some(reason) => Err(reason),
+            None => Ok(()),
+        }
+    }
+
+    /// Marks the plugin's trust broken and records why.
+    fn break_trust(&self, error: &TrustError) -> String {
+        let reason = format!(
+            "the signed files changed after the plugin was verified ({error}); it is stopped and no longer verified: reinstall or re-sign it, then reload it"
+        );
+        {
+            let mut broken = self
+                .inner
+                .broken
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(earlier) = broken.as_ref() {
+                return earlier.clone();
+            }
+            *broken = Some(reason.clone());
+        }
+        tracing::error!(plugin = %self.inner.plugin, %reason, "signed plugin changed after verification");
+        self.inner.enforcer.refuse_blocking(&Refusal {
+            plugin: &self.inner.plugin,
+            version: Some(&self.inner.version),
+            capability: None,
+            actor: &Actor::default(),
+            call_id: None,
+            reason: &reason,
+        });
+        reason
     }
 }
 

@@ -56,7 +56,7 @@ fn spawn(c: &mut Criterion) {
     let spec = Spec {
         program: "/bin/true".into(),
         args: Vec::new(),
-        plugin_dir: plugin.path().to_path_buf(),
+        plugin_dir: plugin.path().into(),
         socket_dir: sockets.path().to_path_buf(),
         read_only: Vec::new(),
         read_write: Vec::new(),

@@ -133,6 +133,20 @@ impl Argv {
         self.push(inside);
     }
 
+    /// Binds the directory open as `fd` (which bubblewrap must inherit) read-only at `inside`.
+    pub(crate) fn ro_bind_fd(&mut self, fd: std::os::fd::RawFd, inside: &Path) {
+        self.push("--ro-bind-fd");
+        self.push(fd.to_string());
+        self.push(inside);
+    }
+
+    /// Binds the directory open as `fd` (which bubblewrap must inherit) read-write at `inside`.
+    pub(crate) fn bind_fd(&mut self, fd: std::os::fd::RawFd, inside: &Path) {
+        self.push("--bind-fd");
+        self.push(fd.to_string());
+        self.push(inside);
+    }
+
     pub(crate) fn setenv(&mut self, name: &str, value: &str) {
         self.extend(["--setenv", name, value]);
     }

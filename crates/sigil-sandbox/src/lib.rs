@@ -8,7 +8,7 @@
 //! let spec = Spec {
 //!     program: "/usr/bin/python3".into(),
 //!     args: vec!["/plugin/main.py".into()],
-//!     plugin_dir: "/var/lib/sigil/plugins/weather".into(),
+//!     plugin_dir: "/var/lib/sigil/plugins/weather".into(), // or a directory held open
 //!     socket_dir: "/run/user/1000/sigil/weather".into(),
 //!     read_only: vec![],
 //!     read_write: vec![],
@@ -32,7 +32,9 @@
 //! top-level system trees read-only, two files of `/etc`, a new `/proc`, a minimal `/dev`, a
 //! private tmpfs at `/tmp`, the plugin at `/plugin` (read-only, the working directory), the
 //! socket directory at `/run/sigil` (read-write), the granted paths, and nothing else; the
-//! root itself is read-only.
+//! root itself is read-only. A directory the caller holds open ([`HostDir::Held`]) is bound by
+//! its handle (bubblewrap's `--bind-fd`), so the sandbox gets that directory even if its path
+//! has since been replaced, by a symbolic link say.
 //!
 //! Inside, `sigil-sandbox-init` adds rlimits, Landlock rules matching the binds, and a seccomp
 //! filter before it execs the plugin; on the host, cgroup v1 groups limit processes and
@@ -40,7 +42,8 @@
 //!
 //! A sandbox dies with its host: bubblewrap is started with `--die-with-parent`, and each
 //! process inside asks for `SIGKILL` when its parent dies.
-#![forbid(unsafe_code)]
+// One reviewed exception: choosing the descriptors bubblewrap inherits (`pass_only`).
+#![deny(unsafe_code)]
 
 mod cgroup;
 mod error;
@@ -51,8 +54,10 @@ mod path;
 mod procfs;
 
 use std::ffi::OsString;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
@@ -99,8 +104,46 @@ pub struct Sandbox {
     landlock: String,
 }
 
+/// A host directory given to a sandbox.
+#[derive(Debug, Clone)]
+pub enum HostDir {
+    /// Named by path: checked with [`validate_path`] and resolved at every spawn, then bound
+    /// at its canonical path.
+    Path(PathBuf),
+    /// Held open by the caller (an `O_PATH` descriptor is enough) and bound by that handle:
+    /// the sandbox gets exactly this directory, whatever its path names by the time of the
+    /// spawn. `path` is where the directory was when it was opened; a grant is bound there
+    /// inside the sandbox, so it must pass [`validate_path`]'s rules that need no file system
+    /// (absolute, normalised, not `/`, `/proc`, `/sys` or `/dev`).
+    Held {
+        /// The open directory.
+        fd: Arc<OwnedFd>,
+        /// Its path when opened.
+        path: PathBuf,
+    },
+}
+
+impl From<PathBuf> for HostDir {
+    fn from(path: PathBuf) -> HostDir {
+        HostDir::Path(path)
+    }
+}
+
+impl From<&Path> for HostDir {
+    fn from(path: &Path) -> HostDir {
+        HostDir::Path(path.to_path_buf())
+    }
+}
+
+impl From<&str> for HostDir {
+    fn from(path: &str) -> HostDir {
+        HostDir::Path(PathBuf::from(path))
+    }
+}
+
 /// What to run in a sandbox and what it may reach. Every host path is checked with
-/// [`validate_path`] when the sandbox is spawned.
+/// [`validate_path`] when the sandbox is spawned; every held directory's path with the same
+/// rules but for resolving it.
 #[derive(Debug, Clone)]
 pub struct Spec {
     /// The program, as a path inside the sandbox (e.g. `/plugin/main` or `/usr/bin/python3`).
@@ -108,13 +151,14 @@ pub struct Spec {
     /// Its arguments.
     pub args: Vec<String>,
     /// Host directory bound read-only at `/plugin`, the working directory.
-    pub plugin_dir: PathBuf,
+    pub plugin_dir: HostDir,
     /// Host directory bound read-write at `/run/sigil`; the gRPC sockets live here.
     pub socket_dir: PathBuf,
-    /// Host paths bound read-only at the same path (`fs.read` grants, interpreter prefixes).
-    pub read_only: Vec<PathBuf>,
-    /// Host paths bound read-write at the same path (`fs.write` grants).
-    pub read_write: Vec<PathBuf>,
+    /// Host directories bound read-only at the same path (`fs.read` grants, interpreter
+    /// prefixes).
+    pub read_only: Vec<HostDir>,
+    /// Host directories bound read-write at the same path (`fs.write` grants).
+    pub read_write: Vec<HostDir>,
     /// The only environment inside, plus `PATH`, `HOME=/tmp`, `TMPDIR=/tmp` and
     /// `LANG=C.UTF-8`, which the sandbox sets first (an entry here with the same name wins).
     pub env: Vec<(String, String)>,
@@ -304,13 +348,11 @@ impl Sandbox {
         let plan = Plan::new(spec)?;
         let groups = self.cgroups.create(&spec.limits);
         let mut argv = Argv::new(&self.layout, &self.init, spec.limits.memory_bytes);
-        argv.ro_bind(&plan.plugin_dir, Path::new(PLUGIN_DIR));
+        plan.plugin_dir
+            .bind(&mut argv, Path::new(PLUGIN_DIR), Access::ReadOnly);
         argv.bind(&plan.socket_dir, Path::new(SOCKET_DIR));
-        for (path, access) in &plan.grants {
-            match access {
-                Access::ReadOnly => argv.ro_bind(path, path),
-                Access::ReadWrite => argv.bind(path, path),
-            }
+        for grant in &plan.grants {
+            grant.source.bind(&mut argv, &grant.inside, grant.access);
         }
         argv.extend(["--chdir", PLUGIN_DIR]);
         argv.setenv("PATH", SANDBOX_PATH);
@@ -358,6 +400,7 @@ impl Sandbox {
             c.args(&argv);
             c
         };
+        pass_only(&mut command, plan.fds());
         command
             .env_clear()
             .stdin(Stdio::piped())
@@ -385,6 +428,39 @@ impl Sandbox {
     }
 }
 
+/// Passes the sandbox's first process exactly `fds` beyond its standard streams: every other
+/// descriptor, including any the host itself inherited without close-on-exec, is closed at the
+/// exec, and `fds` (held directories, for bubblewrap's `--bind-fd`) stay open. bubblewrap
+/// closes each of those once it has mounted it, so no handle of the host's reaches the plugin.
+#[allow(unsafe_code)]
+fn pass_only(command: &mut tokio::process::Command, fds: Vec<RawFd>) {
+    // SAFETY: the closure runs in the forked child before exec, where only async-signal-safe
+    // calls are allowed: it makes two raw system calls, close_range(2) and fcntl(2), allocates
+    // nothing (the list was built before the fork) and touches no lock. It closes nothing: it
+    // sets or clears close-on-exec flags in the child's own descriptor table. Each descriptor
+    // in `fds` is open in the child, since `Plan` holds it open in the parent until `spawn`
+    // returns.
+    unsafe {
+        command.pre_exec(move || {
+            let all_but_stdio = libc::syscall(
+                libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            );
+            if all_but_stdio == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            for &fd in &fds {
+                if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
 fn find_bwrap() -> Result<PathBuf, SandboxError> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
@@ -401,26 +477,85 @@ enum Access {
     ReadWrite,
 }
 
-/// A spec with every host path validated and canonical, grants in mount order.
+/// Where a bound directory comes from: a canonical path, or a handle.
+#[derive(Debug)]
+enum Source {
+    Path(PathBuf),
+    Fd(Arc<OwnedFd>),
+}
+
+impl Source {
+    fn bind(&self, argv: &mut Argv, inside: &Path, access: Access) {
+        match (self, access) {
+            (Source::Path(path), Access::ReadOnly) => argv.ro_bind(path, inside),
+            (Source::Path(path), Access::ReadWrite) => argv.bind(path, inside),
+            (Source::Fd(fd), Access::ReadOnly) => argv.ro_bind_fd(fd.as_raw_fd(), inside),
+            (Source::Fd(fd), Access::ReadWrite) => argv.bind_fd(fd.as_raw_fd(), inside),
+        }
+    }
+}
+
+/// One granted directory: where it comes from, where it goes inside, and how.
+#[derive(Debug)]
+struct Mount {
+    source: Source,
+    inside: PathBuf,
+    access: Access,
+}
+
+/// A spec with every host path validated and canonical, every held directory checked, grants
+/// in mount order.
 #[derive(Debug)]
 struct Plan {
-    plugin_dir: PathBuf,
+    plugin_dir: Source,
     socket_dir: PathBuf,
-    grants: Vec<(PathBuf, Access)>,
+    grants: Vec<Mount>,
+}
+
+/// Checks one directory of a spec: a path is validated and resolved; a held directory's path
+/// must pass the same rules without resolving, and its handle must be a directory.
+fn plan_dir(dir: &HostDir, field: &str) -> Result<(Source, PathBuf), SandboxError> {
+    let field_error = |e: SandboxError| SandboxError::InvalidSpec {
+        field: field.to_string(),
+        reason: e.to_string(),
+    };
+    match dir {
+        HostDir::Path(raw) => {
+            let path = validate_path(raw).map_err(field_error)?;
+            Ok((Source::Path(path.clone()), path))
+        }
+        HostDir::Held { fd, path } => {
+            path::check_text(path).map_err(field_error)?;
+            let handle = format!("/proc/self/fd/{}", fd.as_raw_fd());
+            if !std::fs::metadata(&handle).is_ok_and(|m| m.is_dir()) {
+                return Err(SandboxError::InvalidSpec {
+                    field: field.to_string(),
+                    reason: format!(
+                        "the handle held for {} is not an open directory",
+                        path.display()
+                    ),
+                });
+            }
+            Ok((Source::Fd(fd.clone()), path.clone()))
+        }
+    }
 }
 
 impl Plan {
     fn new(spec: &Spec) -> Result<Plan, SandboxError> {
-        let field_error = |field: String, e: SandboxError| SandboxError::InvalidSpec {
-            field,
-            reason: e.to_string(),
-        };
-        let plugin_dir =
-            validate_path(&spec.plugin_dir).map_err(|e| field_error("plugin_dir".into(), e))?;
+        let (plugin_dir, plugin_path) = plan_dir(&spec.plugin_dir, "plugin_dir")?;
         let socket_dir =
-            validate_path(&spec.socket_dir).map_err(|e| field_error("socket_dir".into(), e))?;
-        for (field, dir) in [("plugin_dir", &plugin_dir), ("socket_dir", &socket_dir)] {
-            if !dir.is_dir() {
+            validate_path(&spec.socket_dir).map_err(|e| SandboxError::InvalidSpec {
+                field: "socket_dir".into(),
+                reason: e.to_string(),
+            })?;
+        for (field, dir) in [("plugin_dir", &plugin_path), ("socket_dir", &socket_dir)] {
+            let is_dir = match (field, &plugin_dir) {
+                // A held directory was checked through its handle; its path may have changed.
+                ("plugin_dir", Source::Fd(_)) => true,
+                _ => dir.is_dir(),
+            };
+            if !is_dir {
                 return Err(SandboxError::InvalidSpec {
                     field: field.into(),
                     reason: format!("{} is not a directory", dir.display()),
@@ -433,10 +568,10 @@ impl Plan {
             ("read_write", &spec.read_write, Access::ReadWrite),
         ];
         for (name, list, access) in lists {
-            for (i, raw) in list.iter().enumerate() {
+            for (i, dir) in list.iter().enumerate() {
                 let field = format!("{name}[{i}]");
-                let path = validate_path(raw).map_err(|e| field_error(field.clone(), e))?;
-                let text = path.to_string_lossy();
+                let (source, inside) = plan_dir(dir, &field)?;
+                let text = inside.to_string_lossy();
                 let reserved = RESERVED_TREES
                     .iter()
                     .find(|r| path::is_at_or_below(&text, r))
@@ -450,11 +585,15 @@ impl Plan {
                         ),
                     });
                 }
-                grants.push((path, access));
+                grants.push(Mount {
+                    source,
+                    inside,
+                    access,
+                });
             }
         }
         // Parents before children, so a grant inside another stays visible.
-        grants.sort_by_key(|(path, _)| path.components().count());
+        grants.sort_by_key(|mount| mount.inside.components().count());
         check_program(&spec.program)?;
         if spec.egress_port == Some(0) {
             return Err(SandboxError::InvalidSpec {
@@ -499,6 +638,17 @@ impl Plan {
         })
     }
 
+    /// The descriptors bubblewrap must inherit to bind held directories.
+    fn fds(&self) -> Vec<RawFd> {
+        std::iter::once(&self.plugin_dir)
+            .chain(self.grants.iter().map(|m| &m.source))
+            .filter_map(|source| match source {
+                Source::Fd(fd) => Some(fd.as_raw_fd()),
+                Source::Path(_) => None,
+            })
+            .collect()
+    }
+
     fn inside_read_only(&self) -> Vec<PathBuf> {
         self.grants_with(Access::ReadOnly)
     }
@@ -510,8 +660,8 @@ impl Plan {
     fn grants_with(&self, access: Access) -> Vec<PathBuf> {
         self.grants
             .iter()
-            .filter(|(_, a)| *a == access)
-            .map(|(p, _)| p.clone())
+            .filter(|mount| mount.access == access)
+            .map(|mount| mount.inside.clone())
             .collect()
     }
 }

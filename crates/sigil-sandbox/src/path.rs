@@ -22,8 +22,32 @@ const FORBIDDEN_TREES: &[&str] = &["/proc", "/sys", "/dev"];
 /// # Security
 ///
 /// Every path that ends up in a `--bind`/`--ro-bind` argument goes through here; the argv is
-/// built from the returned canonical path, never from the original text.
+/// built from the returned canonical path, never from the original text. A path resolved here
+/// is resolved again at every spawn: hand the sandbox a directory held open
+/// ([`HostDir::Held`](crate::HostDir::Held)) where what the path names must not change.
 pub fn validate_path(p: &Path) -> Result<PathBuf, SandboxError> {
+    let invalid = |reason: &str| SandboxError::InvalidPath {
+        path: p.to_string_lossy().into_owned(),
+        reason: reason.to_owned(),
+    };
+    check_text(p)?;
+    let canonical = std::fs::canonicalize(p)
+        .map_err(|e| invalid(&format!("cannot be resolved on the host: {e}")))?;
+    let Some(canonical_text) = canonical.to_str() else {
+        return Err(invalid("resolves to a path that is not valid UTF-8"));
+    };
+    if canonical_text.chars().any(char::is_control) {
+        return Err(invalid("resolves to a path with a control character"));
+    }
+    check_tree(canonical_text)
+        .map_err(|reason| invalid(&format!("resolves to {canonical_text:?}, which {reason}")))?;
+    Ok(canonical)
+}
+
+/// The rules of [`validate_path`] that need no file system: absolute, normalised, valid UTF-8
+/// without control characters, not `/` and not at or below `/proc`, `/sys` or `/dev`. For the
+/// path of a directory held open, which is bound by its handle and never resolved again.
+pub(crate) fn check_text(p: &Path) -> Result<(), SandboxError> {
     let invalid = |reason: &str| SandboxError::InvalidPath {
         path: p.to_string_lossy().into_owned(),
         reason: reason.to_owned(),
@@ -55,18 +79,7 @@ pub fn validate_path(p: &Path) -> Result<PathBuf, SandboxError> {
             "not normalised (empty or `.` component, or trailing `/`)",
         ));
     }
-    check_tree(text).map_err(|reason| invalid(&reason))?;
-    let canonical = std::fs::canonicalize(p)
-        .map_err(|e| invalid(&format!("cannot be resolved on the host: {e}")))?;
-    let Some(canonical_text) = canonical.to_str() else {
-        return Err(invalid("resolves to a path that is not valid UTF-8"));
-    };
-    if canonical_text.chars().any(char::is_control) {
-        return Err(invalid("resolves to a path with a control character"));
-    }
-    check_tree(canonical_text)
-        .map_err(|reason| invalid(&format!("resolves to {canonical_text:?}, which {reason}")))?;
-    Ok(canonical)
+    check_tree(text).map_err(|reason| invalid(&reason))
 }
 
 fn check_tree(text: &str) -> Result<(), String> {

@@ -112,8 +112,8 @@ async fn writes_only_inside_read_write_grants() {
         ro_file = ro.path().join("new.txt"),
         ro_data = ro.path().join("data.txt"),
     ));
-    spec.read_only = vec![ro.path().to_path_buf()];
-    spec.read_write = vec![rw.path().to_path_buf()];
+    spec.read_only = vec![ro.path().into()];
+    spec.read_write = vec![rw.path().into()];
     let done = run(&sandbox, &spec).await;
     assert!(done.status.success(), "{done:?}");
     let lines = done.lines();
@@ -662,4 +662,76 @@ async fn stale_cgroups_of_dead_hosts_are_removed() {
     assert!(!stale_left, "{} was not removed", stale.display());
     assert!(live_left, "a live host's group was removed");
     assert_next_sandbox_works(&sandbox).await;
+}
+
+/// Opens `dir` the way a caller holding a grant does (any open descriptor of the directory).
+fn hold(dir: &std::path::Path) -> sigil_sandbox::HostDir {
+    let file = std::fs::File::open(dir).unwrap();
+    sigil_sandbox::HostDir::Held {
+        fd: std::sync::Arc::new(std::os::fd::OwnedFd::from(file)),
+        path: dir.to_path_buf(),
+    }
+}
+
+#[tokio::test]
+async fn a_held_directory_is_bound_by_its_handle_after_its_path_is_swapped_for_a_link() {
+    let sandbox = sandbox();
+    let dirs = Dirs::new();
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path().canonicalize().unwrap();
+    let (data, out, outside) = (root.join("data"), root.join("out"), root.join("outside"));
+    for dir in [&data, &out, &outside] {
+        std::fs::create_dir(dir).unwrap();
+    }
+    std::fs::write(data.join("mine.txt"), "held").unwrap();
+    std::fs::write(outside.join("secret.txt"), "outside secret").unwrap();
+    let (held_data, held_out) = (hold(&data), hold(&out));
+    // Both paths now lead outside; the handles still hold the directories granted.
+    for dir in [&data, &out] {
+        std::fs::rename(dir, dir.with_extension("old")).unwrap();
+        std::os::unix::fs::symlink(&outside, dir).unwrap();
+    }
+    let mut spec = dirs.python(&format!(
+        "import os\n\
+         for name in ['mine.txt', 'secret.txt']:\n\
+         \x20   try: print(name, open(os.path.join({data:?}, name)).read())\n\
+         \x20   except OSError: print(name, 'missing')\n\
+         open(os.path.join({out:?}, 'written.txt'), 'w').write('x')\n\
+         fds = [int(f) for f in os.listdir('/proc/self/fd')]\n\
+         def is_open(fd):\n\
+         \x20   try: os.fstat(fd); return True\n\
+         \x20   except OSError: return False\n\
+         print('inherited', [os.readlink('/proc/self/fd/%d' % fd) for fd in fds if fd > 2 and is_open(fd)])\n",
+        data = data,
+        out = out,
+    ));
+    spec.read_only = vec![held_data];
+    spec.read_write = vec![held_out];
+    let done = run(&sandbox, &spec).await;
+    assert!(done.status.success(), "{done:?}");
+    assert_eq!(
+        done.lines(),
+        ["mine.txt held", "secret.txt missing", "inherited []"],
+        "{done:?}"
+    );
+    assert!(root.join("out.old/written.txt").exists());
+    assert!(!outside.join("written.txt").exists());
+    assert_next_sandbox_works(&sandbox).await;
+}
+
+#[tokio::test]
+async fn a_held_plugin_directory_is_bound_by_its_handle() {
+    let sandbox = sandbox();
+    let dirs = Dirs::new();
+    let mut spec = dirs.shell("cat /plugin/plugin.txt");
+    spec.plugin_dir = hold(dirs.plugin.path());
+    let moved = tempfile::tempdir().unwrap();
+    let elsewhere = moved.path().join("plugin");
+    std::fs::rename(dirs.plugin.path(), &elsewhere).unwrap();
+    std::os::unix::fs::symlink("/etc", dirs.plugin.path()).unwrap();
+    let done = run(&sandbox, &spec).await;
+    std::fs::remove_file(dirs.plugin.path()).unwrap();
+    std::fs::rename(&elsewhere, dirs.plugin.path()).unwrap();
+    assert!(done.status.success(), "{done:?}");
+    assert_eq!(done.stdout, "plugin file\n", "{done:?}");
 }

@@ -154,7 +154,7 @@ async fn spawn_refuses_hostile_specs() {
         (
             {
                 let mut s = dirs.shell("true");
-                s.plugin_dir = dirs.plugin.path().join("plugin.txt");
+                s.plugin_dir = dirs.plugin.path().join("plugin.txt").into();
                 s
             },
             "plugin_dir",

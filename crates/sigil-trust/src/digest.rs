@@ -1,7 +1,10 @@
 //! The digest list: every file of a plugin directory with its SHA-256.
 
 use std::collections::BTreeMap;
+use std::io::{Read, Write};
 use std::path::Path;
+
+use sha2::{Digest, Sha256};
 
 use crate::TrustError;
 use crate::tree::{self, Entry, Unfit};
@@ -38,7 +41,7 @@ impl DigestList {
     /// lead out of the directory), a special file, or a name that is not UTF-8 or holds a
     /// newline or backslash; [`TrustError::Io`] when something cannot be read.
     pub fn compute(dir: &Path) -> Result<DigestList, TrustError> {
-        let files = hash_files(dir, is_skipped)?;
+        let files = hash_files(dir, is_skipped, None)?;
         Ok(DigestList { files })
     }
 
@@ -125,13 +128,54 @@ impl DigestList {
     /// [`TrustError::Tampered`] naming every file that changed, is missing or was added; the
     /// errors of [`DigestList::compute`].
     pub fn check(&self, dir: &Path) -> Result<(), TrustError> {
-        // Python runs bytecode it finds in `__pycache__` beside a source whose time and size
-        // match: such a file is never signed, so a signed plugin holding one is refused.
-        let files = hash_files(dir, |name| is_skipped(name) && name != "__pycache__")?;
-        let actual = DigestList { files };
+        let files = hash_files(dir, checked_skip, None)?;
+        self.compare(dir, &files)
+    }
+
+    /// Copies the plugin in `from` into the empty directory `to`, by handle as
+    /// [`DigestList::check`] reads it, hashing the bytes as they are read, and checks the copy
+    /// against this list as [`DigestList::check`] does. Only directories and files are copied
+    /// (private to the owner, files read-only but for the owner's execute bit); the digest
+    /// list and its signature are left out, and so is every name [`DigestList::check`] skips.
+    ///
+    /// What the copy holds is exactly what was hashed: a file edited in `from` while (or after)
+    /// it is copied either fails the check or does not reach the copy.
+    ///
+    /// # Errors
+    /// [`TrustError::Tampered`] naming every file that differs, with the copy left incomplete
+    /// for the caller to remove; [`TrustError::Unsignable`] for a link or special file;
+    /// [`TrustError::Io`] when a file cannot be read or written.
+    pub fn copy_verified(&self, from: &Path, to: &Path) -> Result<(), TrustError> {
+        let files = hash_files(from, checked_skip, Some(to))?;
+        self.compare(from, &files)
+    }
+
+    /// Checks `bytes`, read from the listed file `path` (relative, `/`-separated) of the plugin
+    /// in `dir`, against its signed digest: for a tier that reads a file once and runs what it
+    /// read.
+    ///
+    /// # Errors
+    /// [`TrustError::Tampered`] when `path` is not listed or its bytes differ from the signed
+    /// ones.
+    pub fn check_file(&self, dir: &Path, path: &str, bytes: &[u8]) -> Result<(), TrustError> {
+        let problem = match self.files.get(path) {
+            None => format!("{path} is not in the signed digest list"),
+            Some(digest) if *digest != hex(&Sha256::digest(bytes)) => {
+                format!("{path} was changed after signing")
+            }
+            Some(_) => return Ok(()),
+        };
+        Err(TrustError::Tampered {
+            dir: dir.to_path_buf(),
+            problems: vec![problem],
+        })
+    }
+
+    /// The differences between this list and the files found in `dir`.
+    fn compare(&self, dir: &Path, actual: &BTreeMap<String, String>) -> Result<(), TrustError> {
         let mut problems = Vec::new();
         for (file, digest) in &self.files {
-            match actual.files.get(file) {
+            match actual.get(file) {
                 None => problems.push(format!("{file} is listed but missing")),
                 Some(found) if found != digest => {
                     problems.push(format!("{file} was changed after signing"));
@@ -139,7 +183,7 @@ impl DigestList {
                 Some(_) => {}
             }
         }
-        for file in actual.files.keys() {
+        for file in actual.keys() {
             if file.split('/').any(|part| part == "__pycache__") {
                 problems.push(format!(
                     "{file} is bytecode, which is never signed: delete the __pycache__ directories"
@@ -159,11 +203,35 @@ impl DigestList {
     }
 }
 
+/// The names a check skips: [`SKIPPED_NAMES`] but `__pycache__`. Python runs bytecode it finds
+/// in `__pycache__` beside a source whose time and size match: such a file is never signed, so
+/// a signed plugin holding one is refused.
+fn checked_skip(name: &std::ffi::OsStr) -> bool {
+    is_skipped(name) && name != "__pycache__"
+}
+
+/// Creates the new file `path` with `mode`, never through a link placed there.
+fn new_file(path: &Path, mode: u32) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+}
+
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Hashes every regular file under `dir` by handle (see `tree.rs`) but those `skipped` by
-/// name and the digest list and its signature at the top.
+/// name and the digest list and its signature at the top. With `copy_to`, each directory and
+/// file is also written there as it is read: directories `0700`, files read-only to their
+/// owner but for the owner's execute bit, created new and never through a link.
 fn hash_files(
     dir: &Path,
     skipped: fn(&std::ffi::OsStr) -> bool,
+    copy_to: Option<&Path>,
 ) -> Result<BTreeMap<String, String>, TrustError> {
     let mut files = BTreeMap::new();
     let skip = |relative: &Path| {
@@ -193,12 +261,45 @@ fn hash_files(
                 "the name holds a newline or backslash, so it cannot be listed",
             ));
         }
-        if let Entry::File(file, _) = entry {
-            let digest = tree::sha256(file, &path)?;
-            files.insert(
-                listed.to_string(),
-                digest.iter().map(|b| format!("{b:02x}")).collect(),
-            );
+        let target = copy_to.map(|to| to.join(relative));
+        match entry {
+            Entry::Dir => {
+                if let Some(target) = &target {
+                    let mut builder = std::fs::DirBuilder::new();
+                    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+                    builder
+                        .create(target)
+                        .map_err(|e| TrustError::io(target, &e))?;
+                }
+            }
+            Entry::File(file, mode) => {
+                let mut copy = match &target {
+                    Some(target) => Some(
+                        new_file(target, 0o400 | (mode & 0o100))
+                            .map_err(|e| TrustError::io(target, &e))?,
+                    ),
+                    None => None,
+                };
+                let mut hasher = Sha256::new();
+                let mut buffer = vec![0u8; 64 * 1024];
+                loop {
+                    let read = file
+                        .read(&mut buffer)
+                        .map_err(|e| TrustError::io(&path, &e))?;
+                    if read == 0 {
+                        break;
+                    }
+                    hasher.update(&buffer[..read]);
+                    if let (Some(copy), Some(target)) = (&mut copy, &target) {
+                        copy.write_all(&buffer[..read])
+                            .map_err(|e| TrustError::io(target, &e))?;
+                    }
+                }
+                if let (Some(copy), Some(target)) = (&copy, &target) {
+                    copy.sync_all().map_err(|e| TrustError::io(target, &e))?;
+                }
+                files.insert(listed.to_string(), hex(&hasher.finalize()));
+            }
         }
         Ok(())
     })?;

@@ -281,6 +281,7 @@ fn loads(c: &mut Criterion, tier: &WasmTier, cache: &Path, w: &World) {
         grants: &none,
         consent: &none,
         enforcer: w.runtime.enforcer(),
+        signed: None,
     };
     let clear = || {
         if cache.exists() {

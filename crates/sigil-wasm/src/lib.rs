@@ -14,9 +14,14 @@
 //!   grant the plugin gets an audited denial.
 //! - WASI p2 has no ambient authority: no inherited environment, arguments or stdio; no
 //!   sockets (TCP, UDP and name lookup off, every address denied); filesystem preopens only for
-//!   whole directories granted by `fs.read:/dir/**` or `fs.write:/dir/**`, each checked per
-//!   call against the caller's policy (an audited decision) and withheld if any deny carves into
-//!   it. Read-only grants preopen read-only.
+//!   whole directories granted by `fs.read:/dir/**` or `fs.write:/dir/**`, resolved once at
+//!   load and held open (`sigil_runtime::granted_dirs`): a call's preopen is the held handle,
+//!   never the grant's path again. Each is checked per call: the grant must still lead to the
+//!   held directory (a symlink swapped in is refused and audited, never followed), the
+//!   directory's real path must be allowed for the caller (an audited decision), and it is
+//!   withheld if any deny carves into it. Read-only grants preopen read-only.
+//! - A verified plugin's component bytes are checked against its signed digest list as they
+//!   are read, so what is compiled is what was signed.
 //! - Outgoing HTTP is checked in the host's send hook against `net.connect:<host>:<port>`
 //!   (audited); secrets are injected there, replacing placeholders the plugin got from
 //!   `secrets.reference`. The plugin never holds a secret's value.
@@ -111,6 +116,11 @@ impl WasmTier {
                 request.dir.display()
             )
         })?;
+        // What is compiled is these bytes, read once: for a verified plugin, they must be the
+        // signed ones, whatever the directory held when the runtime checked it.
+        if let Some(signed) = request.signed {
+            signed.check_file(entry, &bytes)?;
+        }
         let (component, cached) = self.cache.load(&self.engine, &bytes).map_err(|e| {
             format!(
                 "{} is not a valid WebAssembly component: {e:#}",
@@ -130,9 +140,9 @@ impl WasmTier {
                 path.display()
             )
         })?;
-        let (preopens, refused) = plugin::preopens_for(request.grants);
-        for reason in refused {
-            tracing::warn!(plugin = %manifest.id(), "{reason}");
+        let view = sigil_runtime::granted_dirs(request.grants);
+        for reason in view.refused {
+            tracing::warn!(plugin = %manifest.id(), "{reason}; it is not preopened");
         }
         let limits = &manifest.execution().limits;
         let mut loaded = plugin::WasmPlugin {
@@ -140,7 +150,7 @@ impl WasmTier {
             engine: self.engine.clone(),
             pre,
             tools: Vec::new(),
-            preopens,
+            preopens: view.dirs,
             env: manifest
                 .execution()
                 .env

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 use sigil_policy::CapabilitySet;
-use sigil_runtime::{Call, Steps, ToolDescriptor, ToolError, ToolPlugin, async_trait};
+use sigil_runtime::{Call, GrantedDir, Steps, ToolDescriptor, ToolError, ToolPlugin, async_trait};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -22,13 +22,6 @@ use crate::host::{HostState, HttpHooks, describe_failure};
 pub const DEFAULT_MEMORY_MIB: u64 = 128;
 /// How much of a plugin's stdout and stderr is kept, per call, for the log.
 const OUTPUT_CAPTURE_BYTES: usize = 64 * 1024;
-
-/// A directory handed to the plugin as a WASI preopen, at the same path it has on the host.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Preopen {
-    pub(crate) dir: String,
-    pub(crate) write: bool,
-}
 
 /// What one plugin may import beyond the always-present interfaces, decided from its grants
 /// and consent at load.
@@ -48,7 +41,8 @@ pub(crate) struct WasmPlugin {
     pub(crate) engine: Engine,
     pub(crate) pre: ToolPluginHttpPre<HostState>,
     pub(crate) tools: Vec<ToolDescriptor>,
-    pub(crate) preopens: Vec<Preopen>,
+    /// The directories granted whole, held since load (`sigil_runtime::granted_dirs`).
+    pub(crate) preopens: Vec<GrantedDir>,
     pub(crate) env: Vec<(String, String)>,
     pub(crate) memory_bytes: usize,
     pub(crate) fuel: Option<u64>,
@@ -59,7 +53,14 @@ impl std::fmt::Debug for WasmPlugin {
         f.debug_struct("WasmPlugin")
             .field("id", &self.id)
             .field("tools", &self.tools.len())
-            .field("preopens", &self.preopens)
+            .field(
+                "preopens",
+                &self
+                    .preopens
+                    .iter()
+                    .map(GrantedDir::path)
+                    .collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -75,40 +76,6 @@ pub(crate) fn imports_for(grants: &CapabilitySet, consent: &CapabilitySet) -> Im
     Imports {
         http: net(grants) && net(consent),
     }
-}
-
-/// Directories that may be preopened: only patterns that grant a whole directory
-/// (`fs.read:/data/**` or `fs.write:/data/**`), since a preopen hands the plugin everything
-/// beneath it. Each is checked again, per call, against the caller's policy.
-pub(crate) fn preopens_for(grants: &CapabilitySet) -> (Vec<Preopen>, Vec<String>) {
-    let mut preopens: Vec<Preopen> = Vec::new();
-    let mut refused = Vec::new();
-    for pattern in grants.patterns() {
-        let text = pattern.as_str();
-        let Some((action, path)) = text.split_once(':') else {
-            continue;
-        };
-        let write = match action {
-            "fs.read" => false,
-            "fs.write" => true,
-            _ => continue,
-        };
-        let dir = match path.strip_suffix("/**") {
-            Some("") => "/".to_string(),
-            Some(dir) if !dir.contains('*') => dir.to_string(),
-            _ => {
-                refused.push(format!(
-                    "`{text}` cannot be a WASI preopen: grant a whole directory, as `{action}:/dir/**`"
-                ));
-                continue;
-            }
-        };
-        match preopens.iter_mut().find(|p| p.dir == dir) {
-            Some(existing) => existing.write |= write,
-            None => preopens.push(Preopen { dir, write }),
-        }
-    }
-    (preopens, refused)
 }
 
 pub(crate) fn linker(engine: &Engine, imports: &Imports) -> wasmtime::Result<Linker<HostState>> {
@@ -153,7 +120,7 @@ impl WasmPlugin {
     fn store(
         &self,
         call: Option<&Call>,
-        preopens: &[Preopen],
+        preopens: &[&GrantedDir],
         stdout: &MemoryOutputPipe,
         stderr: &MemoryOutputPipe,
     ) -> Result<Store<HostState>, ToolError> {
@@ -169,18 +136,26 @@ impl WasmPlugin {
             wasi.env(key, value);
         }
         for preopen in preopens {
-            let perms = if preopen.write {
+            let perms = if preopen.write() {
                 FsPerms::ReadWrite
             } else {
                 FsPerms::ReadOnly
             };
-            wasi.preopened_dir(&preopen.dir, &preopen.dir, perms)
-                .map_err(|e| {
-                    ToolError::Failed(format!(
-                        "cannot open granted directory {}: {e}",
-                        preopen.dir
-                    ))
-                })?;
+            // The handle held since load, never the grant's path: wasmtime-wasi takes only a
+            // path, so it gets the handle's own (`/proc/self/fd/N`), checked to be the held
+            // directory. The guest sees it at its real path.
+            let cannot = |e: String| {
+                ToolError::Failed(format!(
+                    "cannot preopen the granted directory {}: {e}",
+                    preopen.path().display()
+                ))
+            };
+            let handle = preopen.held().handle_path().map_err(cannot)?;
+            let guest = preopen.path().to_str().ok_or_else(|| {
+                cannot("its path is not UTF-8, which WASI cannot name".to_string())
+            })?;
+            wasi.preopened_dir(&handle, guest, perms)
+                .map_err(|e| cannot(e.to_string()))?;
         }
         let placeholders = Arc::new(Mutex::new(HashMap::new()));
         let state = HostState {
@@ -289,21 +264,19 @@ impl WasmPlugin {
         .map_err(tool_error))
     }
 
-    /// The preopens this call may have: each directory must be allowed for this actor at every
-    /// layer (an audited decision), and no deny may carve into it.
-    async fn allowed_preopens(&self, call: &Call) -> Vec<Preopen> {
+    /// The preopens this call may have: each directory's grant must still lead to the
+    /// directory held since load (a change is refused and recorded), it must be allowed for
+    /// this actor at every layer (an audited decision), and no deny may carve into it. A
+    /// directory refused is left out; the call goes on without it.
+    async fn allowed_preopens(&self, call: &Call) -> Vec<&GrantedDir> {
         let mut allowed = Vec::new();
         for preopen in &self.preopens {
-            let action = if preopen.write { "fs.write" } else { "fs.read" };
-            let text = format!("{action}:{}", preopen.dir);
-            let Ok(capability) = call.authorize(&text).await else {
-                continue;
-            };
-            if let Some(deny) = call.deny_within(&capability) {
-                tracing::info!(plugin = %self.id, dir = %preopen.dir, %deny, "directory not preopened: a deny carves into it");
-                continue;
+            match preopen.authorize(call).await {
+                Ok(()) => allowed.push(preopen),
+                Err(error) => {
+                    tracing::info!(plugin = %self.id, dir = %preopen.path().display(), %error, "directory not preopened");
+                }
             }
-            allowed.push(preopen.clone());
         }
         allowed
     }

@@ -20,18 +20,21 @@ struct World {
     sigil: Runtime,
 }
 
-/// A data directory with the hostile plugin installed. It may read `<root>/granted/**`, use
-/// kv and the secret `token`; the policy denies `<root>/granted/private/**`.
+/// A data directory with the hostile plugin installed. It may read `<root>/granted/**`, write
+/// `<root>/writable/**`, use kv and the secret `token`.
 fn world(extra_requests: &str, component: &str, limits: &str) -> World {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().canonicalize().unwrap();
     let granted = root.join("granted");
     std::fs::create_dir_all(granted.join("sub")).unwrap();
+    std::fs::create_dir_all(root.join("writable")).unwrap();
     std::fs::create_dir_all(root.join("outside")).unwrap();
     std::fs::write(granted.join("note.txt"), "granted note").unwrap();
     std::fs::write(root.join("outside/secret.txt"), "outside secret").unwrap();
     std::os::unix::fs::symlink(root.join("outside/secret.txt"), granted.join("link.txt")).unwrap();
     let g = granted.display();
+    let wr = root.join("writable");
+    let wr = wr.display();
 
     let plugin_dir = root.join("home/plugins/hostile");
     std::fs::create_dir_all(&plugin_dir).unwrap();
@@ -50,6 +53,7 @@ engine = "*"
 [capabilities]
 request = [
   {{ capability = "fs.read:{g}/**", reason = "reads its data" }},
+  {{ capability = "fs.write:{wr}/**", reason = "writes its output" }},
   {{ capability = "kv.*", reason = "keeps state" }},
   {{ capability = "secret.use:token", reason = "authenticates" }},
   {extra_requests}
@@ -69,8 +73,9 @@ output_bytes = 4096
         ),
     )
     .unwrap();
-    let consent =
-        format!(r#"["fs.read:{g}/**", "kv.*", "secret.use:token", "net.connect:127.0.0.1:*"]"#);
+    let consent = format!(
+        r#"["fs.read:{g}/**", "fs.write:{wr}/**", "kv.*", "secret.use:token", "net.connect:127.0.0.1:*"]"#
+    );
     std::fs::write(
         root.join("home/sigil.toml"),
         format!(
@@ -229,29 +234,135 @@ fn writing_where_it_may_only_read_fails() {
     still_works(&w);
 }
 
-#[test]
-fn a_deny_inside_the_granted_directory_withholds_the_whole_directory() {
-    let w = hostile();
+/// Opens `w`'s data directory again with `deny` (`<root>` standing for its folder) added to
+/// alice's denies.
+fn with_user_deny(w: World, deny: &[&str]) -> World {
     let config = w.root.join("home/sigil.toml");
     let text = std::fs::read_to_string(&config).unwrap();
-    let denied = format!("fs.read:{}/sub/**", w.root.join("granted").display());
+    let root = w.root.display().to_string();
+    let added: String = deny
+        .iter()
+        .map(|d| format!(r#", "{}""#, d.replace("<root>", &root)))
+        .collect();
     std::fs::write(
         &config,
         text.replace(
             r#"deny = ["kv.write:locked.*"]"#,
-            &format!(r#"deny = ["kv.write:locked.*", "{denied}"]"#),
+            &format!(r#"deny = ["kv.write:locked.*"{added}]"#),
         ),
     )
     .unwrap();
-    let home = Home::resolve(Some(&w.root.join("home"))).unwrap();
-    let tier = WasmTier::new(w.root.join("home/cache/wasm")).unwrap();
-    let sigil = Runtime::open_with(
+    let World { _dir, root, sigil } = w;
+    drop(sigil);
+    World {
+        sigil: open(&root),
+        _dir,
+        root,
+    }
+}
+
+fn open(root: &std::path::Path) -> Runtime {
+    let home = Home::resolve(Some(&root.join("home"))).unwrap();
+    let tier = WasmTier::new(root.join("home/cache/wasm")).unwrap();
+    Runtime::open_with(
         home,
         Vec::new(),
         vec![(sigil_manifest::Tier::Wasm, Arc::new(tier))],
     )
-    .unwrap();
-    let w = World { sigil, ..w };
+    .unwrap()
+}
+
+/// The deny records whose rule says `needle`, as (capability, rule).
+fn denials_saying(w: &World, needle: &str) -> Vec<(String, String)> {
+    w.sigil
+        .audit()
+        .query(&Filter {
+            decision: Some(Verdict::Deny),
+            ..Filter::default()
+        })
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.record.rule.contains(needle))
+        .map(|r| (r.record.capability.unwrap_or_default(), r.record.rule))
+        .collect()
+}
+
+/// Replaces the directory `<root>/name` by a symbolic link to `<root>/outside`, keeping the
+/// directory as `<root>/name.old`.
+fn swap_for_link_outside(w: &World, name: &str) {
+    std::fs::rename(w.root.join(name), w.root.join(format!("{name}.old"))).unwrap();
+    std::os::unix::fs::symlink(w.root.join("outside"), w.root.join(name)).unwrap();
+}
+
+#[test]
+fn a_granted_directory_swapped_for_a_link_after_load_is_refused_and_audited() {
+    let w = with_user_deny(hostile(), &["fs.read:<root>/outside/**"]);
+    let note = w.root.join("granted/note.txt");
+    assert_eq!(
+        call(&w, "read_file", json!({ "path": note })).unwrap()["contents"],
+        "granted note"
+    );
+    swap_for_link_outside(&w, "granted");
+    for path in [
+        w.root.join("granted/secret.txt"),
+        w.root.join("outside/secret.txt"),
+    ] {
+        let error = error_of(call(&w, "read_file", json!({ "path": path })));
+        assert!(!error.contains("outside secret"), "{error}");
+        assert!(error.contains("invoke failed"), "{error}");
+    }
+    let outside = w.root.join("outside").display().to_string();
+    let refused = denials_saying(&w, &format!("now resolves to {outside}"));
+    let granted = format!("fs.read:{}", w.root.join("granted").display());
+    assert!(
+        refused
+            .iter()
+            .any(|(capability, rule)| *capability == granted
+                && rule.contains("refused, not followed")),
+        "{refused:?}"
+    );
+    still_works(&w);
+    // Put back, the held directory is the granted one again.
+    std::fs::remove_file(w.root.join("granted")).unwrap();
+    std::fs::rename(w.root.join("granted.old"), w.root.join("granted")).unwrap();
+    assert_eq!(
+        call(&w, "read_file", json!({ "path": note })).unwrap()["contents"],
+        "granted note"
+    );
+}
+
+#[test]
+fn a_writable_directory_swapped_for_a_link_after_load_is_never_written_through() {
+    let w = with_user_deny(hostile(), &["fs.write:<root>/outside/**"]);
+    let fine = w.root.join("writable/fine.txt");
+    call(&w, "write_file", json!({ "path": fine, "text": "fine" })).unwrap();
+    assert_eq!(std::fs::read_to_string(&fine).unwrap(), "fine");
+    swap_for_link_outside(&w, "writable");
+    for path in [
+        w.root.join("writable/planted.txt"),
+        w.root.join("outside/planted.txt"),
+    ] {
+        let error = error_of(call(&w, "write_file", json!({ "path": path, "text": "x" })));
+        assert!(error.contains("invoke failed"), "{error}");
+    }
+    assert!(
+        !w.root.join("outside/planted.txt").exists(),
+        "a file was written through the link"
+    );
+    let writable = format!("fs.write:{}", w.root.join("writable").display());
+    let refused = denials_saying(&w, "no longer the directory held since the plugin loaded");
+    assert!(
+        refused
+            .iter()
+            .any(|(capability, _)| *capability == writable),
+        "{refused:?}"
+    );
+    still_works(&w);
+}
+
+#[test]
+fn a_deny_inside_the_granted_directory_withholds_the_whole_directory() {
+    let w = with_user_deny(hostile(), &["fs.read:<root>/granted/sub/**"]);
     let error = error_of(call(
         &w,
         "read_file",

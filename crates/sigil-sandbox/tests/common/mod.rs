@@ -39,7 +39,7 @@ impl Dirs {
         Spec {
             program: program.into(),
             args: args.iter().map(|a| (*a).to_owned()).collect(),
-            plugin_dir: self.plugin.path().to_path_buf(),
+            plugin_dir: self.plugin.path().into(),
             socket_dir: self.sockets.path().to_path_buf(),
             read_only: Vec::new(),
             read_write: Vec::new(),
