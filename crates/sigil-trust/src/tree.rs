@@ -222,8 +222,9 @@ const LINK: &str = "is a symbolic link; plugins may not contain links";
 
 /// Copies the plugin directory `from` into `to`, which must not exist, by handle: every entry
 /// opened in its directory without following links, links and special files
-/// refused, the entries in [`SKIPPED_NAMES`](crate::SKIPPED_NAMES) left out, permission bits
-/// kept but for set-id and sticky bits. Each file is read once, from its descriptor; what is
+/// refused, the entries in [`SKIPPED_NAMES`](crate::SKIPPED_NAMES) left out, private to the
+/// owner: directories `0700`, files the owner's bits of the source (group, others, set-id and
+/// sticky bits dropped). Each file is read once, from its descriptor; what is
 /// written must hash to what was read, and once done, `to` is walked again and must hold
 /// exactly what was copied.
 ///
@@ -238,7 +239,9 @@ const LINK: &str = "is a symbolic link; plugins may not contain links";
 /// copied as read, once; callers that checked the directory before (its signature, its
 /// manifest) check the copy again.
 pub fn copy_plugin_dir(from: &Path, to: &Path, max_bytes: u64) -> Result<Copied, TrustError> {
-    std::fs::create_dir(to).map_err(|e| TrustError::io(to, &e))?;
+    let mut builder = std::fs::DirBuilder::new();
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(to).map_err(|e| TrustError::io(to, &e))?;
     let target = rustix::fs::openat(
         CWD,
         to,
