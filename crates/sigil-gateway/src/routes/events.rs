@@ -105,6 +105,7 @@ struct Watcher {
 }
 
 /// What wakes a waiting stream.
+#[allow(clippy::large_enum_variant)] // one short-lived value per wake, never stored
 enum Wake {
     Event(Result<Event, RecvError>),
     Recheck,
