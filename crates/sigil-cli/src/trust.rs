@@ -88,11 +88,10 @@ pub fn run(home: Option<&Path>, command: TrustCommand) -> Result<ExitCode> {
             if let Some((other, _)) = config.trust().keys().by_id(key.id()) {
                 bail!("key {} is already trusted as `{other}`", key.id());
             }
-            edit_keys(&home.config_path(), |keys| {
-                if keys.contains_key(&name) {
+            edit_keys(&home.config_path(), |settings| {
+                if !settings.add_trust_key(&name, &key.to_base64())? {
                     bail!("a trusted key is already named `{name}`; pass --name to choose another");
                 }
-                keys.insert(&name, toml_edit::value(key.to_base64()));
                 Ok(())
             })?;
             println!(
@@ -117,8 +116,8 @@ pub fn run(home: Option<&Path>, command: TrustCommand) -> Result<ExitCode> {
         }
         TrustCommand::Remove { name } => {
             let home = sigil::Home::resolve(home)?;
-            edit_keys(&home.config_path(), |keys| {
-                if keys.remove(&name).is_none() {
+            edit_keys(&home.config_path(), |settings| {
+                if !settings.remove_trust_key(&name)? {
                     bail!("no trusted key named `{name}` (see `sigil trust list`)");
                 }
                 Ok(())
@@ -195,28 +194,15 @@ fn password(var: Option<&str>) -> Result<Option<String>> {
     }
 }
 
-/// Changes `[trust.keys]` in sigil.toml, keeping its comments and layout, and writes it only if
-/// the result still loads.
-fn edit_keys(config: &Path, edit: impl FnOnce(&mut toml_edit::Table) -> Result<()>) -> Result<()> {
-    let text =
-        std::fs::read_to_string(config).with_context(|| format!("reading {}", config.display()))?;
-    let mut document: toml_edit::DocumentMut = text
-        .parse()
-        .with_context(|| format!("parsing {}", config.display()))?;
-    let trust = document
-        .entry("trust")
-        .or_insert_with(|| toml_edit::Item::Table(toml_edit::Table::new()))
-        .as_table_mut()
-        .with_context(|| format!("{}: `trust` is not a table", config.display()))?;
-    let keys = trust
-        .entry("keys")
-        .or_insert_with(|| toml_edit::Item::Table(toml_edit::Table::new()))
-        .as_table_mut()
-        .with_context(|| format!("{}: `trust.keys` is not a table", config.display()))?;
-    edit(keys)?;
-    let text = document.to_string();
-    sigil::Config::parse(&text, config)?;
-    sigil::files::write_private_atomically(config, text.as_bytes())
-        .with_context(|| format!("writing {}", config.display()))?;
+/// Changes `[trust.keys]` in sigil.toml through its one editor, keeping its comments and
+/// layout, and writes it only if the result still loads.
+fn edit_keys(
+    config: &Path,
+    edit: impl FnOnce(&mut sigil_store::Settings<'_>) -> Result<()>,
+) -> Result<()> {
+    sigil_store::ConfigFile::new(config).edit(edit, |text| {
+        sigil::Config::parse(text, config)?;
+        Ok(())
+    })?;
     Ok(())
 }

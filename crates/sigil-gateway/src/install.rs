@@ -352,53 +352,33 @@ fn unique_suffix() -> u128 {
         .unwrap_or(0)
 }
 
-/// Writes (`Some`) or removes (`None`) `[plugins.<id>] consent` in sigil.toml, keeping its
-/// comments and layout; a table left empty is removed.
+/// Writes (`Some`) or removes (`None`) `[plugins.<id>] consent` in sigil.toml through its one
+/// editor, keeping its comments and layout; a change that would not load is not written.
 fn set_consent(config: &Path, id: &str, consent: Option<&[String]>) -> Result<(), InstallError> {
-    let text = std::fs::read_to_string(config).map_err(|e| io(config, &e))?;
-    let mut document: toml_edit::DocumentMut = text.parse().map_err(|e| io(config, &e))?;
-    let not_table = |what: &str| InstallError::Io {
-        path: config.display().to_string(),
-        message: format!("`{what}` is not a table"),
-    };
-    match consent {
-        Some(consent) => {
-            let plugins = document
-                .entry("plugins")
-                .or_insert_with(|| {
-                    let mut table = toml_edit::Table::new();
-                    table.set_implicit(true);
-                    toml_edit::Item::Table(table)
-                })
-                .as_table_mut()
-                .ok_or_else(|| not_table("plugins"))?;
-            let plugin = plugins
-                .entry(id)
-                .or_insert_with(|| toml_edit::Item::Table(toml_edit::Table::new()))
-                .as_table_mut()
-                .ok_or_else(|| not_table(&format!("plugins.{id}")))?;
-            let mut list = toml_edit::Array::new();
-            for pattern in consent {
-                list.push(pattern.as_str());
-            }
-            plugin["consent"] = toml_edit::value(list);
-        }
-        None => {
-            let Some(plugins) = document.get_mut("plugins").and_then(|p| p.as_table_mut()) else {
-                return Ok(());
-            };
-            let now_empty = match plugins.get_mut(id).and_then(|p| p.as_table_mut()) {
-                Some(plugin) => {
-                    plugin.remove("consent");
-                    plugin.is_empty()
-                }
-                None => return Ok(()),
-            };
-            if now_empty {
-                plugins.remove(id);
-            }
+    sigil_store::ConfigFile::new(config)
+        .edit(
+            |settings| {
+                settings
+                    .set_consent(id, consent)
+                    .map_err(InstallError::from)
+            },
+            |text| {
+                sigil_runtime::Config::parse(text, config)
+                    .map(|_| ())
+                    .map_err(|e| InstallError::Refused(e.to_string()))
+            },
+        )
+        .map(|_| ())
+}
+
+impl From<sigil_store::ConfigFileError> for InstallError {
+    fn from(error: sigil_store::ConfigFileError) -> InstallError {
+        match error {
+            sigil_store::ConfigFileError::Io { path, message } => InstallError::Io {
+                path: path.display().to_string(),
+                message,
+            },
+            other => InstallError::Refused(other.to_string()),
         }
     }
-    sigil_runtime::files::write_private_atomically(config, document.to_string().as_bytes())
-        .map_err(|e| io(config, &e))
 }

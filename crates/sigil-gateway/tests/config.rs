@@ -8,7 +8,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{CONFIG, Server, assert_error, send};
+use common::{CONFIG, Server, assert_error, echo_plugin, send};
 use serde_json::{Value, json};
 use sigil_audit::Filter;
 use sigil_runtime::{Builtin, Call, Steps, ToolDescriptor, ToolError, ToolPlugin, async_trait};
@@ -296,4 +296,59 @@ async fn the_configuration_routes_are_documented() {
     }
     assert!(paths["/v1/plugins/{id}/config"]["put"]["responses"]["422"].is_object());
     server.shutdown().await;
+}
+
+/// An install (which writes the plugin's consent) and a configuration update (which writes
+/// another plugin's settings) change `sigil.toml` at the same moment, a hundred times: each
+/// round, the file holds both changes. Before `sigil.toml` had one editor, each request wrote
+/// back the file as it had read it, and the other's change could vanish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_install_and_a_configuration_update_at_once_never_lose_a_write() {
+    let server = start().await;
+    let source = tempfile::tempdir().unwrap();
+    let dir = source.path().join("echo");
+    echo_plugin(&dir, "1.0.0", b"echo");
+    let install = json!({ "path": dir.display().to_string() });
+    let config_path = server.home.path().join("sigil.toml");
+    let read = || -> toml::Table {
+        std::fs::read_to_string(&config_path)
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+
+    for round in 0..100 {
+        let greeting = format!("hello {round}");
+        let body = json!({ "greeting": greeting });
+        let ((installed, out), (updated, changed)) = tokio::join!(
+            send(server.post("/v1/plugins", "admin", install.clone())),
+            send(put(
+                &server,
+                "/v1/plugins/configured/config",
+                "admin",
+                &body
+            )),
+        );
+        assert_eq!(installed, 201, "round {round}: {out}");
+        assert_eq!(updated, 200, "round {round}: {changed}");
+        let file = read();
+        let plugins = &file["plugins"];
+        assert_eq!(
+            plugins.get("echo").and_then(|p| p.get("consent")),
+            Some(&toml::Value::Array(vec!["kv.read:echo.*".into()])),
+            "round {round}: the install's consent was lost: {file}"
+        );
+        assert_eq!(
+            plugins["configured"]["config"]["greeting"].as_str(),
+            Some(greeting.as_str()),
+            "round {round}: the configuration update was lost: {file}"
+        );
+
+        let (removed, out) = send(server.delete("/v1/plugins/echo", "admin")).await;
+        assert_eq!(removed, 200, "round {round}: {out}");
+        assert!(
+            read()["plugins"].get("echo").is_none(),
+            "round {round}: the removal left the consent"
+        );
+    }
 }

@@ -10,7 +10,7 @@ mod approvals;
 mod config;
 mod enforcer;
 mod events;
-pub mod files;
+pub use sigil_store::files;
 #[doc(hidden)]
 pub mod fuzzing;
 mod held;

@@ -143,3 +143,61 @@ fn the_signature_crate_knows_nothing_of_manifests_tiers_or_the_runtime() {
         );
     }
 }
+
+/// The packages `root` names as normal dependencies in its own `Cargo.toml`.
+fn direct(root: &str) -> BTreeSet<String> {
+    let output = Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--locked", "--no-deps"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo metadata runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let package = metadata["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == root)
+        .unwrap_or_else(|| panic!("no package {root}"));
+    package["dependencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["kind"].is_null())
+        .map(|d| d["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn the_store_depends_on_no_other_sigil_crate_and_does_no_async_work() {
+    let deps = closure("sigil-store");
+    for dep in &deps {
+        assert!(
+            !dep.starts_with("sigil"),
+            "sigil-store depends on {dep}: {deps:?}"
+        );
+    }
+    for forbidden in ["tokio", "rusqlite"] {
+        assert!(
+            !deps.contains(forbidden),
+            "sigil-store depends on {forbidden}"
+        );
+    }
+}
+
+#[test]
+fn sigil_toml_is_edited_only_by_the_store() {
+    // `toml_edit` is how `sigil.toml` is changed with its comments kept; only the store's
+    // one editor may do that. The command line uses it for the scaffolds it writes elsewhere.
+    for krate in ["sigil-runtime", "sigil-gateway", "sigil-mcp", "sigil"] {
+        let deps = direct(krate);
+        assert!(
+            !deps.contains("toml_edit"),
+            "{krate} edits TOML itself; sigil.toml has one editor, sigil_store::ConfigFile"
+        );
+    }
+}

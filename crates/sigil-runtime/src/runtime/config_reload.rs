@@ -14,7 +14,6 @@
 //!
 //! Errors, events and audit records name files, plugins, places and schema rules, never values.
 
-use std::path::Path;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, Weak};
 use std::time::Instant;
@@ -23,6 +22,7 @@ use notify::{RecursiveMode, Watcher};
 use serde::Serialize;
 use serde_json::Value;
 use sigil_audit::{Actor, NewRecord, Verdict};
+use sigil_store::ConfigFileError;
 
 use super::{HOT_RELOAD_QUIET, Runtime};
 use crate::config::{Config, ConfigError, SECRET_MARKER, SecretValue, set_field, take_field};
@@ -118,6 +118,12 @@ pub enum ConfigUpdateError {
     /// The file, the secret store or the audit log could not be written.
     #[error("{0}")]
     Storage(String),
+}
+
+impl From<ConfigFileError> for ConfigUpdateError {
+    fn from(error: ConfigFileError) -> ConfigUpdateError {
+        ConfigUpdateError::Storage(error.to_string())
+    }
 }
 
 impl Runtime {
@@ -388,20 +394,33 @@ impl Runtime {
         }
         check_config_value(entry.manifest(), &merged).map_err(invalid)?;
 
-        let text = edited_config(&self.home.config_path(), id, &written).map_err(invalid)?;
-        for (field, secret) in &to_store {
-            self.config
-                .secrets
-                .set(id, field, secret)
-                .map_err(ConfigUpdateError::Storage)?;
-        }
-        for field in &to_remove {
-            self.config
-                .secrets
-                .remove(id, field)
-                .map_err(ConfigUpdateError::Storage)?;
-        }
-        write_atomically(&self.home.config_path(), &text).map_err(ConfigUpdateError::Storage)?;
+        let file = sigil_store::ConfigFile::new(self.home.config_path());
+        file.edit(
+            |settings| {
+                settings
+                    .set_plugin_config(id, &written)
+                    .map_err(|e| match e {
+                        ConfigFileError::Io { .. } => ConfigUpdateError::Storage(e.to_string()),
+                        other => invalid(other.to_string()),
+                    })
+            },
+            |text| {
+                Config::parse(text, file.path()).map_err(|e| invalid(e.message))?;
+                for (field, secret) in &to_store {
+                    self.config
+                        .secrets
+                        .set(id, field, secret)
+                        .map_err(ConfigUpdateError::Storage)?;
+                }
+                for field in &to_remove {
+                    self.config
+                        .secrets
+                        .remove(id, field)
+                        .map_err(ConfigUpdateError::Storage)?;
+                }
+                Ok(())
+            },
+        )?;
         Ok(self.reload_config_locked(by)?)
     }
 
@@ -540,118 +559,4 @@ fn debounce(runtime: &Weak<Runtime>, changes: &mpsc::Receiver<()>) {
             }
         }
     }
-}
-
-/// `sigil.toml`'s text with `[plugins.<id>.config]` replaced by `config` (removed when empty),
-/// everything else as it was. Checks that the result still parses as a configuration.
-fn edited_config(path: &Path, id: &str, config: &Value) -> Result<String, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut document: toml_edit::DocumentMut = text
-        .parse()
-        .map_err(|e: toml_edit::TomlError| format!("{}: {}", path.display(), e.message()))?;
-    let plugins = document
-        .entry("plugins")
-        .or_insert_with(|| {
-            let mut table = toml_edit::Table::new();
-            table.set_implicit(true);
-            toml_edit::Item::Table(table)
-        })
-        .as_table_like_mut()
-        .ok_or_else(|| format!("{}: `plugins` is not a table", path.display()))?;
-    let plugin = plugins
-        .entry(id)
-        .or_insert(toml_edit::Item::Table(toml_edit::Table::new()))
-        .as_table_like_mut()
-        .ok_or_else(|| format!("{}: `plugins.{id}` is not a table", path.display()))?;
-    let empty = config.as_object().is_none_or(serde_json::Map::is_empty);
-    if empty {
-        plugin.remove("config");
-    } else {
-        let Value::Object(fields) = config else {
-            return Err("the configuration must be a JSON object".into());
-        };
-        let table = inline_table(fields, "")?;
-        match plugin.get_mut("config") {
-            // Edited in place: the table's header, its comments and those of the values that
-            // stay are kept.
-            Some(toml_edit::Item::Table(existing)) => {
-                let gone: Vec<String> = existing
-                    .iter()
-                    .map(|(key, _)| key.to_string())
-                    .filter(|key| !fields.contains_key(key))
-                    .collect();
-                for key in gone {
-                    existing.remove(&key);
-                }
-                for (key, mut value) in table {
-                    match existing.get_mut(&key) {
-                        Some(toml_edit::Item::Value(old)) => {
-                            *value.decor_mut() = old.decor().clone();
-                            *old = value;
-                        }
-                        Some(other) => *other = toml_edit::Item::Value(value),
-                        None => {
-                            existing.insert(&key, toml_edit::Item::Value(value));
-                        }
-                    }
-                }
-            }
-            Some(toml_edit::Item::Value(toml_edit::Value::InlineTable(existing))) => {
-                let decor = existing.decor().clone();
-                *existing = table;
-                *existing.decor_mut() = decor;
-            }
-            _ => {
-                plugin.insert("config", toml_edit::Item::Table(table.into_table()));
-            }
-        }
-    }
-    let edited = document.to_string();
-    Config::parse(&edited, path).map_err(|e| e.message)?;
-    Ok(edited)
-}
-
-fn inline_table(
-    fields: &serde_json::Map<String, Value>,
-    at: &str,
-) -> Result<toml_edit::InlineTable, String> {
-    let mut table = toml_edit::InlineTable::new();
-    for (key, value) in fields {
-        let place = format!("{at}/{key}");
-        table.insert(key, toml_value(value, &place)?);
-    }
-    Ok(table)
-}
-
-/// JSON as a TOML value. TOML has no null, and integers end at `i64`.
-fn toml_value(value: &Value, at: &str) -> Result<toml_edit::Value, String> {
-    Ok(match value {
-        Value::Null => {
-            return Err(format!(
-                "at `{at}`: null cannot be written to sigil.toml; leave the field out"
-            ));
-        }
-        Value::Bool(b) => (*b).into(),
-        Value::Number(n) => match (n.as_i64(), n.as_f64()) {
-            (Some(i), _) => i.into(),
-            (None, Some(f)) if n.is_f64() => f.into(),
-            _ => return Err(format!("at `{at}`: the number does not fit in TOML")),
-        },
-        Value::String(s) => s.as_str().into(),
-        Value::Array(items) => {
-            let mut array = toml_edit::Array::new();
-            for (i, item) in items.iter().enumerate() {
-                array.push(toml_value(item, &format!("{at}/{i}"))?);
-            }
-            toml_edit::Value::Array(array)
-        }
-        Value::Object(fields) => toml_edit::Value::InlineTable(inline_table(fields, at)?),
-    })
-}
-
-/// Replaces `path` with `text`, atomically and private to the user
-/// ([`crate::files::write_private_atomically`]).
-fn write_atomically(path: &Path, text: &str) -> Result<(), String> {
-    crate::files::write_private_atomically(path, text.as_bytes())
-        .map_err(|e| format!("{}: {e}", path.display()))
 }
