@@ -163,7 +163,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Plugin(command) => plugin::run(home, command, &reserved_commands()),
         Command::Approvals(command) => approvals::run(home, command),
-        Command::Audit(command) => audit::run(&open(home)?, command),
+        // Reading the log and explaining a decision start no plugin.
+        Command::Audit(command) => audit::run(&sigil::open_inactive(home)?, command),
         Command::Mcp(args) => mcp::run(home, args),
         Command::Serve(args) => serve::run(home, args, reserved_commands()),
         Command::Status(args) => status::status(home, args),
@@ -183,7 +184,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             plugin,
             actor,
         }) => {
-            let sigil = open(home)?;
+            let sigil = sigil::open_inactive(home)?;
             let actor = sigil.local_actor(actor.user.as_deref(), actor.workspace.as_deref());
             let decision = sigil.explain(&capability, &plugin, &actor)?;
             let who = format!(

@@ -97,3 +97,81 @@ fn a_process_plugin_installs_lists_and_answers_through_the_sigil_binary_alone() 
     );
     run(&sigil, &home, &["audit", "verify"]);
 }
+
+/// Reading the audit log and explaining a decision start no plugin: a process plugin that
+/// leaves a mark each time its sandbox starts leaves none while they run, though its
+/// authority is known to the explanation. The install and `plugin list`, which do start it,
+/// show that the mark is left when it starts.
+#[test]
+fn reading_the_audit_log_and_explaining_a_decision_start_no_plugin() {
+    let fixtures = sigil_process_guests::build().unwrap();
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let sigil = Path::new(env!("CARGO_BIN_EXE_sigil"));
+    let marks = dir.path().join("marks");
+    std::fs::create_dir_all(&marks).unwrap();
+    let marks = marks.canonicalize().unwrap();
+    let started = marks.join("started");
+
+    let plugin = dir.path().join("watched");
+    std::fs::create_dir_all(&plugin).unwrap();
+    std::fs::copy(&fixtures.echo, plugin.join("plugin")).unwrap();
+    let script = plugin.join("start.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho started >> '{}'\nexec /plugin/plugin \"$@\"\n",
+            started.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::write(
+        plugin.join("plugin.toml"),
+        MANIFEST
+            .replace("id = \"echo\"", "id = \"watched\"")
+            .replace("entry = \"plugin\"", "entry = \"start.sh\"")
+            + &format!(
+                "\n[[capabilities.request]]\ncapability = \"fs.write:{}/**\"\nreason = \"leaves a mark when it starts\"\n",
+                marks.display()
+            ),
+    )
+    .unwrap();
+    let home = dir.path().join("home");
+    let starts = || {
+        std::fs::read_to_string(&started)
+            .map(|text| text.lines().count())
+            .unwrap_or(0)
+    };
+
+    run(
+        sigil,
+        &home,
+        &["plugin", "install", plugin.to_str().unwrap(), "--yes"],
+    );
+    assert!(
+        starts() >= 1,
+        "installing starts the plugin, and leaves a mark"
+    );
+    std::fs::remove_file(&started).unwrap();
+
+    run(sigil, &home, &["audit", "list"]);
+    run(sigil, &home, &["audit", "verify"]);
+    let capability = format!("fs.write:{}/x", marks.display());
+    let explained = run(
+        sigil,
+        &home,
+        &["policy", "explain", &capability, "--plugin", "watched"],
+    );
+    let explained = String::from_utf8(explained.stdout).unwrap();
+    assert!(
+        explained.starts_with("allow"),
+        "the plugin's grant is known without starting it: {explained}"
+    );
+    assert_eq!(starts(), 0, "a read-only command started the plugin");
+
+    run(sigil, &home, &["plugin", "list"]);
+    assert!(
+        starts() >= 1,
+        "listing plugins starts them, and leaves a mark"
+    );
+}

@@ -273,6 +273,9 @@ pub struct Failure {
 pub struct Manager {
     enforcer: Arc<Enforcer>,
     tiers: Vec<(Tier, Arc<dyn TierLoader>)>,
+    /// Whether plugins from directories are handed to their tier (started); `false` for a
+    /// manager that only reads manifests ([`Manager::inactive`]).
+    activate: bool,
     engine: semver::Version,
     plugins: RwLock<BTreeMap<String, Arc<PluginEntry>>>,
     failures: RwLock<Vec<Failure>>,
@@ -284,10 +287,23 @@ impl Manager {
         Manager {
             enforcer,
             tiers,
+            activate: true,
             engine: semver::Version::parse(env!("CARGO_PKG_VERSION"))
                 .unwrap_or(semver::Version::new(0, 0, 0)),
             plugins: RwLock::new(BTreeMap::new()),
             failures: RwLock::new(Vec::new()),
+        }
+    }
+
+    /// A manager that reads plugin directories and registers each plugin's authority with
+    /// `enforcer`, but hands none to a tier: nothing is started, sandboxed or connected to.
+    /// Its plugins from directories stay [`State::Discovered`] and provide no tools;
+    /// compiled-in plugins, which start nothing, load as usual. For commands that only read
+    /// (the audit log, a policy explanation).
+    pub fn inactive(enforcer: Arc<Enforcer>) -> Manager {
+        Manager {
+            activate: false,
+            ..Manager::new(enforcer, Vec::new())
         }
     }
 
@@ -428,7 +444,7 @@ impl Manager {
                         "depends on `{dependency}` {range}, but version {} is installed",
                         dep.manifest.version()
                     )),
-                    Some(dep) if dep.lifecycle.state() != State::Running => {
+                    Some(dep) if self.activate && dep.lifecycle.state() != State::Running => {
                         Some(format!("depends on `{dependency}`, which is not running"))
                     }
                     Some(_) => None,
@@ -502,23 +518,19 @@ impl Manager {
             return;
         }
         let mut entry = entry;
+        if !self.activate && matches!(entry.source, Source::Directory(_)) {
+            // Known, with its authority, but not started: back to discovered.
+            entry.lifecycle = Lifecycle::new();
+            self.register(&entry, consent);
+            if let Ok(mut plugins) = self.plugins.write() {
+                plugins.insert(id, Arc::new(entry));
+            }
+            return;
+        }
         let result = self.prepare(&mut entry, plugin, &consent);
         match result {
             Ok(()) => {
-                self.enforcer.register(Registration {
-                    version: entry.manifest.version().to_string(),
-                    authority: PluginAuthority {
-                        id: id.clone(),
-                        grants: grants(&entry.manifest),
-                        consent,
-                        denies: entry
-                            .manifest
-                            .denied()
-                            .iter()
-                            .map(|c| c.pattern.clone())
-                            .collect(),
-                    },
-                });
+                self.register(&entry, consent);
                 advance(&entry, State::Running);
                 tracing::info!(plugin = %id, tier = %entry.manifest.execution().tier, "plugin running");
             }
@@ -530,6 +542,24 @@ impl Manager {
         if let Ok(mut plugins) = self.plugins.write() {
             plugins.insert(id, Arc::new(entry));
         }
+    }
+
+    /// Registers the plugin's authority with the enforcer.
+    fn register(&self, entry: &PluginEntry, consent: CapabilitySet) {
+        self.enforcer.register(Registration {
+            version: entry.manifest.version().to_string(),
+            authority: PluginAuthority {
+                id: entry.manifest.id().to_string(),
+                grants: grants(&entry.manifest),
+                consent,
+                denies: entry
+                    .manifest
+                    .denied()
+                    .iter()
+                    .map(|c| c.pattern.clone())
+                    .collect(),
+            },
+        });
     }
 
     /// Validating → loading: checks the engine range, then asks the tier for the plugin and

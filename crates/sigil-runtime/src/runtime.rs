@@ -249,6 +249,26 @@ impl Runtime {
         builtins: Vec<Builtin>,
         tiers: Vec<(sigil_manifest::Tier, Arc<dyn TierLoader>)>,
     ) -> Result<Runtime, OpenError> {
+        Runtime::open_parts(home, builtins, |enforcer| Manager::new(enforcer, tiers))
+    }
+
+    /// Opens the runtime without starting any plugin from a directory: manifests are read and
+    /// each plugin's authority registered, so the audit log, policy explanations and plugin
+    /// listings answer as they would, but no process, sandbox, component or MCP server is
+    /// started (see [`Manager::inactive`]). Costs a read of each manifest; blocks on the
+    /// database like [`Runtime::open_with`].
+    ///
+    /// # Errors
+    /// As [`Runtime::open_with`].
+    pub fn open_inactive(home: Home, builtins: Vec<Builtin>) -> Result<Runtime, OpenError> {
+        Runtime::open_parts(home, builtins, Manager::inactive)
+    }
+
+    fn open_parts(
+        home: Home,
+        builtins: Vec<Builtin>,
+        manager: impl FnOnce(Arc<Enforcer>) -> Manager,
+    ) -> Result<Runtime, OpenError> {
         let config = Config::load(&home.config_path())?;
         let audit = Arc::new(AuditLog::open_with(
             &home.database_path(),
@@ -270,7 +290,7 @@ impl Runtime {
         let config = config_reload::LiveConfig::new(config, secrets);
         let sink: Arc<dyn AuditSink> = audit.clone();
         let enforcer = Arc::new(Enforcer::new(&config.get(), sink));
-        let manager = Manager::new(enforcer.clone(), tiers);
+        let manager = manager(enforcer.clone());
         for builtin in builtins {
             manager.add_builtin(builtin);
         }

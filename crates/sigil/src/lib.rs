@@ -59,6 +59,15 @@ pub fn open(home: Option<&Path>) -> Result<Runtime, OpenError> {
     Runtime::open_with(home, builtins(), tiers)
 }
 
+/// [`open`], but starting no plugin from a directory: for commands that only read the audit
+/// log or explain a decision ([`Runtime::open_inactive`]).
+///
+/// # Errors
+/// As [`open`].
+pub fn open_inactive(home: Option<&Path>) -> Result<Runtime, OpenError> {
+    Runtime::open_inactive(Home::resolve(home)?, builtins())
+}
+
 /// The tiers compiled into this build, for plugins installed from directories.
 fn tiers(home: &Home) -> Vec<(manifest::Tier, std::sync::Arc<dyn TierLoader>)> {
     #[allow(unused_mut)]
