@@ -85,7 +85,7 @@ def test_a_call_the_policy_denies_comes_back_as_an_error_result(
                 assert result.is_error
                 assert text_of(result).startswith("denied: "), text_of(result)
                 assert result.structured_content is None
-                assert (result.meta or {}).get("sigil/error") == "denied"
+                assert (result.meta or {}).get("sigil/error") == "forbidden"
 
     anyio.run(main)
 

@@ -82,7 +82,7 @@ def test_a_call_the_policy_denies_comes_back_as_an_error_result(home: Path, mode
             assert result.is_error
             assert text_of(result).startswith("denied: "), text_of(result)
             assert "tool.text.stats" in text_of(result)
-            assert (result.meta or {}).get("sigil/error") == "denied"
+            assert (result.meta or {}).get("sigil/error") == "forbidden"
 
     anyio.run(main)
     denies = audit_records(home, "--user", "local", "--decision", "deny")

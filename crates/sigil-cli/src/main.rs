@@ -250,7 +250,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     );
                     Ok(ExitCode::SUCCESS)
                 }
-                Err(error) => bail!("{target}: {error}"),
+                // The code is the one HTTP and MCP give for the same failure.
+                Err(error) => bail!("{target}: {error} [{}]", error.code()),
             }
         }
     }

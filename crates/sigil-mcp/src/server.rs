@@ -12,7 +12,7 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::Value;
 use sigil_manifest::{BlastRadius, Scope};
-use sigil_runtime::{Actor, InvokeError, Runtime, ToolListing};
+use sigil_runtime::{Actor, Runtime, ToolListing};
 
 use crate::names::{mcp_tool_name, parse_mcp_tool_name};
 
@@ -204,7 +204,7 @@ impl ServerHandler for McpServer {
             Err(error) => {
                 tracing::info!(%target, user = ?actor.user, %error, "mcp call failed");
                 CallToolResult::error(vec![ContentBlock::text(error.to_string())])
-                    .with_meta(Some(meta("sigil/error", error_kind(&error).to_string())))
+                    .with_meta(Some(meta("sigil/error", error.code().to_string())))
             }
         };
         Ok(result.into())
@@ -256,20 +256,4 @@ fn meta(key: &str, value: String) -> MetaObject {
     let mut object = JsonObject::new();
     object.insert(key.to_string(), Value::String(value));
     MetaObject(object)
-}
-
-/// A stable name for each kind of failure, for clients that branch on it.
-fn error_kind(error: &InvokeError) -> &'static str {
-    match error {
-        InvokeError::BadTarget(_) => "bad_target",
-        InvokeError::Denied { .. } => "denied",
-        InvokeError::NotRunning { .. } => "not_running",
-        InvokeError::UnknownTool { .. } => "unknown_tool",
-        InvokeError::Held { .. } => "held",
-        InvokeError::ApprovalDenied { .. } => "approval_denied",
-        InvokeError::HookDenied { .. } => "hook_denied",
-        InvokeError::InvalidArguments { .. } => "invalid_arguments",
-        InvokeError::Failed { .. } => "failed",
-        InvokeError::Audit(_) => "audit",
-    }
 }

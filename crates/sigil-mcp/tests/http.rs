@@ -272,7 +272,7 @@ async fn a_call_the_policy_denies_is_an_error_result_and_a_deny_record() {
     assert_eq!(result.is_error, Some(true));
     assert!(text(&result).starts_with("denied: "), "{}", text(&result));
     assert!(text(&result).contains("tool.text.*"), "{}", text(&result));
-    assert_eq!(meta(&result, "sigil/error").as_deref(), Some("denied"));
+    assert_eq!(meta(&result, "sigil/error").as_deref(), Some("forbidden"));
     assert!(result.structured_content.is_none());
 
     let denies = runtime
@@ -329,7 +329,7 @@ async fn a_plugin_host_call_the_callers_policy_denies_fails_the_call_and_is_reco
     assert_eq!(denied.is_error, Some(true));
     assert!(!text(&denied).contains("hunter2"), "{}", text(&denied));
     assert!(text(&denied).contains("denied"), "{}", text(&denied));
-    assert_eq!(meta(&denied, "sigil/error").as_deref(), Some("failed"));
+    assert_eq!(meta(&denied, "sigil/error").as_deref(), Some("tool_failed"));
 
     let denies = runtime
         .audit()
@@ -532,7 +532,7 @@ async fn a_local_server_acts_for_its_one_actor() {
         .await
         .unwrap();
     assert_eq!(denied.is_error, Some(true));
-    assert_eq!(meta(&denied, "sigil/error").as_deref(), Some("denied"));
+    assert_eq!(meta(&denied, "sigil/error").as_deref(), Some("forbidden"));
     let stats = client
         .call_tool(call("text__stats", json!({ "text": "a b" })))
         .await
@@ -598,7 +598,7 @@ async fn each_caller_lists_only_the_tools_it_may_call_and_listing_records_nothin
         .call_tool(call("text__stats", json!({ "text": "a b" })))
         .await
         .unwrap();
-    assert_eq!(meta(&denied, "sigil/error").as_deref(), Some("denied"));
+    assert_eq!(meta(&denied, "sigil/error").as_deref(), Some("forbidden"));
     let allowed = carol
         .call_tool(call("text__sha256", json!({ "text": "hello" })))
         .await

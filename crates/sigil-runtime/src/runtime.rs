@@ -197,6 +197,27 @@ pub enum InvokeError {
     Audit(String),
 }
 
+impl InvokeError {
+    /// A stable name for this kind of failure, for clients that branch on it: the one table
+    /// the HTTP API (`code`), MCP (`sigil/error` in a result's metadata) and the command line
+    /// share.
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        match self {
+            InvokeError::BadTarget(_) => "bad_target",
+            InvokeError::Denied { .. } => "forbidden",
+            InvokeError::NotRunning { .. } => "plugin_not_running",
+            InvokeError::UnknownTool { .. } => "unknown_tool",
+            InvokeError::Held { .. } => "tool_held",
+            InvokeError::InvalidArguments { .. } => "invalid_arguments",
+            InvokeError::HookDenied { .. } => "hook_denied",
+            InvokeError::Failed { .. } => "tool_failed",
+            InvokeError::ApprovalDenied { .. } => "approval_denied",
+            InvokeError::Audit(_) => "audit_unavailable",
+        }
+    }
+}
+
 /// Where a tool call comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Origin {

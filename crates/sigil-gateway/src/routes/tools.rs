@@ -98,30 +98,25 @@ pub(crate) async fn invoke(
 }
 
 fn invoke_error(error: InvokeError) -> ApiError {
-    let message = error.to_string();
-    let unprocessable =
-        |code| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message.clone());
-    match error {
-        InvokeError::BadTarget(_) => ApiError::bad_request("bad_target", message),
-        InvokeError::Denied { .. } => ApiError::forbidden(message),
-        InvokeError::NotRunning { .. } => ApiError::conflict("plugin_not_running", message),
-        InvokeError::UnknownTool { .. } => ApiError::not_found("unknown_tool", message),
-        InvokeError::Held { .. } => ApiError::conflict("tool_held", message),
-        InvokeError::ApprovalDenied { .. } => {
-            ApiError::new(StatusCode::FORBIDDEN, "approval_denied", message)
+    let code = error.code();
+    let status = match &error {
+        InvokeError::BadTarget(_) => StatusCode::BAD_REQUEST,
+        InvokeError::Denied { .. }
+        | InvokeError::ApprovalDenied { .. }
+        | InvokeError::HookDenied { .. } => StatusCode::FORBIDDEN,
+        InvokeError::NotRunning { .. } | InvokeError::Held { .. } => StatusCode::CONFLICT,
+        InvokeError::UnknownTool { .. } => StatusCode::NOT_FOUND,
+        InvokeError::InvalidArguments { .. } | InvokeError::Failed { .. } => {
+            StatusCode::UNPROCESSABLE_ENTITY
         }
-        InvokeError::HookDenied { .. } => {
-            ApiError::new(StatusCode::FORBIDDEN, "hook_denied", message)
-        }
-        InvokeError::InvalidArguments { .. } => unprocessable("invalid_arguments"),
-        InvokeError::Failed { .. } => unprocessable("tool_failed"),
         InvokeError::Audit(cause) => {
             tracing::error!(%cause, "tool call outcome not recorded");
-            ApiError::new(
+            return ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "audit_unavailable",
+                code,
                 "the call's record could not be written to the audit log; the daemon's log has the details",
-            )
+            );
         }
-    }
+    };
+    ApiError::new(status, code, error.to_string())
 }
