@@ -38,7 +38,12 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
             if let Ok(reply) = proto::HookVerdict::decode(bytes) {
                 match fuzzing::hook_verdict(reply) {
                     Ok(HookVerdict::Deny(reason) | HookVerdict::Ask(reason)) => {
-                        assert!(reason.chars().count() <= MAX_TEXT_CHARS);
+                        // The cap, and the note of the whole length past it.
+                        assert!(reason.chars().count() <= MAX_TEXT_CHARS + 40);
+                        assert!(
+                            !reason.chars().any(|c| c.is_control() && c != '\n' && c != '\t'),
+                            "a control character passed on: {reason:?}"
+                        );
                     }
                     Ok(_) => {}
                     Err(error) => capped(&error),

@@ -290,7 +290,7 @@ impl Inner {
             // An error reply is an answer: the server is fine.
             Ok(Err(rmcp::ServiceError::McpError(error))) => Err(ToolError::Failed(format!(
                 "the MCP server refused the call: {}",
-                error.message.chars().take(4096).collect::<String>()
+                sigil_runtime::guest_text::clean(&error.message)
             ))),
             Ok(Err(error)) => {
                 let how = server
@@ -762,7 +762,7 @@ fn output(result: CallToolResult) -> Result<Value, ToolError> {
             .filter_map(|block| serde_json::to_value(block).ok())
             .filter_map(|block| block.get("text").and_then(Value::as_str).map(String::from))
             .collect();
-        let message: String = text.join("\n").chars().take(4096).collect();
+        let message = sigil_runtime::guest_text::clean(&text.join("\n"));
         return Err(ToolError::Failed(if message.is_empty() {
             "the MCP tool reported an error".into()
         } else {

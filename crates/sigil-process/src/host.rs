@@ -168,7 +168,7 @@ impl Host for HostService {
         let plugin = flight.call.plugin();
         let call = flight.call.call_id();
         // Plugin text is untrusted: bounded, and logged as a field, never as a format string.
-        let message: String = request.message.chars().take(4096).collect();
+        let message = sigil_runtime::guest_text::clean(&request.message);
         match proto::LogLevel::try_from(request.level).unwrap_or(proto::LogLevel::Info) {
             proto::LogLevel::Trace => tracing::trace!(plugin, call, message),
             proto::LogLevel::Debug => tracing::debug!(plugin, call, message),

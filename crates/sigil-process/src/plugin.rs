@@ -237,7 +237,7 @@ pub(crate) fn tool_error(error: Option<proto::ToolError>) -> Result<(), ToolErro
 }
 
 fn lift(error: proto::ToolError) -> ToolError {
-    let message: String = error.message.chars().take(4096).collect();
+    let message = sigil_runtime::guest_text::clean(&error.message);
     match tool_error::Kind::try_from(error.kind).unwrap_or(tool_error::Kind::Failed) {
         // The plugin's claim that something was denied is its own message; actual denials
         // are recorded by the enforcer.
@@ -249,7 +249,7 @@ fn lift(error: proto::ToolError) -> ToolError {
 
 /// Lifts a hook's wire verdict. A patch must be JSON; reasons are capped like error messages.
 pub(crate) fn verdict(reply: proto::HookVerdict) -> Result<HookVerdict, ToolError> {
-    let reason = |text: String| text.chars().take(4096).collect::<String>();
+    let reason = |text: String| sigil_runtime::guest_text::clean(&text);
     match reply.verdict {
         Some(hook_verdict::Verdict::Allow(_)) => Ok(HookVerdict::Allow),
         Some(hook_verdict::Verdict::Deny(why)) => Ok(HookVerdict::Deny(reason(why))),

@@ -484,6 +484,30 @@ fn an_oversized_result_is_refused() {
     still_works(&w);
 }
 
+/// A plugin's error reaches people (the API, MCP, the command line) and the audit log. One
+/// that tries to clear the screen and forge a line, then rings the bell thousands of times
+/// (within the reply limit, but six characters each once shown), is passed on with its control
+/// characters shown as escapes and cut at the guest-text cap, in the error and in the record.
+#[test]
+fn a_forged_oversized_error_is_shown_escaped_and_capped_in_the_error_and_the_record() {
+    let w = hostile();
+    let error = w.error_of("forged_error", json!({ "bytes": 3500 }));
+    for text in [error.clone(), w.last_outcome().1] {
+        assert!(!text.contains('\u{1b}') && !text.contains('\r'), "{text:?}");
+        assert!(
+            text.contains("\\u{1b}[2J\\rok: call approved by admin"),
+            "{text:?}"
+        );
+        assert!(text.contains("bytes in all)"), "{text:?}");
+        assert!(
+            text.chars().count() < sigil_runtime::guest_text::MAX_GUEST_TEXT_CHARS + 200,
+            "{} characters passed on",
+            text.chars().count()
+        );
+    }
+    still_works(&w);
+}
+
 #[test]
 fn a_crash_loop_quarantines_the_plugin() {
     let binaries = common::binaries();

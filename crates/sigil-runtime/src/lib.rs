@@ -10,6 +10,7 @@ mod approvals;
 mod config;
 mod enforcer;
 mod events;
+pub mod guest_text;
 pub use sigil_store::files;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -764,7 +764,8 @@ async fn guarded<T: Send + 'static>(
             deadline.as_millis()
         )),
         Ended::Panicked => Err("the plugin panicked".to_string()),
-        Ended::Returned(result) => result.map_err(|e| e.to_string()),
+        // The plugin's own words, shown and recorded under the one rule for guest text.
+        Ended::Returned(result) => result.map_err(|e| crate::guest_text::clean(&e.to_string())),
     }
 }
 

@@ -431,15 +431,8 @@ fn patched_input(
     Ok(input)
 }
 
-/// At most [`MAX_REASON_CHARS`] of a text a hook chose.
+/// A text a hook chose, as people see it (approval listings, errors, the audit log): on one
+/// line, at most [`MAX_REASON_CHARS`] characters ([`crate::guest_text::line`]).
 fn clip(text: &str) -> String {
-    // A hook's reason is shown to people (approval listings, errors, the audit log): control
-    // characters (newlines, terminal escapes) could forge or hide what they see.
-    let text: String = text.chars().filter(|c| !c.is_control()).collect();
-    if text.chars().count() <= MAX_REASON_CHARS {
-        return text;
-    }
-    let mut clipped: String = text.chars().take(MAX_REASON_CHARS).collect();
-    clipped.push('…');
-    clipped
+    crate::guest_text::line(text, MAX_REASON_CHARS)
 }
