@@ -55,16 +55,53 @@ pub use server::{CHANNEL, McpServer};
 /// `axum::Router::nest_service`.
 pub type HttpService = StreamableHttpService<McpServer, NeverSessionManager>;
 
-/// Which `Host` headers the HTTP service answers, against DNS rebinding.
+/// Which `Host` headers the HTTP service answers, and which browser `Origin`s, against DNS
+/// rebinding and cross-origin requests from web pages. A request without `Origin` (an agent,
+/// a desktop client, the command line) is judged by its `Host` alone; one whose `Origin` is
+/// not allowed is refused with 403.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AllowedHosts {
-    /// `localhost`, `127.0.0.1` and `::1`, on any port.
+    /// `localhost`, `127.0.0.1` and `::1`, on any port; pages served from those hosts (http
+    /// or https, any port) only.
     Loopback,
-    /// These host names or `host:port` authorities.
+    /// These host names or `host:port` authorities; pages served from them (http or https;
+    /// on the port given, else any) only.
     Only(Vec<String>),
     /// Any host: for a gateway reached under names it cannot list, where every request
-    /// must carry a bearer token (which a rebinding page does not have).
+    /// must carry a bearer token (which a rebinding page does not have). No browser page may
+    /// call it: every request carrying an `Origin` is refused.
     Any,
+}
+
+/// The loopback hosts a page may be served from to call a loopback server.
+const LOOPBACK_ORIGINS: &[&str] = &[
+    "http://localhost:*",
+    "https://localhost:*",
+    "http://127.0.0.1:*",
+    "https://127.0.0.1:*",
+    "http://[::1]:*",
+    "https://[::1]:*",
+];
+
+/// The origins of pages served from `hosts` (`name` or `name:port`).
+fn origins_of(hosts: &[String]) -> Vec<String> {
+    hosts
+        .iter()
+        .flat_map(|host| {
+            let authority = if host.rsplit_once(':').is_some_and(|(_, port)| {
+                !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())
+            }) && !host.ends_with(']')
+            {
+                host.clone()
+            } else {
+                format!("{host}:*")
+            };
+            [
+                format!("http://{authority}"),
+                format!("https://{authority}"),
+            ]
+        })
+        .collect()
 }
 
 /// The streamable HTTP MCP service, answering loopback hosts only
@@ -92,10 +129,13 @@ pub fn http_service_with(runtime: Arc<Runtime>, hosts: AllowedHosts) -> HttpServ
         .with_legacy_session_mode(false)
         .with_json_response(true);
     let config = match hosts {
-        AllowedHosts::Loopback => config,
-        AllowedHosts::Only(hosts) => config.with_allowed_hosts(hosts),
+        AllowedHosts::Loopback => config.with_allowed_origins(LOOPBACK_ORIGINS.iter().copied()),
+        AllowedHosts::Only(hosts) => config
+            .with_allowed_origins(origins_of(&hosts))
+            .with_allowed_hosts(hosts),
         AllowedHosts::Any => config.disable_allowed_hosts(),
-    };
+    }
+    .enforce_origin_validation();
     StreamableHttpService::new(
         move || Ok(McpServer::per_http_request(runtime.clone())),
         Arc::new(NeverSessionManager::default()),

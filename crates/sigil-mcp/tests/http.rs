@@ -481,9 +481,17 @@ async fn a_caller_in_a_workspace_its_user_does_not_belong_to_is_refused_and_reco
 
 /// Writes one raw HTTP/1.1 request and returns the status line.
 async fn raw_status(addr: std::net::SocketAddr, host: &str) -> String {
+    raw_status_from(addr, host, None).await
+}
+
+/// The status line of a `tools/list` POST with this `Host` and, when given, `Origin`.
+async fn raw_status_from(addr: std::net::SocketAddr, host: &str, origin: Option<&str>) -> String {
     let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}"#;
+    let origin = origin
+        .map(|o| format!("Origin: {o}\r\n"))
+        .unwrap_or_default();
     let request = format!(
-        "POST /mcp HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer alice-token\r\n\
+        "POST /mcp HTTP/1.1\r\nHost: {host}\r\n{origin}Authorization: Bearer alice-token\r\n\
          Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
          MCP-Protocol-Version: 2025-06-18\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
@@ -507,6 +515,36 @@ async fn by_default_only_loopback_host_names_are_answered() {
     // A page on a rebound name reaching the loopback server.
     let rebound = raw_status(addr, "attacker.example").await;
     assert_eq!(rebound, "HTTP/1.1 403 Forbidden");
+}
+
+/// A browser page on another origin that reaches the loopback server (through a rebound name
+/// that passes the `Host` check, or directly) is refused with 403; a page served from the
+/// loopback host itself (MCP Inspector, say) and a client that sends no `Origin` are answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_from_a_foreign_browser_origin_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = serve(runtime(dir.path())).await;
+    let host = format!("127.0.0.1:{}", addr.port());
+    for origin in [
+        "http://evil.example.com",
+        "https://attacker.example:443",
+        "null",
+        "chrome-extension://abcdefghijklmnop",
+        "http://127.0.0.1.evil.example",
+        "not an origin",
+    ] {
+        let status = raw_status_from(addr, &host, Some(origin)).await;
+        assert_eq!(status, "HTTP/1.1 403 Forbidden", "Origin: {origin}");
+    }
+    for origin in [
+        "http://localhost:6274",
+        "http://127.0.0.1:8080",
+        "https://[::1]:3000",
+    ] {
+        let status = raw_status_from(addr, &host, Some(origin)).await;
+        assert_eq!(status, "HTTP/1.1 200 OK", "Origin: {origin}");
+    }
+    assert_eq!(raw_status_from(addr, &host, None).await, "HTTP/1.1 200 OK");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
