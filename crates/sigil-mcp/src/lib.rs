@@ -37,6 +37,7 @@
 
 #![forbid(unsafe_code)]
 
+mod jsonrpc;
 pub mod names;
 mod server;
 
@@ -51,9 +52,7 @@ use sigil_runtime::{Actor, Runtime};
 pub use rmcp;
 pub use server::{CHANNEL, McpServer};
 
-/// The streamable HTTP MCP service: a tower `Service` of `http::Request`s, to nest with
-/// `axum::Router::nest_service`.
-pub type HttpService = StreamableHttpService<McpServer, NeverSessionManager>;
+pub use jsonrpc::HttpService;
 
 /// Which `Host` headers the HTTP service answers, and which browser `Origin`s, against DNS
 /// rebinding and cross-origin requests from web pages. A request without `Origin` (an agent,
@@ -136,11 +135,11 @@ pub fn http_service_with(runtime: Arc<Runtime>, hosts: AllowedHosts) -> HttpServ
         AllowedHosts::Any => config.disable_allowed_hosts(),
     }
     .enforce_origin_validation();
-    StreamableHttpService::new(
+    HttpService::new(StreamableHttpService::new(
         move || Ok(McpServer::per_http_request(runtime.clone())),
         Arc::new(NeverSessionManager::default()),
         config,
-    )
+    ))
 }
 
 /// Why the stdio server stopped abnormally.

@@ -671,3 +671,82 @@ async fn each_caller_lists_only_the_tools_it_may_call_and_listing_records_nothin
     carol.cancel().await.unwrap();
     mallory.cancel().await.unwrap();
 }
+
+/// The status line and body of a raw POST to `/mcp` with `body`.
+async fn raw_post(addr: std::net::SocketAddr, body: &str) -> (String, Value) {
+    let request = format!(
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAuthorization: Bearer alice-token\r\n\
+         Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
+         MCP-Protocol-Version: 2025-06-18\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        addr.port(),
+        body.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response.lines().next().unwrap_or_default().to_string();
+    let (_, payload) = response.split_once("\r\n\r\n").unwrap_or_default();
+    let payload = serde_json::from_str(payload.trim()).unwrap_or(Value::Null);
+    (status, payload)
+}
+
+/// A body that is no JSON-RPC message is answered with the JSON-RPC error for it and 400, not
+/// the SDK's 415 and a line of text; a known method whose parameters do not fit gets -32602,
+/// not "method not found"; a cursor naming no page is refused, not ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_messages_and_parameters_get_their_json_rpc_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = serve(runtime(dir.path())).await;
+    let malformed = [
+        ("{\"jsonrpc\":\"2.0\",", -32700, Value::Null),
+        (
+            r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#,
+            -32600,
+            Value::Null,
+        ),
+        (r#"{"id":1,"method":"tools/list"}"#, -32600, json!(1)),
+        (
+            r#"{"jsonrpc":"2.0","id":null,"method":"tools/list"}"#,
+            -32600,
+            Value::Null,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":2,"method":["tools/list"]}"#,
+            -32600,
+            json!(2),
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":3,"method":"tools/list","params":[]}"#,
+            -32600,
+            json!(3),
+        ),
+    ];
+    for (body, code, id) in malformed {
+        let (status, reply) = raw_post(addr, body).await;
+        assert_eq!(status, "HTTP/1.1 400 Bad Request", "{body}: {reply}");
+        assert_eq!(reply["jsonrpc"], "2.0", "{body}: {reply}");
+        assert_eq!(reply["error"]["code"], code, "{body}: {reply}");
+        assert_eq!(reply["id"], id, "{body}: {reply}");
+    }
+    let bad_params = [
+        r#"{"jsonrpc":"2.0","id":4,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{}}}"#,
+        r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"arguments":{}}}"#,
+        r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"text__sha256","arguments":"x"}}"#,
+        r#"{"jsonrpc":"2.0","id":4,"method":"tools/list","params":{"cursor":"no-such-page"}}"#,
+    ];
+    for body in bad_params {
+        let (status, reply) = raw_post(addr, body).await;
+        assert_eq!(status, "HTTP/1.1 200 OK", "{body}: {reply}");
+        assert_eq!(reply["error"]["code"], -32602, "{body}: {reply}");
+        assert_eq!(reply["id"], 4, "{body}: {reply}");
+    }
+    // What is well formed is served as before.
+    let (status, reply) = raw_post(
+        addr,
+        r#"{"jsonrpc":"2.0","id":5,"method":"tools/list","params":{}}"#,
+    )
+    .await;
+    assert_eq!(status, "HTTP/1.1 200 OK", "{reply}");
+    assert!(reply["result"]["tools"].is_array(), "{reply}");
+}
