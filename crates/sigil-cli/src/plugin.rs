@@ -48,6 +48,16 @@ pub enum PluginCommand {
         #[arg(long, env = "SIGIL_TOKEN", hide_env_values = true)]
         token: Option<String>,
     },
+    /// Take an installed plugin out: it stops serving, its consent leaves sigil.toml and its
+    /// installed copy is deleted (a plugin loaded from a configured directory keeps its files).
+    /// With a daemon running, the daemon removes it.
+    Remove {
+        /// The plugin id.
+        name: String,
+        /// An API token with `admin.plugins`, for a running daemon (default: $SIGIL_TOKEN).
+        #[arg(long, env = "SIGIL_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+    },
     /// Show a plugin's configuration (secret fields as `<secret>`), or change it with `--set`.
     /// Every change is validated against the plugin's config schema first: an invalid one
     /// changes nothing. With a daemon running, the daemon applies it and the plugin's next
@@ -192,6 +202,7 @@ pub fn run(home: Option<&Path>, command: PluginCommand, reserved: &[String]) -> 
         }
         PluginCommand::Commands { json } => commands(home, json),
         PluginCommand::Reload { name, token } => reload(home, &name, token.as_deref()),
+        PluginCommand::Remove { name, token } => remove(home, &name, token.as_deref()),
         PluginCommand::Config { name, set, token } => {
             crate::config::config(home, &name, &set, token.as_deref())
         }
@@ -392,6 +403,60 @@ fn reload(home: Option<&Path>, name: &str, token: Option<&str>) -> Result<ExitCo
         summary.version, summary.state
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `sigil plugin remove`: through the daemon when one serves the data directory, else on the
+/// directory itself (starting no plugin), saying which.
+fn remove(home: Option<&Path>, name: &str, token: Option<&str>) -> Result<ExitCode> {
+    let root = sigil::Home::resolve(home)?;
+    if let crate::status::Daemon::Running(info) = crate::status::find_daemon(root.root())? {
+        let Some(token) = token else {
+            bail!(
+                "a daemon serves {} at http://{}: pass --token (or set SIGIL_TOKEN) with a token of a user allowed `admin.plugins` so it removes `{name}`",
+                root.root().display(),
+                info.address
+            );
+        };
+        let (status, body) =
+            crate::status::send(&info, "DELETE", &format!("/v1/plugins/{name}"), token, None)?;
+        if status == 200 {
+            println!(
+                "{}",
+                removed_line(name, body["files_deleted"] == true, "the daemon")
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        bail!(
+            "the daemon did not remove {name} (HTTP {status}): {}",
+            body["message"].as_str().unwrap_or("no message")
+        );
+    }
+    let sigil = sigil::open_inactive(home)?;
+    let source = sigil.remove(name)?;
+    let deleted = match source {
+        sigil::Source::Directory(dir) => {
+            sigil_gateway::install::uninstall(sigil.home(), name, &dir)?
+        }
+        sigil::Source::Builtin => false,
+    };
+    println!(
+        "{}",
+        removed_line(
+            name,
+            deleted,
+            "no daemon runs; removed from the data directory"
+        )
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn removed_line(name: &str, deleted: bool, by: &str) -> String {
+    let files = if deleted {
+        "its installed copy deleted"
+    } else {
+        "its files left where they are (not an installed copy)"
+    };
+    format!("removed {name}: consent withdrawn, {files} ({by})")
 }
 
 fn note_running_daemon(root: &Path, name: &str, action: &str) {

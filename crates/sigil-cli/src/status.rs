@@ -100,7 +100,14 @@ pub(crate) fn send(
             .header("Authorization", &authorization)
             .header("Content-Type", "application/json")
             .send(body.to_string())?,
-        _ => return post(info, path, token),
+        ("DELETE", None) => agent
+            .delete(&url)
+            .header("Authorization", &authorization)
+            .call()?,
+        ("POST", body) => return post_json(info, path, token, body),
+        (method, _) => {
+            anyhow::bail!("cannot send {method} {path}: not a request this client makes")
+        }
     };
     let status = response.status().as_u16();
     let text = response.body_mut().read_to_string()?;

@@ -175,3 +175,51 @@ fn reading_the_audit_log_and_explaining_a_decision_start_no_plugin() {
         "listing plugins starts them, and leaves a mark"
     );
 }
+
+/// `sigil plugin remove` with no daemon: the plugin is gone from the list, its installed copy
+/// and its consent are deleted, and removing it again says it is unknown.
+#[test]
+fn plugin_remove_without_a_daemon_deletes_the_copy_and_the_consent() {
+    let fixtures = sigil_process_guests::build().unwrap();
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let sigil = Path::new(env!("CARGO_BIN_EXE_sigil"));
+    let plugin = dir.path().join("echo");
+    std::fs::create_dir_all(&plugin).unwrap();
+    std::fs::copy(&fixtures.echo, plugin.join("plugin")).unwrap();
+    std::fs::write(
+        plugin.join("plugin.toml"),
+        format!(
+            "{MANIFEST}\n[[capabilities.request]]\ncapability = \"kv.read:echo.*\"\nreason = \"asks\"\n"
+        ),
+    )
+    .unwrap();
+    let home = dir.path().join("home");
+    run(
+        sigil,
+        &home,
+        &["plugin", "install", plugin.to_str().unwrap(), "--yes"],
+    );
+    let config = || std::fs::read_to_string(home.join("sigil.toml")).unwrap();
+    assert!(config().contains("[plugins.echo]"), "{}", config());
+    assert!(home.join("plugins/echo").is_dir());
+
+    let out = run(sigil, &home, &["plugin", "remove", "echo"]);
+    let said = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        said.contains("removed echo") && said.contains("installed copy deleted"),
+        "{said}"
+    );
+    assert!(!home.join("plugins/echo").exists());
+    assert!(!config().contains("plugins.echo"), "{}", config());
+    let listed = String::from_utf8(run(sigil, &home, &["plugin", "list"]).stdout).unwrap();
+    assert!(!listed.lines().any(|l| l.starts_with("echo ")), "{listed}");
+
+    let again = Command::new(sigil)
+        .args(["plugin", "remove", "echo"])
+        .env("SIGIL_HOME", &home)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    let error = String::from_utf8_lossy(&again.stderr);
+    assert!(error.contains("echo"), "{error}");
+}

@@ -654,6 +654,50 @@ entry = "plugin"
 timeout_ms = 20000
 "#;
 
+/// `sigil plugin remove` with a daemon running: the daemon removes the plugin (its tools stop
+/// answering at once); without a token the command says how to give one and changes nothing.
+#[test]
+fn plugin_remove_goes_through_a_running_daemon() {
+    let fixtures = sigil_process_guests::build().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(home.path().join("sigil.toml"), CONFIG).unwrap();
+    let plugin = tempfile::tempdir().unwrap();
+    std::fs::copy(&fixtures.echo, plugin.path().join("plugin")).unwrap();
+    std::fs::write(plugin.path().join("plugin.toml"), FETCHER).unwrap();
+    ok(
+        home.path(),
+        &[
+            "plugin",
+            "install",
+            plugin.path().to_str().unwrap(),
+            "--yes",
+        ],
+    );
+    let daemon = Daemon::start_in(home);
+    let token = token(daemon.home.path(), "local");
+    let (status, _) = daemon.get("/v1/plugins/fetcher", Some(&token));
+    assert_eq!(status, 200);
+
+    let refused = sigil(daemon.home.path(), &["plugin", "remove", "fetcher"]);
+    assert!(!refused.status.success());
+    let error = String::from_utf8_lossy(&refused.stderr);
+    assert!(error.contains("--token"), "{error}");
+    let (status, _) = daemon.get("/v1/plugins/fetcher", Some(&token));
+    assert_eq!(status, 200, "nothing was removed without a token");
+
+    let said = ok(
+        daemon.home.path(),
+        &["plugin", "remove", "fetcher", "--token", &token],
+    );
+    assert!(
+        said.contains("removed fetcher") && said.contains("the daemon"),
+        "{said}"
+    );
+    let (status, body) = daemon.get("/v1/plugins/fetcher", Some(&token));
+    assert_eq!(status, 404, "{body}");
+    assert!(!daemon.home.path().join("plugins/fetcher").exists());
+}
+
 #[test]
 fn the_daemons_own_address_is_refused_and_audited_even_for_a_plugin_granted_it_by_name() {
     let fixtures = sigil_process_guests::build().unwrap();
