@@ -92,11 +92,16 @@ fn number(part: &str) -> Option<u64> {
     if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
         return None;
     }
-    // Longer than any 32-bit value in any radix: out of range, not a wrap-around.
-    if digits.len() > 32 {
+    // `strtoul` reads any number of leading zeros; past them, longer than any 32-bit value
+    // in any radix is out of range, not a wrap-around.
+    let significant = digits.trim_start_matches('0');
+    if significant.len() > 32 {
         return None;
     }
-    u64::from_str_radix(digits, radix).ok()
+    if significant.is_empty() {
+        return Some(0);
+    }
+    u64::from_str_radix(significant, radix).ok()
 }
 
 #[cfg(test)]
@@ -112,6 +117,9 @@ mod tests {
             ("0x7f.0.0.1", Some([127, 0, 0, 1])),
             ("0177.0.0.01", Some([127, 0, 0, 1])),
             ("0x7f000001", Some([127, 0, 0, 1])),
+            // `strtoul` reads any number of leading zeros.
+            ("000000000000000000000000000000002445", Some([0, 0, 5, 37])),
+            ("0x00000000000000000000000000000000000000007f000001", Some([127, 0, 0, 1])),
             ("256.0.0.1", None),
             ("1.2.3.4.5", None),
             ("08.1", None),

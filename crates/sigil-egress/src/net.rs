@@ -103,6 +103,14 @@ impl Host {
             return Err(HostError::new(raw, "longer than 253 characters"));
         }
         if let Some(number) = ipv4_number(host) {
+            if host.len() < lower.len() {
+                // `inet_aton` refuses `127.0.0.1.`; a resolver looks it up as a name. Which of
+                // the two a client means cannot be known, so neither is guessed.
+                return Err(HostError::new(
+                    raw,
+                    "a number followed by a dot is a name to a resolver, not an address; write the address without the dot",
+                ));
+            }
             return number
                 .map(|address| Host::from_ip(IpAddr::V4(address)))
                 .ok_or_else(|| HostError::new(raw, "ends in a number but is no IPv4 address"));
@@ -804,7 +812,9 @@ mod tests {
             ("127.000.000.001", Some("127.0.0.1")),
             ("127.0.1", Some("127.0.0.1")),
             ("169.254.43518", Some("169.254.169.254")),
-            ("2130706433.", Some("127.0.0.1")),
+            // A resolver looks `2130706433.` up as a name; `inet_aton` refuses it.
+            ("2130706433.", None),
+            ("127.0.0.1.", None),
             ("example.0x", None),
             ("1.2.3.4.5", None),
             ("256.0.0.1", None),
