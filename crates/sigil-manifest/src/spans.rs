@@ -290,7 +290,7 @@ pub(crate) fn parse_yaml(text: &str, file: &str) -> Result<Located, Vec<Diagnost
     };
     if let Some(extra) = documents.next() {
         sink.push(
-            yaml_pos(&extra),
+            yaml_pos(&extra, &lines),
             "",
             "a manifest holds exactly one yaml document".into(),
             None,
@@ -298,7 +298,7 @@ pub(crate) fn parse_yaml(text: &str, file: &str) -> Result<Located, Vec<Diagnost
         return Err(sink.diagnostics);
     }
     let mut index = SpanIndex::default();
-    let value = yaml_value(&document, "", &mut index, &mut sink);
+    let value = yaml_value(&document, "", &lines, &mut index, &mut sink);
     // The document node of a block mapping starts at its first key; errors about the whole
     // manifest read better at the top of the file.
     index.values.insert(String::new(), Pos::START);
@@ -315,20 +315,36 @@ fn char_offset_to_byte(text: &str, chars: usize) -> usize {
         .map_or(text.len(), |(byte, _)| byte)
 }
 
-fn yaml_pos(node: &MarkedYaml<'_>) -> Pos {
-    Pos {
-        line: to_u32(node.span.start.line().max(1)),
-        column: to_u32(node.span.start.col() + 1),
+/// Where `node` starts. The parser's line and column can lie past the end of the text (an
+/// empty node at the end of the stream, such as the key of `? `); its character index cannot,
+/// so a place outside the text comes from that.
+fn yaml_pos(node: &MarkedYaml<'_>, lines: &Lines<'_>) -> Pos {
+    let line = node.span.start.line().max(1);
+    let column = node.span.start.col() + 1;
+    let width = lines.starts.get(line - 1).map(|&start| {
+        let end = lines
+            .starts
+            .get(line)
+            .map_or(lines.text.len(), |&next| next - 1);
+        lines.text.get(start..end).map_or(0, |s| s.chars().count())
+    });
+    match width {
+        Some(width) if column <= width + 1 => Pos {
+            line: to_u32(line),
+            column: to_u32(column),
+        },
+        _ => lines.pos(char_offset_to_byte(lines.text, node.span.start.index())),
     }
 }
 
 fn yaml_value(
     node: &MarkedYaml<'_>,
     pointer: &str,
+    lines: &Lines<'_>,
     index: &mut SpanIndex,
     sink: &mut Sink<'_>,
 ) -> Value {
-    let pos = yaml_pos(node);
+    let pos = yaml_pos(node, lines);
     index.values.insert(pointer.to_owned(), pos);
     match &node.data {
         YamlData::Value(scalar) => yaml_scalar(scalar, pos, pointer, sink),
@@ -350,7 +366,9 @@ fn yaml_value(
             items
                 .iter()
                 .enumerate()
-                .map(|(i, item)| yaml_value(item, &child(pointer, &i.to_string()), index, sink))
+                .map(|(i, item)| {
+                    yaml_value(item, &child(pointer, &i.to_string()), lines, index, sink)
+                })
                 .collect(),
         ),
         YamlData::Mapping(entries) => {
@@ -358,7 +376,7 @@ fn yaml_value(
             for (key, value) in entries {
                 let Some(name) = yaml_key(key) else {
                     sink.push(
-                        yaml_pos(key),
+                        yaml_pos(key, lines),
                         pointer,
                         "mapping keys must be plain text".into(),
                         None,
@@ -366,8 +384,8 @@ fn yaml_value(
                     continue;
                 };
                 let member = child(pointer, &name);
-                index.keys.insert(member.clone(), yaml_pos(key));
-                let converted = yaml_value(value, &member, index, sink);
+                index.keys.insert(member.clone(), yaml_pos(key, lines));
+                let converted = yaml_value(value, &member, lines, index, sink);
                 map.insert(name, converted);
             }
             Value::Object(map)
@@ -468,6 +486,28 @@ mod tests {
         assert_eq!(index.value("/hooks/0/event"), Pos { line: 5, column: 9 });
         // An unwritten member falls back to its table, here the `[[hooks]]` header.
         assert_eq!(index.value("/hooks/0/missing"), Pos { line: 4, column: 1 });
+    }
+
+    #[test]
+    fn a_node_the_parser_places_past_the_end_is_located_inside_the_text() {
+        // `? ` is an explicit key with no text: the parser puts that empty key on a line the
+        // text does not have.
+        for text in ["? ", "? \n", "id: a\n? "] {
+            let diagnostics = match parse_yaml(text, "plugin.yaml") {
+                Ok(_) => unreachable!("{text:?} parsed"),
+                Err(diagnostics) => diagnostics,
+            };
+            let lines: Vec<&str> = text.split('\n').collect();
+            for d in &diagnostics {
+                let line = usize::try_from(d.line).unwrap_or(usize::MAX);
+                assert!((1..=lines.len()).contains(&line), "{text:?}: {d:?}");
+                let width = lines[line - 1].chars().count();
+                assert!(
+                    (1..=width + 1).contains(&usize::try_from(d.column).unwrap_or(usize::MAX)),
+                    "{text:?}: {d:?}"
+                );
+            }
+        }
     }
 
     #[test]
