@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use sigil_policy::{CapabilitySet, Pattern, Scope};
 
-use crate::approvals::{ApprovalRule, DEFAULT_APPROVAL_TIMEOUT};
+use crate::approval_rules::{ApprovalRule, DEFAULT_APPROVAL_TIMEOUT};
 use crate::secret_binding::{BoundSecret, SecretDestination};
 use crate::secrets::PluginSecrets;
 

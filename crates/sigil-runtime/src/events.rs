@@ -10,7 +10,7 @@ use serde::Serialize;
 use sigil_audit::{Actor, Verdict};
 use tokio::sync::broadcast;
 
-use crate::approvals::{ApprovalDecision, PendingApproval};
+use crate::approval_rules::{ApprovalDecision, PendingApproval};
 use crate::lifecycle::State;
 
 /// How many events a subscriber may fall behind before it loses the oldest.

@@ -6,7 +6,7 @@
 
 #![forbid(unsafe_code)]
 
-mod approvals;
+mod approval_rules;
 mod config;
 mod enforcer;
 mod events;
@@ -14,7 +14,7 @@ pub mod guest_text;
 pub use sigil_store::files;
 #[doc(hidden)]
 pub mod fuzzing;
-mod held;
+mod granted_dirs;
 mod kv;
 mod lifecycle;
 mod manager;
@@ -24,7 +24,7 @@ mod secrets;
 mod tool;
 mod trust;
 
-pub use approvals::{
+pub use approval_rules::{
     ApprovalDecision, ApprovalError, ApprovalMode, ApprovalRule, DEFAULT_APPROVAL_TIMEOUT,
     PendingApproval,
 };
@@ -33,7 +33,7 @@ pub use enforcer::{
     Check, Denial, Enforcer, MALFORMED_TEXT_CHARS, Refusal, Registration, Subject, shown_text,
 };
 pub use events::{CAPACITY as EVENT_CAPACITY, Event, Events};
-pub use held::{GrantedDir, GrantedDirs, HeldDir, granted_dirs};
+pub use granted_dirs::{GrantedDir, GrantedDirs, HeldDir, granted_dirs};
 pub use kv::{KvStore, MAX_VALUE_BYTES};
 pub use lifecycle::{IllegalTransition, Lifecycle, State};
 pub use manager::{

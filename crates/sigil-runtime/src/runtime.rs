@@ -24,7 +24,7 @@ use sigil_audit::{Actor, AuditLog, AuditSink, NewRecord, RecordKind};
 use sigil_manifest::BlastRadius;
 use sigil_policy::{Capability, Decision};
 
-use crate::approvals::Approvals;
+use crate::approval_rules::Approvals;
 use crate::config::{Config, ConfigError, Home};
 use crate::enforcer::{Check, Enforcer, Subject};
 use crate::kv::KvStore;
@@ -33,22 +33,22 @@ use crate::manager::{Builtin, Manager, PluginEntry, TierLoader, ToolEntry};
 use crate::tool::{Call, ToolDescriptor, ToolError};
 use deadline::{Confinement, Ended};
 
-mod approvals;
-mod approve;
 mod commands;
 mod config_reload;
 mod control;
 mod deadline;
 mod hooks;
+mod pending_calls;
+mod tool_pins;
 mod watch;
-pub use approvals::{APPROVALS_DECIDE, ApprovalRequest, DecidedApproval};
-pub use approve::Approval;
 pub use commands::{
     CommandCaller, CommandError, MAX_COMMAND_ARGS_BYTES, PluginCommand, clean_command_args,
 };
 pub use config_reload::{ADMIN_CONFIG, ConfigChange, ConfigUpdateError, ConfigWatch};
 pub use control::ControlError;
 pub use hooks::{DEFAULT_HOOK_TIMEOUT, EmitError};
+pub use pending_calls::{APPROVALS_DECIDE, ApprovalRequest, DecidedApproval};
+pub use tool_pins::Approval;
 pub use watch::{HOT_RELOAD_QUIET, HotReload};
 
 /// The deadline of a tool call whose manifest sets none.

@@ -17,7 +17,7 @@ use super::{InvokeError, Runtime};
 
 /// What a person needs, in the workspace of a held call, to approve or deny it.
 pub const APPROVALS_DECIDE: &str = "approvals.decide";
-use crate::approvals::{ApprovalDecision, ApprovalError, ApprovalMode, PendingApproval};
+use crate::approval_rules::{ApprovalDecision, ApprovalError, ApprovalMode, PendingApproval};
 use crate::events::Event;
 
 /// A call asking for a person's approval before it goes on: what
@@ -278,7 +278,7 @@ impl Runtime {
             }
             self.events()
                 .publish(decided_event(&approval, ApprovalDecision::Deny, None, rule));
-            let _ = answer.send(crate::approvals::Answer {
+            let _ = answer.send(crate::approval_rules::Answer {
                 decision: ApprovalDecision::Deny,
                 rule: rule.to_string(),
             });
@@ -408,7 +408,7 @@ impl Runtime {
             &rule,
         ));
         // The call may have gone away meanwhile; the decision stands in the log either way.
-        let _ = answer.send(crate::approvals::Answer {
+        let _ = answer.send(crate::approval_rules::Answer {
             decision,
             rule: rule.clone(),
         });
