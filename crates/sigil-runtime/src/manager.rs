@@ -374,8 +374,10 @@ impl Manager {
                 let signed = assessed.signed_files(dir, &manifest, &self.enforcer);
                 (assessed.trust, signed, checked)
             }
+            Err(problem) if !self.activate => (Trust::Sandboxed, None, Err(problem)),
             Err(problem) => {
-                // A signature that does not hold is an attack, not an absence: on the record.
+                // A signature that does not hold is an attack, not an absence: on the record,
+                // once per attempt to load it (a manager that starts nothing attempts none).
                 self.enforcer.refuse_blocking(&Refusal {
                     plugin: manifest.id().as_str(),
                     version: Some(&manifest.version().to_string()),

@@ -347,3 +347,46 @@ fn approvals_take_only_a_vouched_for_plugin_at_its_word_about_blast_radius() {
         "{why:?}"
     );
 }
+
+/// A broken signature is recorded each time the runtime tries to load the plugin, and only
+/// then: a runtime that starts nothing (the audit commands, `policy explain`) tries none, so it
+/// adds nothing to the log, yet still knows the plugin and its authority.
+#[test]
+fn a_runtime_that_starts_nothing_records_no_load_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    let release = KeyPair::generate_unencrypted().unwrap();
+    write_plugin(&plugins.join("changed"), "changed", "wasm");
+    sign_dir(&plugins.join("changed"), &release).unwrap();
+    std::fs::write(plugins.join("changed/main.bin"), "code of changeD").unwrap();
+    let config = config_with(&format!(
+        "[trust.keys]\nrelease = \"{}\"\n",
+        release.public().to_base64()
+    ));
+    let refusals = |sigil: &Runtime| {
+        sigil
+            .audit()
+            .query(&sigil_audit::Filter {
+                decision: Some(sigil_audit::Verdict::Deny),
+                ..sigil_audit::Filter::default()
+            })
+            .unwrap()
+            .iter()
+            .filter(|r| r.record.rule.contains("not loaded"))
+            .count()
+    };
+
+    let sigil = open(dir.path(), &config);
+    assert_eq!(refusals(&sigil), 1, "loading records the broken signature");
+    sigil.close().unwrap();
+
+    let inactive =
+        Runtime::open_inactive(common::home(dir.path(), &config), vec![common::probe().0]).unwrap();
+    assert_eq!(
+        refusals(&inactive),
+        1,
+        "a runtime that starts nothing records nothing"
+    );
+    assert!(inactive.manager().get("changed").is_some());
+    inactive.close().unwrap();
+}
