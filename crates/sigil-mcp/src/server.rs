@@ -175,11 +175,18 @@ impl ServerHandler for McpServer {
     ) -> Result<CallToolResponse, ErrorData> {
         let actor = self.admitted(&context).await?;
         let name = request.name.as_ref();
+        // A tool held for an operator's approval is not listed, but it exists: a call to it
+        // goes to the runtime, which refuses it as held, saying why, and records that.
         let known = parse_mcp_tool_name(name).filter(|(plugin, tool)| {
             self.runtime
                 .tools()
                 .iter()
                 .any(|t| t.plugin == *plugin && t.tool.name == *tool)
+                || self
+                    .runtime
+                    .manager()
+                    .get(plugin)
+                    .is_some_and(|entry| entry.held().iter().any(|h| h.tool == *tool))
         });
         let Some((plugin, tool)) = known else {
             return Err(ErrorData::invalid_params(

@@ -56,7 +56,11 @@ fn every_path_architecture_cites_exists() {
     let text = architecture();
     let cited: Vec<PathBuf> = quoted(&text).into_iter().filter_map(cited_path).collect();
     // The map cites its code and tests throughout; a parser that finds none checks nothing.
-    assert!(cited.len() > 40, "only {} paths found: {cited:?}", cited.len());
+    assert!(
+        cited.len() > 40,
+        "only {} paths found: {cited:?}",
+        cited.len()
+    );
     let missing: BTreeSet<String> = cited
         .into_iter()
         .filter(|path| !root().join(path).exists())
