@@ -26,7 +26,8 @@ pub enum ApprovalsCommand {
     },
     /// Approve a waiting call: it goes on. Recorded in the audit log.
     Approve {
-        /// The approval id, from `sigil approvals list`.
+        /// The approval id, from `sigil approvals list`, or a unique prefix of it (at least 4
+        /// characters).
         id: String,
         /// Why, recorded with the decision.
         #[arg(long)]
@@ -36,7 +37,8 @@ pub enum ApprovalsCommand {
     },
     /// Deny a waiting call: it fails without running. Recorded in the audit log.
     Deny {
-        /// The approval id, from `sigil approvals list`.
+        /// The approval id, from `sigil approvals list`, or a unique prefix of it (at least 4
+        /// characters).
         id: String,
         /// Why, recorded with the decision and told to the caller.
         #[arg(long)]
@@ -96,6 +98,7 @@ fn decide(
     reason: Option<String>,
 ) -> Result<ExitCode> {
     let (info, token) = daemon_and_token(root, daemon)?;
+    let id = &resolve_id(&info, &token, id)?;
     let body = reason.map(|reason| serde_json::json!({ "reason": reason }));
     let (status, answer) = crate::status::post_json(
         &info,
@@ -120,6 +123,38 @@ fn decide(
         answer["call_id"].as_str().unwrap_or("?"),
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The waiting approval `id` names: itself, or the one pending approval whose id starts with
+/// it (at least 4 characters). An id that names none is sent as given, so the daemon says what
+/// became of it (decided already, timed out, never there).
+fn resolve_id(info: &DaemonInfo, token: &str, id: &str) -> Result<String> {
+    if id.chars().count() < 4 {
+        return Ok(id.to_string());
+    }
+    let Ok((200, body)) = crate::status::get(info, "/v1/approvals", Some(token)) else {
+        return Ok(id.to_string());
+    };
+    let pending: Vec<&str> = body["approvals"]
+        .as_array()
+        .map(|all| all.iter().filter_map(|a| a["id"].as_str()).collect())
+        .unwrap_or_default();
+    if pending.contains(&id) {
+        return Ok(id.to_string());
+    }
+    let matching: Vec<&str> = pending
+        .into_iter()
+        .filter(|pending| pending.starts_with(id))
+        .collect();
+    match matching.as_slice() {
+        [one] => Ok((*one).to_string()),
+        [] => Ok(id.to_string()),
+        several => bail!(
+            "`{id}` is the start of {} waiting approvals ({}); give more of the id",
+            several.len(),
+            several.join(", ")
+        ),
+    }
 }
 
 fn daemon_and_token(root: &Path, args: DaemonArgs) -> Result<(DaemonInfo, String)> {
