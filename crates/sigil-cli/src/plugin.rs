@@ -96,7 +96,11 @@ pub enum PluginCommand {
     /// Create a new plugin that builds and passes its own test out of the box.
     New {
         /// The plugin id (kebab-case); also the directory created.
-        name: String,
+        #[arg(required_unless_present = "list")]
+        name: Option<String>,
+        /// List the kinds, tiers and languages that can be scaffolded, and create nothing.
+        #[arg(long)]
+        list: bool,
         /// What the plugin provides.
         #[arg(long, default_value = "tool")]
         kind: String,
@@ -163,11 +167,15 @@ pub fn run(home: Option<&Path>, command: PluginCommand, reserved: &[String]) -> 
         PluginCommand::Lint { dir, json } => lint(&dir, json, reserved),
         PluginCommand::New {
             name,
+            list,
             kind,
             tier,
             lang,
             dir,
         } => {
+            let Some(name) = name.filter(|_| !list) else {
+                return Ok(crate::scaffold::list());
+            };
             if kind != "tool" {
                 bail!("only `--kind tool` plugins can be scaffolded in this version, not `{kind}`");
             }

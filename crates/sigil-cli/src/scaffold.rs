@@ -36,6 +36,38 @@ pub enum Tier {
 /// The tier and language combinations `sigil plugin new` can scaffold.
 const SUPPORTED: &str = "`--tier wasm --lang python|c|rust`, `--tier process --lang python|rust`";
 
+/// What `sigil plugin new` scaffolds: each tier and language, with what builds it.
+const COMBINATIONS: &[(&str, &str, &str)] = &[
+    (
+        "wasm",
+        "python",
+        "componentize-py (scripts/install-guest-toolchains)",
+    ),
+    (
+        "wasm",
+        "c",
+        "clang and the WASI sysroot (scripts/install-guest-toolchains)",
+    ),
+    ("wasm", "rust", "cargo with the wasm32-wasip2 target"),
+    (
+        "process",
+        "python",
+        "the host's Python with the Sigil Python kit",
+    ),
+    ("process", "rust", "cargo for this machine"),
+];
+
+/// `sigil plugin new --list`: the kinds, tiers and languages a plugin can be scaffolded in.
+pub fn list() -> ExitCode {
+    println!("kinds: tool (hook, channel and provider plugins are written by hand for now)");
+    println!("{:<8}  {:<7}  built with", "tier", "lang");
+    for (tier, lang, built) in COMBINATIONS {
+        println!("{tier:<8}  {lang:<7}  {built}");
+    }
+    println!("create one: sigil plugin new NAME --tier TIER --lang LANG");
+    ExitCode::SUCCESS
+}
+
 macro_rules! files {
     ($($path:literal => $source:literal),* $(,)?) => {
         &[$(($path, include_str!($source))),*]

@@ -199,3 +199,42 @@ fn unsupported_combinations_are_refused_with_what_is_supported() {
     );
     assert!(!work.path().join("nope").exists());
 }
+
+/// `sigil plugin new --list` names every tier and language that can be scaffolded, and each one
+/// it lists does scaffold: a plugin directory with its manifest, and nothing else created.
+#[test]
+fn every_combination_the_list_names_scaffolds() {
+    let home = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let listed = ok(home.path(), &["plugin", "new", "--list"]);
+    assert!(listed.starts_with("kinds: tool"), "{listed}");
+    let combinations: Vec<(String, String)> = listed
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let (tier, lang) = (words.next()?, words.next()?);
+            ["wasm", "process"]
+                .contains(&tier)
+                .then(|| (tier.to_string(), lang.to_string()))
+        })
+        .collect();
+    assert_eq!(combinations.len(), 5, "{listed}");
+    assert!(
+        std::fs::read_dir(work.path()).unwrap().next().is_none(),
+        "--list created something"
+    );
+    for (i, (tier, lang)) in combinations.iter().enumerate() {
+        let name = format!("listed-{i}");
+        let dir = work.path().to_str().unwrap();
+        ok(
+            home.path(),
+            &[
+                "plugin", "new", &name, "--tier", tier, "--lang", lang, "--dir", dir,
+            ],
+        );
+        assert!(
+            work.path().join(&name).join("plugin.toml").is_file(),
+            "{tier}/{lang} made no manifest"
+        );
+    }
+}
