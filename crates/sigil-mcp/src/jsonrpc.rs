@@ -106,24 +106,20 @@ async fn correct(
     let Some(problem) = param_problem(request) else {
         return answered;
     };
-    if problem.always {
-        return error(
-            http::StatusCode::OK,
-            problem.id,
-            INVALID_PARAMS,
-            &problem.message,
-        );
-    }
+    // Only a reply the SDK gave to the request itself is corrected: a refusal of the caller
+    // (`Host`, `Origin`, no authenticated user) stays what it is.
     if answered.status() != http::StatusCode::OK {
         return answered;
     }
     let (parts, body) = answered.into_parts();
     let Ok(collected) = body.collect().await;
     let text = collected.to_bytes();
-    let refused = serde_json::from_slice::<Value>(&text)
-        .ok()
-        .is_some_and(|reply| reply.get("error").is_some());
-    if refused {
+    let reply = serde_json::from_slice::<Value>(&text).unwrap_or(Value::Null);
+    let misread = reply["error"]["code"]
+        .as_i64()
+        .is_some_and(|code| code == METHOD_NOT_FOUND || code == INVALID_PARAMS);
+    let accepted = reply.get("result").is_some();
+    if misread || (accepted && problem.always) {
         return error(
             http::StatusCode::OK,
             problem.id,
@@ -137,6 +133,7 @@ async fn correct(
 const PARSE_ERROR: i64 = -32700;
 const INVALID_REQUEST: i64 = -32600;
 const INVALID_PARAMS: i64 = -32602;
+const METHOD_NOT_FOUND: i64 = -32601;
 
 /// Why a body the SDK could not read is no JSON-RPC message: its id (when it has a usable
 /// one), the code and the message.
@@ -181,8 +178,8 @@ fn unreadable(request: &[u8]) -> (Value, i64, String) {
 struct ParamProblem {
     id: Value,
     message: String,
-    /// Whether the SDK accepts them anyway (and must be overruled) rather than refusing them
-    /// with the wrong code.
+    /// Whether the SDK accepts them anyway (and its result must be overruled), rather than
+    /// refusing them with the wrong code.
     always: bool,
 }
 

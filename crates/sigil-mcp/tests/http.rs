@@ -674,8 +674,13 @@ async fn each_caller_lists_only_the_tools_it_may_call_and_listing_records_nothin
 
 /// The status line and body of a raw POST to `/mcp` with `body`.
 async fn raw_post(addr: std::net::SocketAddr, body: &str) -> (String, Value) {
+    raw_post_with(addr, body, "Authorization: Bearer alice-token\r\n").await
+}
+
+/// [`raw_post`] with these header lines in place of the token.
+async fn raw_post_with(addr: std::net::SocketAddr, body: &str, headers: &str) -> (String, Value) {
     let request = format!(
-        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAuthorization: Bearer alice-token\r\n\
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n{headers}\
          Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
          MCP-Protocol-Version: 2025-06-18\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         addr.port(),
@@ -741,6 +746,17 @@ async fn malformed_messages_and_parameters_get_their_json_rpc_errors() {
         assert_eq!(reply["error"]["code"], -32602, "{body}: {reply}");
         assert_eq!(reply["id"], 4, "{body}: {reply}");
     }
+    // A refusal of the caller stays what it is, whatever is wrong with the parameters.
+    let cursor = r#"{"jsonrpc":"2.0","id":6,"method":"tools/list","params":{"cursor":"x"}}"#;
+    let (status, _) = raw_post_with(
+        addr,
+        cursor,
+        "Authorization: Bearer alice-token\r\nOrigin: http://evil.example.com\r\n",
+    )
+    .await;
+    assert_eq!(status, "HTTP/1.1 403 Forbidden");
+    let (_, reply) = raw_post_with(addr, cursor, "").await;
+    assert_ne!(reply["error"]["code"], -32602, "{reply}");
     // What is well formed is served as before.
     let (status, reply) = raw_post(
         addr,
