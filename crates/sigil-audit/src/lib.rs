@@ -183,7 +183,7 @@ pub use crate::checkpoint::{CHECKPOINT_EVERY, CHECKPOINT_FORMAT, Checkpoint};
 pub use crate::error::AuditError;
 pub use crate::filter::{Filter, parse_since};
 pub use crate::keys::{CHAIN_KEY_FILE, CHECKPOINT_KEY_FILE, KeyFiles};
-pub use crate::record::{Actor, GENESIS_HASH, NewRecord, Record, RecordKind, Verdict};
+pub use crate::record::{Actor, CallStep, GENESIS_HASH, NewRecord, Record, RecordKind, Verdict};
 pub use crate::verify::{Tamper, VerifyReport};
 pub use crate::writer::Pending;
 
@@ -195,11 +195,20 @@ pub trait AuditSink: Send + Sync + fmt::Debug {
     /// Queues a record; the returned [`Pending`] resolves once it is durable
     /// (or failed). The record is written even if the `Pending` is dropped.
     fn submit(&self, record: NewRecord) -> Pending;
+
+    /// Queues `records` to be written in one transaction, in order, with nothing between
+    /// them; the returned [`Pending`] resolves to the first one's `seq` once all are durable,
+    /// or fails for all. An empty list resolves at once, to 0.
+    fn submit_all(&self, records: Vec<NewRecord>) -> Pending;
 }
 
 impl<T: AuditSink + ?Sized> AuditSink for Arc<T> {
     fn submit(&self, record: NewRecord) -> Pending {
         (**self).submit(record)
+    }
+
+    fn submit_all(&self, records: Vec<NewRecord>) -> Pending {
+        (**self).submit_all(records)
     }
 }
 
@@ -465,7 +474,11 @@ impl AuditLog {
 
 impl AuditSink for AuditLog {
     fn submit(&self, record: NewRecord) -> Pending {
-        self.writer.submit(record)
+        self.writer.submit(vec![record])
+    }
+
+    fn submit_all(&self, records: Vec<NewRecord>) -> Pending {
+        self.writer.submit(records)
     }
 }
 

@@ -146,6 +146,44 @@ pub struct NewRecord {
     pub duration_us: Option<u64>,
     /// How the call ended, e.g. `ok` or `error: ...`; set on outcome records.
     pub outcome: Option<String>,
+    /// The steps an outcome record's call went through, in order; empty on other records.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<CallStep>,
+}
+
+/// One step of a call as its outcome record keeps it: which step, and how it ended.
+///
+/// The audit log knows nothing of the dispatch: a step is named by the runtime
+/// (`authorise`, `invoke`, `rollback`, ...), and this crate stores what it is given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallStep {
+    /// The step's name, as the runtime calls it.
+    pub step: String,
+    /// Whether it succeeded.
+    pub ok: bool,
+    /// Why it failed, when it did; or what it did, when that is worth noting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl CallStep {
+    /// A step that succeeded.
+    pub fn ok(step: impl Into<String>) -> CallStep {
+        CallStep {
+            step: step.into(),
+            ok: true,
+            detail: None,
+        }
+    }
+
+    /// A step that failed, and why.
+    pub fn failed(step: impl Into<String>, detail: impl Into<String>) -> CallStep {
+        CallStep {
+            step: step.into(),
+            ok: false,
+            detail: Some(detail.into()),
+        }
+    }
 }
 
 impl NewRecord {
@@ -172,6 +210,7 @@ impl NewRecord {
             call_id: None,
             duration_us: None,
             outcome: None,
+            steps: Vec::new(),
         }
     }
 
@@ -188,6 +227,7 @@ impl NewRecord {
             call_id: Some(call_id.into()),
             duration_us: None,
             outcome: Some(outcome.into()),
+            steps: Vec::new(),
         }
     }
 
@@ -256,6 +296,7 @@ impl NewRecord {
             call_id: self.call_id.as_deref(),
             duration_us,
             outcome: self.outcome.as_deref(),
+            steps: &self.steps,
         })
     }
 }
@@ -302,6 +343,9 @@ pub(crate) struct Canonical<'a> {
     pub call_id: Option<&'a str>,
     pub duration_us: Option<i64>,
     pub outcome: Option<&'a str>,
+    /// Absent when empty, so records without steps encode exactly as they always have.
+    #[serde(skip_serializing_if = "<[CallStep]>::is_empty")]
+    pub steps: &'a [CallStep],
 }
 
 impl Canonical<'_> {

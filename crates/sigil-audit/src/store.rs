@@ -396,6 +396,7 @@ impl RawRow {
             call_id: self.call_id.as_deref(),
             duration_us: self.duration_us,
             outcome: self.outcome.as_deref(),
+            steps: &[],
         }
     }
 
@@ -449,6 +450,7 @@ impl RawRow {
                 call_id: self.call_id,
                 duration_us,
                 outcome: self.outcome,
+                steps: Vec::new(),
             },
             prev_hash: self.prev_hash,
             hash: self.hash,

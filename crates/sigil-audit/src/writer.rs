@@ -53,15 +53,22 @@ type Reply = Result<u64, AuditError>;
               sake of rare checkpoint requests"
 )]
 enum Job {
-    Record {
-        time_ms: i64,
-        record: NewRecord,
-        canonical_json: Vec<u8>,
+    /// Records written in one transaction, in order; the reply is the first one's `seq`.
+    Records {
+        items: Vec<Item>,
         reply: oneshot::Sender<Reply>,
     },
     Checkpoint {
         reply: oneshot::Sender<Result<Checkpoint, AuditError>>,
     },
+}
+
+/// One record of a [`Job::Records`]: its submit time, content and canonical JSON.
+#[derive(Debug)]
+struct Item {
+    time_ms: i64,
+    record: NewRecord,
+    canonical_json: Vec<u8>,
 }
 
 /// The outcome of a submitted record: its sequence number once its batch has
@@ -87,9 +94,14 @@ impl fmt::Debug for Pending {
 impl Pending {
     /// A `Pending` that has already failed with `error`.
     pub(crate) fn failed(path: Arc<PathBuf>, error: AuditError) -> Pending {
+        Pending::ready(path, Err(error))
+    }
+
+    /// A `Pending` that has already resolved.
+    pub(crate) fn ready(path: Arc<PathBuf>, reply: Reply) -> Pending {
         let (tx, rx) = oneshot::channel();
         // The receiver is alive right here, so this cannot fail.
-        let _ = tx.send(Err(error));
+        let _ = tx.send(reply);
         Pending {
             rx,
             path,
@@ -198,24 +210,31 @@ impl Writer {
         })
     }
 
-    /// Stamps `record` with the current time and queues it.
-    pub fn submit(&self, record: NewRecord) -> Pending {
+    /// Stamps `records` with the current time and queues them, to be written in one
+    /// transaction; the `Pending` resolves to the first one's `seq`.
+    pub fn submit(&self, records: Vec<NewRecord>) -> Pending {
+        if records.is_empty() {
+            return Pending::ready(Arc::clone(&self.path), Ok(0));
+        }
         let time_ms = unix_ms(SystemTime::now());
         // Serialising here spreads that work over the submitting threads
         // instead of the one writer. It also refuses what cannot be stored
         // before it joins a batch, so one bad record cannot fail its neighbours.
-        let mut canonical_json = Vec::with_capacity(384);
-        match record.canonical(time_ms) {
-            Ok(canonical) => canonical.write_json(&mut canonical_json),
-            Err(e) => return Pending::failed(Arc::clone(&self.path), e),
+        let mut items = Vec::with_capacity(records.len());
+        for record in records {
+            let mut canonical_json = Vec::with_capacity(384);
+            match record.canonical(time_ms) {
+                Ok(canonical) => canonical.write_json(&mut canonical_json),
+                Err(e) => return Pending::failed(Arc::clone(&self.path), e),
+            }
+            items.push(Item {
+                time_ms,
+                record,
+                canonical_json,
+            });
         }
         let (reply, rx) = oneshot::channel();
-        let job = Job::Record {
-            time_ms,
-            record,
-            canonical_json,
-            reply,
-        };
+        let job = Job::Records { items, reply };
         // If the writer is gone the job (and its reply sender) is dropped,
         // which resolves the Pending to `WriterStopped`.
         if let Some(queue) = &self.queue {
@@ -322,39 +341,32 @@ fn run(
         batch.push(first);
         gather(jobs, &mut batch, gap);
         let mut sign_head = SignHead::No;
-        let queued: Vec<Queued<'_>> = batch
-            .iter()
-            .filter_map(|job| match job {
-                Job::Record {
-                    time_ms,
-                    record,
-                    canonical_json,
-                    ..
-                } => Some(Queued {
-                    time_ms: *time_ms,
-                    record,
-                    canonical_json,
-                }),
-                Job::Checkpoint { .. } => {
-                    sign_head = SignHead::Yes;
-                    None
+        let mut queued: Vec<Queued<'_>> = Vec::with_capacity(batch.len());
+        for job in &batch {
+            match job {
+                Job::Records { items, .. } => {
+                    queued.extend(items.iter().map(|item| Queued {
+                        time_ms: item.time_ms,
+                        record: &item.record,
+                        canonical_json: &item.canonical_json,
+                    }));
                 }
-            })
-            .collect();
+                Job::Checkpoint { .. } => sign_head = SignHead::Yes,
+            }
+        }
         let records = queued.len();
         let result = store::write_batch(&mut conn, path, keys, &queued, sign_head);
         drop(queued);
         match result {
             Ok(written) => {
                 tracing::trace!(path = %path.display(), first_seq = written.first, records, "audit batch committed");
-                let mut seqs = written.first..;
+                let mut next = written.first;
                 for job in batch.drain(..) {
                     // A caller that dropped its Pending no longer cares.
                     match job {
-                        Job::Record { reply, .. } => {
-                            if let Some(seq) = seqs.next() {
-                                let _ = reply.send(Ok(seq));
-                            }
+                        Job::Records { items, reply } => {
+                            let _ = reply.send(Ok(next));
+                            next += items.len() as u64;
                         }
                         Job::Checkpoint { reply } => {
                             let _ = reply.send(written.checkpoint.clone().ok_or_else(|| {
@@ -371,7 +383,7 @@ fn run(
                 tracing::error!(path = %path.display(), records, error = %e, "audit batch failed");
                 for job in batch.drain(..) {
                     match job {
-                        Job::Record { reply, .. } => {
+                        Job::Records { reply, .. } => {
                             let _ = reply.send(Err(e.clone()));
                         }
                         Job::Checkpoint { reply } => {

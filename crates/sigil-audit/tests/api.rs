@@ -37,6 +37,7 @@ fn append_and_query_round_trip() -> TestResult {
         call_id: Some("c-9".into()),
         duration_us: Some(1234),
         outcome: Some("error: timeout".into()),
+        steps: Vec::new(),
     };
     let before = SystemTime::now();
     let seq = log.append(full.clone())?;

@@ -410,6 +410,7 @@ impl Enforcer {
             call_id: call_id.map(str::to_string),
             duration_us: None,
             outcome: None,
+            steps: Vec::new(),
         };
         let rule = match self.audit.submit(record).await {
             Ok(seq) => {
@@ -693,6 +694,7 @@ impl ActorCheck<'_> {
             call_id: None,
             duration_us: None,
             outcome: None,
+            steps: Vec::new(),
         }
     }
 
@@ -723,6 +725,7 @@ fn record(check: &Check<'_>, decision: &Decision, version: Option<String>) -> Ne
         call_id: check.call_id.map(str::to_string),
         duration_us: None,
         outcome: None,
+        steps: Vec::new(),
     }
 }
 

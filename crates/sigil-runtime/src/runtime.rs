@@ -815,6 +815,7 @@ impl OutcomeRecord<'_> {
             call_id: Some(self.call_id.to_string()),
             duration_us: Some(self.started.elapsed().as_micros() as u64),
             outcome: Some(outcome),
+            steps: Vec::new(),
         };
         self.audit.submit(record).await.map_err(|e| e.to_string())
     }

@@ -261,6 +261,7 @@ impl Runtime {
                 call_id: None,
                 duration_us: None,
                 outcome: None,
+                steps: Vec::new(),
             };
             self.audit
                 .submit(record)

@@ -268,6 +268,7 @@ impl Runtime {
                     kind: RecordKind::Outcome,
                     rule: format!("hook {}: observed {event}", hook.id()),
                     outcome: Some(outcome),
+                    steps: Vec::new(),
                     ..record
                 })
                 .await;
@@ -341,6 +342,7 @@ impl Runtime {
             call_id: Some(call_id.to_string()),
             duration_us: Some(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX)),
             outcome: None,
+            steps: Vec::new(),
         }
     }
 }

@@ -77,6 +77,7 @@ fn approval_record(
         call_id: Some(approval.call_id.clone()),
         duration_us: None,
         outcome: None,
+        steps: Vec::new(),
     }
 }
 
