@@ -166,6 +166,18 @@ pub struct CallStep {
     pub detail: Option<String>,
 }
 
+impl fmt::Display for CallStep {
+    /// `invoke ok`, `invoke failed: why`, `before-hooks ok (2 ran)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.ok, &self.detail) {
+            (true, None) => write!(f, "{} ok", self.step),
+            (true, Some(detail)) => write!(f, "{} ok ({detail})", self.step),
+            (false, None) => write!(f, "{} failed", self.step),
+            (false, Some(detail)) => write!(f, "{} failed: {detail}", self.step),
+        }
+    }
+}
+
 impl CallStep {
     /// A step that succeeded.
     pub fn ok(step: impl Into<String>) -> CallStep {

@@ -196,13 +196,13 @@ impl TokenStore {
             return Ok(None);
         }
         let hash = digest(secret);
+        // Every request asks this: the statement is prepared once per connection.
         self.with(|c| {
-            c.query_row(
+            c.prepare_cached(
                 "SELECT id, user, label, created_ms, revoked_ms FROM gateway_tokens
                  WHERE hash = ?1 AND revoked_ms IS NULL",
-                [hash],
-                info_from_row,
-            )
+            )?
+            .query_row([hash], info_from_row)
             .optional()
         })
     }

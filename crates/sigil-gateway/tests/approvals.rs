@@ -304,7 +304,7 @@ async fn a_call_denied_through_the_api_fails_without_running() {
             ("outcome", &Value::Null, "admin"),
         ]
     );
-    assert!(records[3].3.contains("rejected before invoke"));
+    assert_eq!(records[3].3, "stopped at approval");
     server.shutdown().await;
 }
 

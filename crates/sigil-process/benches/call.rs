@@ -6,6 +6,8 @@
 //!   durable outcome record.
 //! - `process_call/runtime_invoke_process_durability`: the same with `[audit] durability =
 //!   "process"` (records committed to SQLite without waiting for fsync).
+//! - After the `process` line, the mean time of each stage of the call path over 2,000 calls
+//!   is printed (`stage_timing`).
 //! - `process_call/bare_tonic`: the baseline: the same plugin binary started directly (no
 //!   sandbox), serving on a Unix socket, and one `Tool.Invoke` with the same input from a tonic
 //!   client over a `UnixStream`.
@@ -107,6 +109,22 @@ fn bench(c: &mut Criterion) {
                 black_box(runtime.invoke(&actor, "echo/echo", input()).await.unwrap());
             });
         });
+        if durability == "process" {
+            sigil_runtime::stage_timing::enable();
+            let _ = sigil_runtime::stage_timing::take();
+            for _ in 0..2_000 {
+                rt.block_on(runtime.invoke(&actor, "echo/echo", input()))
+                    .unwrap();
+            }
+            eprintln!("stage means over 2,000 warm process-tier calls, durability = \"process\":");
+            for (stage, mean) in sigil_runtime::stage_timing::take() {
+                eprintln!(
+                    "  {:<15} {:>9.2} µs",
+                    stage.name(),
+                    mean.as_secs_f64() * 1e6
+                );
+            }
+        }
     }
 
     // The baseline: the same binary, no sandbox, a bare tonic client on a Unix socket.

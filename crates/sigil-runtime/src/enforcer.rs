@@ -20,6 +20,10 @@ use sigil_policy::{
 use crate::config::Config;
 use crate::events::{Event, Events};
 
+mod journal;
+pub(crate) use journal::CallJournal;
+use journal::Journals;
+
 /// Who a check is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Subject<'a> {
@@ -170,6 +174,7 @@ pub struct Enforcer {
     state: RwLock<State>,
     audit: Arc<dyn AuditSink>,
     events: Events,
+    journals: Journals,
 }
 
 impl Enforcer {
@@ -179,6 +184,7 @@ impl Enforcer {
             state: RwLock::new(State::default()),
             audit,
             events: Events::new(),
+            journals: Journals::default(),
         };
         enforcer.reconfigure(config);
         enforcer
@@ -281,12 +287,86 @@ impl Enforcer {
 
     /// Decides a check and records it. Returns only once the audit record is durable; if it
     /// cannot be written, the result is a deny.
+    ///
+    /// A check belonging to a call whose journal is open ([`Enforcer::open_journal`]) is
+    /// recorded in that journal: it is committed with the call's other records, and at once
+    /// (with everything before it) when it allows an effect ([`is_effect`]).
     pub async fn check(&self, check: &Check<'_>) -> Decision {
         let (decision, version) = self.decide(check);
-        let pending = self.audit.submit(record(check, &decision, version));
-        match pending.await {
-            Ok(seq) => self.published(check, decision, seq),
+        let effect = is_effect(check, &decision);
+        let event = self.decision_event(check, &decision);
+        match self
+            .commit(record(check, &decision, version), event, effect)
+            .await
+        {
+            Ok(()) => decision,
             Err(error) => audit_failed(check, error.to_string()),
+        }
+    }
+
+    /// Opens the journal of the call `call_id`: until it is finished or dropped, the records
+    /// of checks naming that call wait in it (see [`CallJournal`]).
+    pub(crate) fn open_journal(&self, call_id: &str) -> CallJournal<'_> {
+        CallJournal::open(
+            &self.journals,
+            call_id,
+            self.audit.clone(),
+            self.events.clone(),
+        )
+    }
+
+    /// Commits `record`, publishing `event` with its sequence number once it is: at once, or
+    /// in the journal of the call it names, flushed first when `effect` says the decision lets
+    /// something observable happen.
+    async fn commit(
+        &self,
+        record: NewRecord,
+        event: Option<Event>,
+        effect: bool,
+    ) -> Result<(), sigil_audit::AuditError> {
+        let (record, event) = match self.journal_of(&record) {
+            Some(journal) => match journal.add(record, event) {
+                None if effect => return journal.flush().await,
+                None => return Ok(()),
+                Some(record) => (record, None),
+            },
+            None => (record, event),
+        };
+        let seq = self.audit.submit(record).await?;
+        self.publish_at(event, seq);
+        Ok(())
+    }
+
+    /// [`Enforcer::commit`] for threads outside an async runtime.
+    fn commit_blocking(
+        &self,
+        record: NewRecord,
+        event: Option<Event>,
+        effect: bool,
+    ) -> Result<(), sigil_audit::AuditError> {
+        let (record, event) = match self.journal_of(&record) {
+            Some(journal) => match journal.add(record, event) {
+                None if effect => return journal.flush_blocking(),
+                None => return Ok(()),
+                Some(record) => (record, None),
+            },
+            None => (record, event),
+        };
+        let seq = self.audit.submit(record).wait()?;
+        self.publish_at(event, seq);
+        Ok(())
+    }
+
+    fn journal_of(&self, record: &NewRecord) -> Option<Arc<journal::Journal>> {
+        self.journals.get(record.call_id.as_deref()?)
+    }
+
+    fn publish_at(&self, event: Option<Event>, seq: u64) {
+        if let Some(mut event) = event {
+            if let Event::Decision { seq: at, .. } = &mut event {
+                *at = seq;
+            }
+            self.events.publish(event);
         }
     }
 
@@ -301,9 +381,12 @@ impl Enforcer {
                 .map(|p| p.version.clone())
         });
         let decision = Decision::Deny { rule };
-        let pending = self.audit.submit(record(check, &decision, version));
-        match pending.await {
-            Ok(seq) => self.published(check, decision, seq),
+        let event = self.decision_event(check, &decision);
+        match self
+            .commit(record(check, &decision, version), event, false)
+            .await
+        {
+            Ok(()) => decision,
             Err(error) => audit_failed(check, error.to_string()),
         }
     }
@@ -326,9 +409,13 @@ impl Enforcer {
         let (decision, version) = self.decide_with(check, |layers| {
             sigil_policy::decide_destination(check.capability, host, reach, layers)
         });
-        let pending = self.audit.submit(record(check, &decision, version));
-        match pending.await {
-            Ok(seq) => self.published(check, decision, seq),
+        let effect = is_effect(check, &decision);
+        let event = self.decision_event(check, &decision);
+        match self
+            .commit(record(check, &decision, version), event, effect)
+            .await
+        {
+            Ok(()) => decision,
             Err(error) => audit_failed(check, error.to_string()),
         }
     }
@@ -412,19 +499,17 @@ impl Enforcer {
             outcome: None,
             steps: Vec::new(),
         };
-        let rule = match self.audit.submit(record).await {
-            Ok(seq) => {
-                self.events.publish(Event::Decision {
-                    seq,
-                    plugin: Some(subject.plugin().to_string()),
-                    capability: capability.clone(),
-                    decision: Verdict::Deny,
-                    rule: rule.to_string(),
-                    actor: actor.clone(),
-                    call_id: call_id.map(str::to_string),
-                });
-                rule
-            }
+        let event = self.events.is_watched().then(|| Event::Decision {
+            seq: 0,
+            plugin: Some(subject.plugin().to_string()),
+            capability: capability.clone(),
+            decision: Verdict::Deny,
+            rule: rule.to_string(),
+            actor: actor.clone(),
+            call_id: call_id.map(str::to_string),
+        });
+        let rule = match self.commit(record, event, false).await {
+            Ok(()) => rule,
             Err(error) => {
                 tracing::error!(plugin = subject.plugin(), capability = %capability, %error, "audit record not written; denying");
                 DenyRule::AuditFailed {
@@ -438,8 +523,10 @@ impl Enforcer {
     /// [`Enforcer::check`] for threads outside an async runtime.
     pub fn check_blocking(&self, check: &Check<'_>) -> Decision {
         let (decision, version) = self.decide(check);
-        match self.audit.submit(record(check, &decision, version)).wait() {
-            Ok(seq) => self.published(check, decision, seq),
+        let effect = is_effect(check, &decision);
+        let event = self.decision_event(check, &decision);
+        match self.commit_blocking(record(check, &decision, version), event, effect) {
+            Ok(()) => decision,
             Err(error) => audit_failed(check, error.to_string()),
         }
     }
@@ -448,15 +535,17 @@ impl Enforcer {
     /// or not the record can be written; a failure to write it is logged.
     pub async fn refuse(&self, refusal: &Refusal<'_>) {
         let record = self.refusal_record(refusal);
-        let written = self.audit.submit(record).await;
-        self.refused(refusal, written);
+        let written = self
+            .commit(record, self.refusal_event(refusal), false)
+            .await;
+        refused(refusal, written);
     }
 
     /// [`Enforcer::refuse`] for threads outside an async runtime.
     pub fn refuse_blocking(&self, refusal: &Refusal<'_>) {
         let record = self.refusal_record(refusal);
-        let written = self.audit.submit(record).wait();
-        self.refused(refusal, written);
+        let written = self.commit_blocking(record, self.refusal_event(refusal), false);
+        refused(refusal, written);
     }
 
     fn refusal_record(&self, refusal: &Refusal<'_>) -> NewRecord {
@@ -480,24 +569,16 @@ impl Enforcer {
         record
     }
 
-    fn refused(&self, refusal: &Refusal<'_>, written: Result<u64, sigil_audit::AuditError>) {
-        match written {
-            Ok(seq) => self.events.publish(Event::Decision {
-                seq,
-                plugin: Some(refusal.plugin.to_string()),
-                capability: refusal.capability.unwrap_or_default().to_string(),
-                decision: Verdict::Deny,
-                rule: refusal.reason.to_string(),
-                actor: refusal.actor.clone(),
-                call_id: refusal.call_id.map(str::to_string),
-            }),
-            Err(error) => tracing::error!(
-                plugin = refusal.plugin,
-                reason = refusal.reason,
-                %error,
-                "the audit record of a refusal was not written"
-            ),
-        }
+    fn refusal_event(&self, refusal: &Refusal<'_>) -> Option<Event> {
+        self.events.is_watched().then(|| Event::Decision {
+            seq: 0,
+            plugin: Some(refusal.plugin.to_string()),
+            capability: refusal.capability.unwrap_or_default().to_string(),
+            decision: Verdict::Deny,
+            rule: refusal.reason.to_string(),
+            actor: refusal.actor.clone(),
+            call_id: refusal.call_id.map(str::to_string),
+        })
     }
 
     /// The runtime's event hub: every recorded decision is published here once committed.
@@ -515,12 +596,9 @@ impl Enforcer {
     pub async fn check_actor(&self, capability: &Capability, actor: &Actor) -> Decision {
         let decision = self.decide_actor(capability, actor);
         let check = ActorCheck { capability, actor };
-        let pending = self.audit.submit(check.record(&decision));
-        match pending.await {
-            Ok(seq) => {
-                self.events.publish(check.event(&decision, seq));
-                decision
-            }
+        let event = self.events.is_watched().then(|| check.event(&decision));
+        match self.commit(check.record(&decision), event, false).await {
+            Ok(()) => decision,
             Err(error) => {
                 tracing::error!(capability = %capability, %error, "audit record not written; denying");
                 Decision::Deny {
@@ -567,10 +645,10 @@ impl Enforcer {
             return Ok(());
         };
         let record = NewRecord::decision(Verdict::Deny, rule.to_string()).with_actor(actor.clone());
-        match self.audit.submit(record).await {
-            // Recorded, not published: a decision event names a capability, and this refusal
-            // is of the actor itself.
-            Ok(_) => Err(rule),
+        // Recorded, not published: a decision event names a capability, and this refusal is of
+        // the actor itself.
+        match self.commit(record, None, false).await {
+            Ok(()) => Err(rule),
             Err(error) => {
                 tracing::error!(%error, "audit record not written; denying");
                 Err(DenyRule::AuditFailed {
@@ -600,18 +678,21 @@ impl Enforcer {
         sigil_policy::decide(capability, layers)
     }
 
-    fn published(&self, check: &Check<'_>, decision: Decision, seq: u64) -> Decision {
-        let (verdict, rule) = verdict(&decision);
-        self.events.publish(Event::Decision {
-            seq,
+    /// The event of a decision, its `seq` filled in once committed; none when nobody watches.
+    fn decision_event(&self, check: &Check<'_>, decision: &Decision) -> Option<Event> {
+        if !self.events.is_watched() {
+            return None;
+        }
+        let (verdict, rule) = verdict(decision);
+        Some(Event::Decision {
+            seq: 0,
             plugin: Some(check.subject.plugin().to_string()),
             capability: check.capability.to_string(),
             decision: verdict,
             rule,
             actor: check.actor.clone(),
             call_id: check.call_id.map(str::to_string),
-        });
-        decision
+        })
     }
 
     fn decide(&self, check: &Check<'_>) -> (Decision, Option<String>) {
@@ -698,10 +779,10 @@ impl ActorCheck<'_> {
         }
     }
 
-    fn event(&self, decision: &Decision, seq: u64) -> Event {
+    fn event(&self, decision: &Decision) -> Event {
         let (verdict, rule) = verdict(decision);
         Event::Decision {
-            seq,
+            seq: 0,
             plugin: None,
             capability: self.capability.to_string(),
             decision: verdict,
@@ -726,6 +807,28 @@ fn record(check: &Check<'_>, decision: &Decision, version: Option<String>) -> Ne
         duration_us: None,
         outcome: None,
         steps: Vec::new(),
+    }
+}
+
+/// Whether `decision` lets a plugin do something observable outside itself: an allowed host
+/// call other than a read (`fs.read`, `kv.read`). Calling into a plugin is not one (its own
+/// host calls are decided as they come), nor is a deny. A capability this list does not know is
+/// an effect, so a new kind of host call is committed before it proceeds until it is listed.
+pub fn is_effect(check: &Check<'_>, decision: &Decision) -> bool {
+    const READS: [&str; 2] = ["fs.read", "kv.read"];
+    let action = check.capability.as_str().split(':').next().unwrap_or("");
+    matches!(check.subject, Subject::Plugin(_)) && decision.is_allowed() && !READS.contains(&action)
+}
+
+/// Logs a refusal whose audit record could not be written; the refusal stands.
+fn refused(refusal: &Refusal<'_>, written: Result<(), sigil_audit::AuditError>) {
+    if let Err(error) = written {
+        tracing::error!(
+            plugin = refusal.plugin,
+            reason = refusal.reason,
+            %error,
+            "the audit record of a refusal was not written"
+        );
     }
 }
 

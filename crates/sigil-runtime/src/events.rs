@@ -139,6 +139,11 @@ impl Events {
         self.sender.subscribe()
     }
 
+    /// Whether anyone subscribes now: an event nobody would receive need not be built.
+    pub fn is_watched(&self) -> bool {
+        self.sender.receiver_count() > 0
+    }
+
     /// Publishes `event` to the current subscribers, if any.
     pub fn publish(&self, event: Event) {
         // An error only means nobody is listening.

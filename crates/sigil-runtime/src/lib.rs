@@ -43,8 +43,8 @@ pub use runtime::{
     ADMIN_CONFIG, APPROVALS_DECIDE, Approval, ApprovalRequest, CommandCaller, CommandError,
     ConfigChange, ConfigUpdateError, ConfigWatch, ControlError, DEFAULT_HOOK_TIMEOUT,
     DEFAULT_OUTPUT_BYTES, DEFAULT_TIMEOUT, DecidedApproval, EmitError, HOT_RELOAD_QUIET, HotReload,
-    Invocation, InvokeError, MAX_COMMAND_ARGS_BYTES, OpenError, PluginCommand, Runtime, Step,
-    ToolListing, clean_command_args,
+    Invocation, InvokeError, MAX_COMMAND_ARGS_BYTES, OpenError, PluginCommand, Runtime, STAGES,
+    Stage, Step, ToolListing, clean_command_args, stage_timing,
 };
 pub use secret_binding::{BoundSecret, OutboundRequest, SecretDestination};
 pub use tool::{Call, HeldTool, HookVerdict, Steps, ToolDescriptor, ToolError, ToolPlugin};

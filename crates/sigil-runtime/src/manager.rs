@@ -4,7 +4,6 @@
 //! A plugin that fails (a broken manifest, an unknown tier, an incompatible engine range, a
 //! missing dependency) is recorded with its diagnostics and never stops the others loading.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -19,6 +18,8 @@ use crate::tool::{HeldTool, ToolDescriptor, ToolPlugin};
 use crate::trust::{SignedFiles, Trust};
 
 mod control;
+mod registry;
+use registry::Registry;
 
 /// A plugin compiled into the binary: its manifest text and its implementation.
 #[derive(Debug, Clone)]
@@ -91,6 +92,8 @@ pub struct PluginEntry {
     pub(crate) in_flight: Arc<InFlight>,
     /// What a verified plugin's tier checks it runs against; broken once a check failed.
     signed: Option<SignedFiles>,
+    /// Whether its tier hands it a way to act without a host call (see [`acts_directly`]).
+    acts_directly: bool,
 }
 
 /// Counts the calls of one plugin generation in flight.
@@ -182,6 +185,13 @@ impl PluginEntry {
     }
 
     /// Counts a call of this generation as in flight until the guard drops.
+    /// Whether the plugin can change something outside itself without asking the host: a
+    /// directory plugin granted more than reading files (its tier mounts the directories it
+    /// may write). The records of its calls are committed before it runs.
+    pub(crate) fn acts_directly(&self) -> bool {
+        self.acts_directly
+    }
+
     pub(crate) fn begin_call(&self) -> CallGuard {
         *self
             .in_flight
@@ -277,7 +287,7 @@ pub struct Manager {
     /// manager that only reads manifests ([`Manager::inactive`]).
     activate: bool,
     engine: semver::Version,
-    plugins: RwLock<BTreeMap<String, Arc<PluginEntry>>>,
+    plugins: RwLock<Registry>,
     failures: RwLock<Vec<Failure>>,
 }
 
@@ -290,7 +300,7 @@ impl Manager {
             activate: true,
             engine: semver::Version::parse(env!("CARGO_PKG_VERSION"))
                 .unwrap_or(semver::Version::new(0, 0, 0)),
-            plugins: RwLock::new(BTreeMap::new()),
+            plugins: RwLock::new(Registry::default()),
             failures: RwLock::new(Vec::new()),
         }
     }
@@ -401,12 +411,13 @@ impl Manager {
                 plugin: None,
                 in_flight: Arc::default(),
                 signed: None,
+                acts_directly: true,
             };
             let _ = entry.lifecycle.transition(State::Validating);
             let _ = entry.lifecycle.fail(problem.clone());
             tracing::warn!(plugin = %entry.manifest.id(), %problem, "plugin failed to load");
             if let Ok(mut plugins) = self.plugins.write() {
-                plugins.insert(entry.manifest.id().to_string(), Arc::new(entry));
+                plugins.insert(Arc::new(entry));
             }
             return;
         }
@@ -435,7 +446,11 @@ impl Manager {
     /// Fails every plugin whose dependencies are missing or of the wrong version.
     /// Call after all plugins are discovered.
     pub fn check_dependencies(&self) {
-        let plugins = self.plugins.read().map(|p| p.clone()).unwrap_or_default();
+        let plugins = self
+            .plugins
+            .read()
+            .map(|p| p.by_id().clone())
+            .unwrap_or_default();
         for entry in plugins.values() {
             for (dependency, range) in entry.manifest.dependencies() {
                 let problem = match plugins.get(dependency.as_str()) {
@@ -467,13 +482,22 @@ impl Manager {
     pub fn entries(&self) -> Vec<Arc<PluginEntry>> {
         self.plugins
             .read()
-            .map(|p| p.values().cloned().collect())
+            .map(|p| p.by_id().values().cloned().collect())
             .unwrap_or_default()
     }
 
     /// Plugin directories that failed validation.
     pub fn failures(&self) -> Vec<Failure> {
         self.failures.read().map(|f| f.clone()).unwrap_or_default()
+    }
+
+    /// The `hook` plugins whose manifest subscribes to `event`, by id, in any state; no
+    /// allocation when there are none.
+    pub(crate) fn subscribed(&self, event: sigil_manifest::HookEvent) -> Vec<Arc<PluginEntry>> {
+        self.plugins
+            .read()
+            .map(|p| p.subscribed(event).to_vec())
+            .unwrap_or_default()
     }
 
     /// One plugin by id.
@@ -490,7 +514,9 @@ impl Manager {
         consent: CapabilitySet,
     ) {
         let id = manifest.id().to_string();
+        let acts_directly = acts_directly(&manifest, &source);
         let entry = PluginEntry {
+            acts_directly,
             manifest,
             source,
             trust,
@@ -525,7 +551,7 @@ impl Manager {
             entry.lifecycle = Lifecycle::new();
             self.register(&entry, consent);
             if let Ok(mut plugins) = self.plugins.write() {
-                plugins.insert(id, Arc::new(entry));
+                plugins.insert(Arc::new(entry));
             }
             return;
         }
@@ -542,7 +568,7 @@ impl Manager {
             }
         }
         if let Ok(mut plugins) = self.plugins.write() {
-            plugins.insert(id, Arc::new(entry));
+            plugins.insert(Arc::new(entry));
         }
     }
 
@@ -688,6 +714,21 @@ fn grants(manifest: &ValidatedManifest) -> CapabilitySet {
         .iter()
         .map(|c| c.pattern.clone())
         .collect()
+}
+
+/// Whether a plugin from `source` with `manifest` may act without a host call: a directory
+/// plugin requesting any file system capability but reading (a pattern whose namespace is `fs`
+/// or a glob that could be, and whose action is not exactly `fs.read`). Compiled-in plugins act
+/// through [`crate::Call`] only.
+fn acts_directly(manifest: &ValidatedManifest, source: &Source) -> bool {
+    if *source == Source::Builtin {
+        return false;
+    }
+    manifest.requested().iter().any(|requested| {
+        let action = requested.pattern.as_str().split(':').next().unwrap_or("");
+        let namespace = action.split('.').next().unwrap_or("");
+        (namespace == "fs" || namespace.contains('*')) && action != "fs.read"
+    })
 }
 
 fn describe(source: &Source) -> String {

@@ -1,26 +1,14 @@
 //! The runtime: a data directory, its configuration, the audit log, the enforcer and the
 //! plugins, and the one dispatch path every tool call takes.
 //!
-//! The dispatch path, in order (each layer runs only if the one before it passed):
-//! 1. the enforcer checks that the actor may call `tool.<plugin>.<tool>` (recorded);
-//! 2. the plugin must be running and provide the tool;
-//! 3. the arguments are validated against the tool's input schema;
-//!    then the `before_tool_execute` hooks run (`hooks.rs`): each may deny the call or patch
-//!    its input, which is validated again;
-//!    then a call waits for a person's approval when the tool's blast radius matches
-//!    `approvals.require` or a hook asked for one
-//!    approval ([`Runtime::await_approval`]);
-//! 4. validate-pre, invoke (under the manifest's deadline), the output-size cap, the output
-//!    schema, validate-post; on a failure after the invocation started, rollback;
-//! 5. an outcome record with the steps taken, the duration and the result;
-//!    then the `after_tool_execute` hooks observe the result, which they cannot change.
+//! The dispatch path is a list of stages ([`STAGES`], in `runtime/dispatch.rs`).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::Value;
-use sigil_audit::{Actor, AuditLog, AuditSink, NewRecord, RecordKind};
+use sigil_audit::{Actor, AuditLog, AuditSink};
 use sigil_manifest::BlastRadius;
 use sigil_policy::{Capability, Decision};
 
@@ -29,14 +17,14 @@ use crate::config::{Config, ConfigError, Home};
 use crate::enforcer::{Check, Enforcer, Subject};
 use crate::kv::KvStore;
 use crate::lifecycle::State;
-use crate::manager::{Builtin, Manager, PluginEntry, TierLoader, ToolEntry};
-use crate::tool::{Call, ToolDescriptor, ToolError};
-use deadline::{Confinement, Ended};
+use crate::manager::{Builtin, Manager, TierLoader};
+use crate::tool::ToolDescriptor;
 
 mod commands;
 mod config_reload;
 mod control;
 mod deadline;
+mod dispatch;
 mod hooks;
 mod pending_calls;
 mod tool_pins;
@@ -46,6 +34,9 @@ pub use commands::{
 };
 pub use config_reload::{ADMIN_CONFIG, ConfigChange, ConfigUpdateError, ConfigWatch};
 pub use control::ControlError;
+#[doc(hidden)]
+pub use dispatch::timing as stage_timing;
+pub use dispatch::{STAGES, Stage};
 pub use hooks::{DEFAULT_HOOK_TIMEOUT, EmitError};
 pub use pending_calls::{APPROVALS_DECIDE, ApprovalRequest, DecidedApproval};
 pub use tool_pins::Approval;
@@ -451,329 +442,6 @@ impl Runtime {
     ) -> Result<Invocation, InvokeError> {
         self.invoke_as(actor, target, input, Origin::Direct).await
     }
-
-    /// [`Runtime::invoke`], saying whether the call comes from a plugin command that has
-    /// already passed its `require_auth` check ([`Runtime::run_command`]).
-    pub(crate) async fn invoke_as(
-        &self,
-        actor: &Actor,
-        target: &str,
-        input: Value,
-        origin: Origin,
-    ) -> Result<Invocation, InvokeError> {
-        let started = Instant::now();
-        let bad_target = || InvokeError::BadTarget(target.to_string());
-        let (plugin, tool) = target.split_once('/').ok_or_else(bad_target)?;
-        let capability =
-            Capability::parse(&format!("tool.{plugin}.{tool}")).map_err(|_| bad_target())?;
-        let call_id = uuid::Uuid::now_v7().to_string();
-
-        let check = Check {
-            subject: Subject::CallInto(plugin),
-            capability: &capability,
-            actor,
-            call_id: Some(&call_id),
-        };
-        if let Decision::Deny { rule } = self.enforcer.check(&check).await {
-            return Err(InvokeError::Denied {
-                rule: rule.to_string(),
-            });
-        }
-        let record = OutcomeRecord {
-            audit: &self.audit,
-            actor,
-            plugin,
-            capability: &capability,
-            call_id: &call_id,
-            started,
-        };
-        let Some(mut entry) = self.manager.get(plugin) else {
-            // Registered with the enforcer but gone from the manager: removed in between.
-            let error = InvokeError::NotRunning {
-                plugin: plugin.into(),
-                state: State::Stopped,
-                reason: None,
-            };
-            return Err(record.failure(None, error).await);
-        };
-        // Counted in flight before the state is read: a generation being replaced either sees
-        // this call and waits for it, or this call sees it draining and takes its successor.
-        let mut in_flight = entry.begin_call();
-        let mut state = entry.lifecycle().state();
-        // A generation replaced meanwhile (draining, or already stopped) hands the call to its
-        // successor; a few rounds cover reloads in quick succession.
-        for _ in 0..4 {
-            if state == State::Running {
-                break;
-            }
-            match self.manager.get(plugin) {
-                Some(successor) if !Arc::ptr_eq(&successor, &entry) => {
-                    drop(in_flight);
-                    entry = successor;
-                    in_flight = entry.begin_call();
-                    state = entry.lifecycle().state();
-                }
-                _ => break,
-            }
-        }
-        let mut _in_flight = in_flight;
-        let version = entry.manifest().version().to_string();
-        let (Some(implementation), State::Running) = (entry.plugin.clone(), state) else {
-            let error = InvokeError::NotRunning {
-                plugin: plugin.into(),
-                state,
-                reason: entry.lifecycle().error(),
-            };
-            return Err(record.failure(Some(&version), error).await);
-        };
-        let Some(tool_entry) = entry.tools.iter().find(|t| t.descriptor.name == tool) else {
-            let error = InvokeError::UnknownTool {
-                plugin: plugin.into(),
-                tool: tool.into(),
-                available: entry.tools().map(|t| t.name.clone()).collect(),
-            };
-            return Err(record.failure(Some(&version), error).await);
-        };
-        if origin == Origin::Direct
-            && let Some(command) = entry
-                .manifest()
-                .commands()
-                .iter()
-                .find(|c| c.require_auth && c.tool == tool)
-        {
-            // Otherwise calling the tool would skip the command's authentication.
-            let error = InvokeError::Denied {
-                rule: format!(
-                    "tool `{plugin}/{tool}` runs only as the authenticated command `sigil {}`",
-                    command.name
-                ),
-            };
-            return Err(record.failure(Some(&version), error).await);
-        }
-        if let Some(held) = implementation.held().into_iter().find(|h| h.tool == tool) {
-            let error = InvokeError::Held {
-                plugin: plugin.into(),
-                tool: tool.into(),
-                reason: held.reason,
-            };
-            return Err(record.failure(Some(&version), error).await);
-        }
-        let errors = schema_errors(&tool_entry.input, &input);
-        if !errors.is_empty() {
-            let error = InvokeError::InvalidArguments {
-                target: target.into(),
-                errors,
-            };
-            return Err(record.failure(Some(&version), error).await);
-        }
-        let event = hooks::ToolEvent {
-            actor,
-            plugin,
-            tool,
-            call_id: &call_id,
-        };
-        let hooks::Admitted { input, asks } = match self
-            .before_tool_execute(&event, input, &tool_entry.input)
-            .await
-        {
-            Ok(admitted) => admitted,
-            Err(error) => return Err(record.failure(Some(&version), error).await),
-        };
-        let blast = entry.claimed_blast_radius(tool);
-        let reasons: Vec<String> = self
-            .approvals
-            .required(plugin, tool, blast)
-            .into_iter()
-            .chain(asks)
-            .collect();
-        if !reasons.is_empty() {
-            let reason = reasons.join("; ");
-            let request = ApprovalRequest {
-                plugin,
-                tool,
-                actor,
-                call_id: &call_id,
-                input: &input,
-                reason: &reason,
-            };
-            // Not counted in flight while a person decides: a reload or disable does not wait
-            // for them. The state is read again once the call may go on.
-            drop(_in_flight);
-            let approved = self.await_approval(request).await;
-            _in_flight = entry.begin_call();
-            let state = entry.lifecycle().state();
-            let error = match approved {
-                Err(error) => Some(error),
-                Ok(()) if state != State::Running => Some(InvokeError::NotRunning {
-                    plugin: plugin.into(),
-                    state,
-                    reason: Some(
-                        "it changed while the call waited for approval; call again".into(),
-                    ),
-                }),
-                // The policy may have changed while a person decided (a configuration reload
-                // revoking the caller's permission): the call goes on only if it would still
-                // be allowed. The refusal is recorded with the call's outcome.
-                Ok(()) => match self.enforcer.explain(&check) {
-                    Decision::Allow { .. } => None,
-                    Decision::Deny { rule } => Some(InvokeError::Denied {
-                        rule: format!("{rule} (checked again after the approval)"),
-                    }),
-                },
-            };
-            if let Some(error) = error {
-                return Err(record.failure(Some(&version), error).await);
-            }
-        }
-
-        let call = Call::new(
-            self.enforcer.clone(),
-            self.kv.clone(),
-            self.config(),
-            plugin,
-            tool,
-            &call_id,
-            actor,
-        );
-        let mut steps = Vec::new();
-        let result = pipeline(
-            &entry,
-            tool_entry,
-            &implementation,
-            &call,
-            &input,
-            &mut steps,
-        )
-        .await;
-        let outcome = match &result {
-            Ok(_) => "ok".to_string(),
-            Err(e) => format!("error: {e}"),
-        };
-        record
-            .write(Some(&version), &steps.join("; "), outcome)
-            .await
-            .map_err(InvokeError::Audit)?;
-        // Run before answering, so an observer has seen the call when its caller has.
-        self.after_tool_execute(&event, &input, &result).await;
-        result.map(|output| Invocation {
-            call_id,
-            output,
-            duration: started.elapsed(),
-        })
-    }
-}
-
-/// Runs the execution pipeline, noting each step in `steps`.
-///
-/// Each step runs under the manifest's deadline, confined as [`Confinement::of`] says, so a
-/// step that blocks holds neither the runtime's worker threads nor its caller past the
-/// deadline.
-async fn pipeline(
-    entry: &PluginEntry,
-    tool: &ToolEntry,
-    plugin: &Arc<dyn crate::tool::ToolPlugin>,
-    call: &Call,
-    input: &Value,
-    steps: &mut Vec<String>,
-) -> Result<Value, InvokeError> {
-    let limits = &entry.manifest().execution().limits;
-    let deadline = limits
-        .timeout_ms
-        .map(Duration::from_millis)
-        .unwrap_or(DEFAULT_TIMEOUT);
-    let confinement = Confinement::of(entry);
-    let output_cap = limits.output_bytes.unwrap_or(DEFAULT_OUTPUT_BYTES);
-    let has = tool.descriptor.steps;
-    let fail = |step, error: String, rollback| InvokeError::Failed {
-        step,
-        error,
-        rollback,
-    };
-    // Each step owns what it uses: a confined step may outlive this call's wait for it.
-    let owned = || (plugin.clone(), call.clone(), input.clone());
-
-    if has.validate_pre {
-        let (plugin, call, input) = owned();
-        let step = async move { plugin.validate_pre(&call, &input).await };
-        let result = guarded(deadline, confinement, step).await;
-        note(steps, "validate-pre", &result);
-        if let Err(error) = result {
-            return Err(fail(Step::ValidatePre, error, None));
-        }
-    }
-
-    let step = {
-        let (plugin, call, input) = owned();
-        async move { plugin.invoke(&call, input).await }
-    };
-    let invoked = guarded(deadline, confinement, step).await.and_then(|output| {
-        let size = serde_json::to_vec(&output).map(|v| v.len() as u64).unwrap_or(u64::MAX);
-        if size > output_cap {
-            return Err(format!("output of {size} bytes exceeds the limit of {output_cap} bytes (execution.limits.output_bytes)"));
-        }
-        if let Some(schema) = &tool.output {
-            let errors = schema_errors(schema, &output);
-            if !errors.is_empty() {
-                return Err(format!("output does not match the tool's output schema: {}", errors.join("; ")));
-            }
-        }
-        Ok(output)
-    });
-    note(steps, "invoke", &invoked);
-    let (failed_step, error, output) = match invoked {
-        Err(error) => (Step::Invoke, error, None),
-        Ok(output) if has.validate_post => {
-            let (plugin, call, input) = owned();
-            let checked = output.clone();
-            let step = async move { plugin.validate_post(&call, &input, &checked).await };
-            let result = guarded(deadline, confinement, step).await;
-            note(steps, "validate-post", &result);
-            match result {
-                Ok(()) => return Ok(output),
-                Err(error) => (Step::ValidatePost, error, Some(output)),
-            }
-        }
-        Ok(output) => return Ok(output),
-    };
-    let rollback = if has.rollback {
-        let (plugin, call, input) = owned();
-        let step = async move { plugin.rollback(&call, &input, output.as_ref()).await };
-        let result = guarded(deadline, confinement, step).await;
-        note(steps, "rollback", &result);
-        Some(match result {
-            Ok(()) => "rolled back".to_string(),
-            Err(e) => format!("rollback failed: {e}"),
-        })
-    } else {
-        None
-    };
-    Err(fail(failed_step, error, rollback))
-}
-
-/// Runs one plugin step under the deadline, turning a panic into an error: a plugin fault
-/// never takes the host down, and a step that overruns its deadline ends its call whatever it
-/// does ([`deadline::within`]).
-async fn guarded<T: Send + 'static>(
-    deadline: Duration,
-    confinement: Confinement,
-    step: impl std::future::Future<Output = Result<T, ToolError>> + Send + 'static,
-) -> Result<T, String> {
-    match deadline::within(deadline, confinement, step).await {
-        Ended::TimedOut => Err(format!(
-            "deadline of {} ms exceeded (execution.limits.timeout_ms)",
-            deadline.as_millis()
-        )),
-        Ended::Panicked => Err("the plugin panicked".to_string()),
-        // The plugin's own words, shown and recorded under the one rule for guest text.
-        Ended::Returned(result) => result.map_err(|e| crate::guest_text::clean(&e.to_string())),
-    }
-}
-
-fn note<T>(steps: &mut Vec<String>, name: &str, result: &Result<T, String>) {
-    steps.push(match result {
-        Ok(_) => format!("{name} ok"),
-        Err(e) => format!("{name} failed: {e}"),
-    });
 }
 
 pub(crate) fn schema_errors(validator: &jsonschema::Validator, value: &Value) -> Vec<String> {
@@ -785,49 +453,4 @@ pub(crate) fn schema_errors(validator: &jsonschema::Validator, value: &Value) ->
             format!("at `{at}`: {e}")
         })
         .collect()
-}
-
-/// Writes the outcome record of a call that passed the enforcer.
-struct OutcomeRecord<'a> {
-    audit: &'a AuditLog,
-    actor: &'a Actor,
-    plugin: &'a str,
-    capability: &'a Capability,
-    call_id: &'a str,
-    started: Instant,
-}
-
-impl OutcomeRecord<'_> {
-    async fn write(
-        &self,
-        version: Option<&str>,
-        steps: &str,
-        outcome: String,
-    ) -> Result<u64, String> {
-        let record = NewRecord {
-            kind: RecordKind::Outcome,
-            actor: self.actor.clone(),
-            plugin: Some(self.plugin.to_string()),
-            plugin_version: version.map(str::to_string),
-            capability: Some(self.capability.to_string()),
-            decision: None,
-            rule: steps.to_string(),
-            call_id: Some(self.call_id.to_string()),
-            duration_us: Some(self.started.elapsed().as_micros() as u64),
-            outcome: Some(outcome),
-            steps: Vec::new(),
-        };
-        self.audit.submit(record).await.map_err(|e| e.to_string())
-    }
-
-    /// Records a call rejected before it reached the plugin, and returns its error.
-    async fn failure(&self, version: Option<&str>, error: InvokeError) -> InvokeError {
-        match self
-            .write(version, "rejected before invoke", format!("error: {error}"))
-            .await
-        {
-            Ok(_) => error,
-            Err(audit) => InvokeError::Audit(audit),
-        }
-    }
 }

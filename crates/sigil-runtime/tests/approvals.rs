@@ -322,7 +322,10 @@ async fn a_denied_call_never_reaches_the_plugin() {
             (RecordKind::Outcome, None, Some("alice".into())),
         ]
     );
-    assert_eq!(records[3].record.rule, "rejected before invoke");
+    assert_eq!(records[3].record.rule, "stopped at approval");
+    assert_eq!(records[3].record.steps.len(), 1);
+    assert_eq!(records[3].record.steps[0].step, "approval");
+    assert!(!records[3].record.steps[0].ok);
     assert!(
         records[3]
             .record

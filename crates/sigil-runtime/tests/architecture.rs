@@ -100,3 +100,19 @@ fn every_crate_architecture_describes_is_in_the_workspace_and_back() {
         "crates ARCHITECTURE.md does not describe: {undescribed:?}"
     );
 }
+
+#[test]
+fn the_call_path_stages_are_listed_in_the_order_the_dispatch_runs_them() {
+    let text = architecture();
+    // The numbered list whose items start with a stage name in bold: `1. **authorise**: ...`.
+    let listed: Vec<&str> = text
+        .lines()
+        .filter_map(|line| {
+            let (number, rest) = line.split_once(". **")?;
+            number.trim().parse::<u32>().ok()?;
+            Some(rest.split_once("**")?.0)
+        })
+        .collect();
+    let stages: Vec<&str> = sigil_runtime::STAGES.iter().map(|s| s.name()).collect();
+    assert_eq!(listed, stages, "ARCHITECTURE.md's stage list");
+}

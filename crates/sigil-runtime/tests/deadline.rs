@@ -168,3 +168,71 @@ fn a_builtin_blocked_in_a_system_call_times_out_at_its_deadline_while_other_call
     drop(rt);
     drop(watchdog);
 }
+
+const SLOW_MANIFEST: &str = r#"
+id = "slow"
+name = "Slow"
+version = "1.0.0"
+description = "Each step takes two thirds of the call's deadline."
+kinds = ["tool"]
+engine = "*"
+
+[execution]
+tier = "builtin"
+
+[execution.limits]
+timeout_ms = 300
+"#;
+
+#[derive(Debug)]
+struct Slow;
+
+#[async_trait]
+impl ToolPlugin for Slow {
+    fn tools(&self) -> Vec<ToolDescriptor> {
+        vec![ToolDescriptor {
+            name: "steps".into(),
+            description: "validates, then works, each for 200 ms".into(),
+            input_schema: json!({ "type": "object" }),
+            output_schema: None,
+            steps: Steps {
+                validate_pre: true,
+                ..Steps::default()
+            },
+        }]
+    }
+
+    async fn validate_pre(&self, _call: &Call, _input: &Value) -> Result<(), ToolError> {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        Ok(())
+    }
+
+    async fn invoke(&self, _call: &Call, _input: Value) -> Result<Value, ToolError> {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        Ok(json!({ "done": true }))
+    }
+}
+
+#[test]
+fn one_deadline_covers_every_step_of_a_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let builtin = Builtin {
+        manifest: SLOW_MANIFEST,
+        plugin: Arc::new(Slow),
+    };
+    let sigil = common::open(dir.path(), common::CONFIG, vec![builtin]);
+    let actor = sigil.local_actor(Some("alice"), None);
+    // Each step alone fits the 300 ms; together they do not, and the call ends at the deadline
+    // (in its second step, or its first on a machine slow enough).
+    let ended = common::rt().block_on(sigil.invoke(&actor, "slow/steps", json!({})));
+    match ended {
+        Err(InvokeError::Failed { step, error, .. }) => {
+            assert!(matches!(step, Step::Invoke | Step::ValidatePre), "{step}");
+            assert_eq!(
+                error,
+                "deadline of 300 ms exceeded (execution.limits.timeout_ms)"
+            );
+        }
+        other => panic!("the call ran past its deadline: {other:?}"),
+    }
+}

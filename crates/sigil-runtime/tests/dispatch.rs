@@ -458,12 +458,11 @@ fn the_pipeline_runs_its_steps_in_order_and_rolls_back_on_failure() {
             (other, _) => panic!("{input}: {other:?}"),
         }
         let outcome = last_outcome(&sigil);
-        let steps_recorded: Vec<&str> = outcome.rule.split("; ").collect();
-        assert_eq!(
-            steps_recorded.len(),
-            expected_journal.len(),
-            "{input}: {}",
-            outcome.rule
-        );
+        let steps_recorded: Vec<String> = outcome.steps.iter().map(|s| s.step.clone()).collect();
+        let journaled: Vec<String> = expected_journal
+            .iter()
+            .map(|j| j.split(' ').next().unwrap_or("").replace('_', "-"))
+            .collect();
+        assert_eq!(steps_recorded, journaled, "{input}");
     }
 }

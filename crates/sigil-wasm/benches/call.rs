@@ -15,6 +15,12 @@
 //! - `wasm_call/runtime_invoke_process`, `wasm_call/audit_append_process`: the same on disk
 //!   with `[audit] durability = "process"`: records are committed to SQLite's write-ahead log
 //!   without waiting for fsync (they survive a crash of the process, not of the machine).
+//! - `wasm_call/concurrent_16_disk`, `wasm_call/concurrent_16_process`: 16 callers of
+//!   `Runtime::invoke` at once on a two-thread runtime, each starting its next call when its
+//!   last returns; the time is per call, so calls per second are its inverse. Under
+//!   `durability = "disk"` concurrent calls share their fsyncs (group commit).
+//! - After the measurements, the mean time of each stage of the call path for 2,000 calls with
+//!   `durability = "process"` is printed (`stage_timing`).
 //! - `wasm_load/compile`: `WasmTier::load_timed` with an empty cache directory (compiles).
 //! - `wasm_load/cached`: `WasmTier::load_timed` with the precompiled component in the cache.
 //!
@@ -82,7 +88,7 @@ const INPUT: &str = r#"{"name":"ada"}"#;
 struct World {
     _dir: tempfile::TempDir,
     home: PathBuf,
-    runtime: Runtime,
+    runtime: Arc<Runtime>,
 }
 
 fn world(parent: &Path, tier: &Arc<WasmTier>, config: &str) -> World {
@@ -93,12 +99,14 @@ fn world(parent: &Path, tier: &Arc<WasmTier>, config: &str) -> World {
     std::fs::copy(sigil_guests::HELLO, plugin.join("plugin.wasm")).unwrap();
     std::fs::write(plugin.join("plugin.toml"), MANIFEST).unwrap();
     std::fs::write(home.join("sigil.toml"), config).unwrap();
-    let runtime = Runtime::open_with(
-        Home::resolve(Some(&home)).unwrap(),
-        Vec::new(),
-        vec![(sigil_manifest::Tier::Wasm, tier.clone())],
-    )
-    .unwrap();
+    let runtime = Arc::new(
+        Runtime::open_with(
+            Home::resolve(Some(&home)).unwrap(),
+            Vec::new(),
+            vec![(sigil_manifest::Tier::Wasm, tier.clone())],
+        )
+        .unwrap(),
+    );
     World {
         _dir: dir,
         home,
@@ -247,7 +255,63 @@ fn calls(
         group.bench_function("runtime_invoke_tmpfs", |b| b.iter(|| invoke(memory)));
         group.bench_function("audit_append_tmpfs", |b| b.iter(|| append(memory)));
     }
+    let concurrent = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    for (name, w) in [
+        ("concurrent_16_disk", disk),
+        ("concurrent_16_process", process),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| concurrent.block_on(concurrently(w, iters, CALLERS)))
+        });
+    }
     group.finish();
+
+    sigil_runtime::stage_timing::enable();
+    let _ = sigil_runtime::stage_timing::take();
+    for _ in 0..2_000 {
+        invoke(process);
+    }
+    eprintln!("stage means over 2,000 warm wasm calls, durability = \"process\":");
+    for (stage, mean) in sigil_runtime::stage_timing::take() {
+        eprintln!(
+            "  {:<15} {:>9.2} µs",
+            stage.name(),
+            mean.as_secs_f64() * 1e6
+        );
+    }
+}
+
+/// How many callers the concurrent lines run.
+const CALLERS: u64 = 16;
+
+/// Runs `iters` calls split over `callers` tasks, each calling again as soon as its last call
+/// returns; returns the time they took together.
+async fn concurrently(w: &World, iters: u64, callers: u64) -> Duration {
+    let runtime = w.runtime.clone();
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..callers)
+        .map(|i| {
+            let runtime = runtime.clone();
+            let share = iters / callers + u64::from(i < iters % callers);
+            tokio::spawn(async move {
+                let actor = runtime.local_actor(None, None);
+                for _ in 0..share {
+                    runtime
+                        .invoke(&actor, "hello/greet", json!({ "name": "ada" }))
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    started.elapsed()
 }
 
 /// Runs `iters` loads, timing only `load_timed` itself: `prepare` (clearing or checking the

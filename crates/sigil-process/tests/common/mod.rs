@@ -298,6 +298,7 @@ impl World {
     }
 
     /// The last outcome record: (steps, outcome).
+    /// The last outcome record's steps (as `invoke ok; validate-post failed: why`) and outcome.
     pub fn last_outcome(&self) -> (String, String) {
         let records = self.records(Filter {
             kind: Some(RecordKind::Outcome),
@@ -305,10 +306,20 @@ impl World {
         });
         let last = records.last().unwrap();
         (
-            last.record.rule.clone(),
+            steps_text(&last.record),
             last.record.outcome.clone().unwrap_or_default(),
         )
     }
+}
+
+/// An outcome record's steps, each as it prints, joined with `; `.
+pub fn steps_text(record: &sigil_audit::NewRecord) -> String {
+    record
+        .steps
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 pub mod python;

@@ -57,12 +57,10 @@ impl Manager {
     /// Puts `entry` in place of the plugin with its id, if any, in one step: calls already
     /// running keep the generation they started on, new calls get this one.
     pub(crate) fn swap_in(&self, entry: Arc<PluginEntry>) -> Option<Arc<PluginEntry>> {
-        let id = entry.manifest().id().to_string();
-        let mut plugins = self
-            .plugins
+        self.plugins
             .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        plugins.insert(id, entry)
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(entry)
     }
 
     /// Takes the plugin out and unregisters its authority: every later call to it is denied.

@@ -1,4 +1,5 @@
-//! Running one plugin step under a deadline that holds whatever the step does.
+//! The one guard every piece of plugin code runs under (a tool's steps, a hook): a deadline
+//! that holds whatever the step does, and a panic turned into an error.
 //!
 //! `tokio::time::timeout` can only end a future that yields. A step that blocks inside a poll
 //! (a compiled-in plugin reading a FIFO with no writer, a lock held forever) keeps its worker
@@ -46,19 +47,44 @@ impl Confinement {
     }
 }
 
-/// How a step ended.
+/// How a guarded step failed.
 #[derive(Debug)]
-pub(crate) enum Ended<T> {
-    /// It returned in time.
-    Returned(Result<T, ToolError>),
+pub(crate) enum Fault {
+    /// It returned an error.
+    Failed(ToolError),
     /// It panicked.
     Panicked,
     /// Its deadline passed first.
     TimedOut,
 }
 
-/// Runs `step` confined as `confinement` says, for at most `deadline`.
-pub(crate) async fn within<T, F>(deadline: Duration, confinement: Confinement, step: F) -> Ended<T>
+/// How a step ended.
+enum Ended<T> {
+    Returned(Result<T, ToolError>),
+    Panicked,
+    TimedOut,
+}
+
+/// Runs `step` confined as `confinement` says, for at most `deadline`, with panics caught: a
+/// plugin fault never takes the host down, and a step that overruns its deadline ends whatever
+/// it does.
+pub(crate) async fn guard<T, F>(
+    deadline: Duration,
+    confinement: Confinement,
+    step: F,
+) -> Result<T, Fault>
+where
+    T: Send + 'static,
+    F: Future<Output = Result<T, ToolError>> + Send + 'static,
+{
+    match within(deadline, confinement, step).await {
+        Ended::Returned(result) => result.map_err(Fault::Failed),
+        Ended::Panicked => Err(Fault::Panicked),
+        Ended::TimedOut => Err(Fault::TimedOut),
+    }
+}
+
+async fn within<T, F>(deadline: Duration, confinement: Confinement, step: F) -> Ended<T>
 where
     T: Send + 'static,
     F: Future<Output = Result<T, ToolError>> + Send + 'static,

@@ -1,10 +1,12 @@
 //! Hooks: plugins that subscribe to lifecycle events (`[[hooks]]` in their manifest).
 //!
-//! The subscribers of an event are read from the manager at each dispatch, so enabling,
-//! disabling, reloading or removing a hook plugin takes effect at the next event: only plugins
-//! that are running, list the `hook` kind and subscribe to the event take part. They run one
-//! after another, lower `priority` first, ties in plugin id order, each under its `timeout_ms`
-//! ([`DEFAULT_HOOK_TIMEOUT`] when unset).
+//! The subscribers of an event are read from the manager's hook index at each dispatch (kept
+//! by the registry as plugins come and go), so enabling, disabling, reloading or removing a
+//! hook plugin takes effect at the next event, and an event nobody subscribes to costs one
+//! lookup: only plugins that are running, list the `hook` kind and subscribe to the event take
+//! part. They run one after another, lower `priority` first, ties in plugin id order, each under
+//! its `timeout_ms` ([`DEFAULT_HOOK_TIMEOUT`] when unset); before-hooks also within what is left
+//! of the call's deadline, which they share with the tool.
 //!
 //! Before-hooks decide. `allow` passes to the next hook; `deny` stops the action; `patch`
 //! replaces what the event lets a hook change, validated again, and later hooks see the patched
@@ -13,7 +15,8 @@
 //! ignored, and a failure is logged and recorded but changes nothing.
 //!
 //! Each hook run writes exactly one audit record under the id of the action that raised the
-//! event, with the hook plugin as `plugin` and `hook.<event>` as capability: a before-hook's is
+//! event (a before-hook's waits in the call's journal and is committed with the call's other
+//! records), with the hook plugin as `plugin` and `hook.<event>` as capability: a before-hook's is
 //! a decision record (allow or deny, and the rule saying which hook decided what), an
 //! after-hook's an outcome record. A before-hook whose record cannot be written denies. Before-
 //! hook decisions are published as `decision` events once recorded, like the enforcer's.
@@ -28,15 +31,17 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use sigil_audit::{Actor, AuditSink, NewRecord, RecordKind, Verdict};
-use sigil_manifest::{HookEvent, Kind};
+use sigil_manifest::HookEvent;
 use sigil_policy::Capability;
 
-use super::deadline::{self, Confinement, Ended};
+use super::deadline::{self, Confinement, Fault};
+use super::dispatch::Deadline;
 use super::{InvokeError, Runtime, schema_errors};
 use crate::config::Config;
+use crate::enforcer::CallJournal;
 use crate::events::Event;
 use crate::lifecycle::State;
-use crate::manager::{Manager, PluginEntry, Source};
+use crate::manager::{PluginEntry, Source};
 use crate::tool::{Call, HookVerdict, ToolPlugin};
 
 /// How long a hook may run when its subscription sets no `timeout_ms`.
@@ -69,20 +74,23 @@ impl Subscriber {
     }
 }
 
-/// The hook plugins subscribed to `event`, in the order they run: lower priority first, ties
-/// by plugin id. A directory plugin's subscription counts only with the operator's consent to
+/// The hook plugins subscribed to `event` among `candidates` (the manager's index), in the
+/// order they run: lower priority first, ties by plugin id. A directory plugin's subscription counts only with the operator's consent to
 /// `hook.<event>` (given at install); compiled-in plugins are consented by construction. A
 /// subscriber that is not running is listed all the same unless it was stopped (disabled or
 /// removed), so that a guard that failed to load fails closed instead of vanishing.
-fn subscribers(manager: &Manager, config: &Config, event: HookEvent) -> Vec<Subscriber> {
+fn subscribers(
+    candidates: Vec<Arc<PluginEntry>>,
+    config: &Config,
+    event: HookEvent,
+) -> Vec<Subscriber> {
+    if candidates.is_empty() {
+        return Vec::new();
+    }
     let consented = Capability::parse(&format!("hook.{event}")).ok();
-    let mut list: Vec<Subscriber> = manager
-        .entries()
+    let mut list: Vec<Subscriber> = candidates
         .into_iter()
         .filter_map(|entry| {
-            if !entry.manifest().kinds().contains(&Kind::Hook) {
-                return None;
-            }
             let subscription = *entry.manifest().hooks().iter().find(|h| h.event == event)?;
             if let Source::Directory(_) = entry.source()
                 && !config.has_consent(entry.manifest().id().as_str(), consented.as_ref()?)
@@ -146,6 +154,8 @@ pub(super) struct Admitted {
     pub(super) input: Value,
     /// The reasons hooks gave for asking a person to approve the call; empty when none asked.
     pub(super) asks: Vec<String>,
+    /// What the hooks did, for the call's steps: how many ran, and whether one patched.
+    pub(super) summary: String,
 }
 
 impl Runtime {
@@ -161,49 +171,76 @@ impl Runtime {
     pub(super) async fn before_tool_execute(
         &self,
         call: &ToolEvent<'_>,
+        candidates: Vec<Arc<PluginEntry>>,
         input: Value,
         schema: &jsonschema::Validator,
+        journal: &CallJournal<'_>,
+        deadline: &Deadline,
     ) -> Result<Admitted, InvokeError> {
         let event = HookEvent::BeforeToolExecute;
         let mut input = input;
         let mut asks = Vec::new();
-        for hook in subscribers(&self.manager, &self.config(), event) {
+        let (mut ran_count, mut patches) = (0, 0);
+        for hook in subscribers(candidates, &self.config(), event) {
+            if hook.entry.acts_directly() {
+                // It can act without asking: what the call has recorded is committed first.
+                journal
+                    .flush()
+                    .await
+                    .map_err(|e| InvokeError::Audit(e.to_string()))?;
+            }
             let started = Instant::now();
             let payload = call.payload(&input);
             let ran = self
-                .run_hook(&hook, event, &payload, call.call_id, call.actor)
+                .run_hook(
+                    &hook,
+                    event,
+                    &payload,
+                    call.call_id,
+                    call.actor,
+                    Some(deadline),
+                )
                 .await;
             let decided = decide(hook.id(), call, ran, schema);
             let record = self.hook_record(&hook, event, call.actor, call.call_id, started);
-            let seq = self
-                .audit
-                .submit(NewRecord {
-                    kind: RecordKind::Decision,
-                    decision: Some(decided.verdict),
-                    rule: decided.rule.clone(),
-                    ..record
-                })
-                .await
-                .map_err(|e| InvokeError::Audit(e.to_string()))?;
-            // Watchers of `/v1/events` see hook decisions beside the enforcer's.
-            self.enforcer.events().publish(Event::Decision {
-                seq,
+            // Watchers of `/v1/events` see hook decisions beside the enforcer's, once recorded.
+            let published = Event::Decision {
+                seq: 0,
                 plugin: Some(hook.id().to_string()),
                 capability: format!("hook.{event}"),
                 decision: decided.verdict,
-                rule: decided.rule,
+                rule: decided.rule.clone(),
                 actor: call.actor.clone(),
                 call_id: Some(call.call_id.to_string()),
-            });
+            };
+            journal.add(
+                NewRecord {
+                    kind: RecordKind::Decision,
+                    decision: Some(decided.verdict),
+                    rule: decided.rule,
+                    ..record
+                },
+                Some(published),
+            );
+            ran_count += 1;
             if let Some(stop) = decided.stop {
                 return Err(stop);
             }
             if let Some(patched) = decided.patched {
                 input = patched;
+                patches += 1;
             }
             asks.extend(decided.ask);
         }
-        Ok(Admitted { input, asks })
+        let summary = match patches {
+            0 => format!("{ran_count} ran"),
+            n => format!("{ran_count} ran, {n} patched the input"),
+        };
+        Ok(Admitted {
+            input,
+            asks,
+            summary,
+        })
     }
 
     /// Runs the `after_tool_execute` hooks of a call that reached the execution pipeline,
@@ -211,6 +248,7 @@ impl Runtime {
     pub(super) async fn after_tool_execute(
         &self,
         call: &ToolEvent<'_>,
+        candidates: Vec<Arc<PluginEntry>>,
         input: &Value,
         result: &Result<Value, InvokeError>,
     ) {
@@ -221,6 +259,7 @@ impl Runtime {
         }
         self.observe(
             HookEvent::AfterToolExecute,
+            candidates,
             call.actor,
             call.call_id,
             &payload,
@@ -246,14 +285,24 @@ impl Runtime {
             return Err(EmitError::BeforeEvent(event));
         }
         let id = uuid::Uuid::now_v7().to_string();
-        self.observe(event, actor, &id, &payload).await;
+        let candidates = self.manager.subscribed(event);
+        self.observe(event, candidates, actor, &id, &payload).await;
         Ok(id)
     }
 
-    async fn observe(&self, event: HookEvent, actor: &Actor, call_id: &str, payload: &Value) {
-        for hook in subscribers(&self.manager, &self.config(), event) {
+    async fn observe(
+        &self,
+        event: HookEvent,
+        candidates: Vec<Arc<PluginEntry>>,
+        actor: &Actor,
+        call_id: &str,
+        payload: &Value,
+    ) {
+        for hook in subscribers(candidates, &self.config(), event) {
             let started = Instant::now();
-            let ran = self.run_hook(&hook, event, payload, call_id, actor).await;
+            let ran = self
+                .run_hook(&hook, event, payload, call_id, actor, None)
+                .await;
             let outcome = match ran {
                 Ok(_) => "ok".to_string(),
                 Err(problem) => {
@@ -278,8 +327,9 @@ impl Runtime {
         }
     }
 
-    /// Runs one hook under its timeout, with panics caught. The hook's own call carries the
-    /// event's id and actor, with the hook plugin as subject.
+    /// Runs one hook under its timeout, and within `deadline` (the call's) when it has one,
+    /// under the one guard ([`deadline::guard`]). The hook's own call carries the event's id
+    /// and actor, with the hook plugin as subject.
     async fn run_hook(
         &self,
         hook: &Subscriber,
@@ -287,6 +337,7 @@ impl Runtime {
         payload: &Value,
         call_id: &str,
         actor: &Actor,
+        deadline: Option<&Deadline>,
     ) -> Result<HookVerdict, String> {
         // Counted in flight like a tool call, so a reload of the hook plugin drains it.
         let _in_flight = hook.entry.begin_call();
@@ -309,16 +360,28 @@ impl Runtime {
                 .unwrap_or_default();
             return Err(format!("failed: the hook plugin is {state}{why}"));
         };
-        let (plugin, payload, timeout) = (plugin.clone(), payload.clone(), hook.timeout);
-        let run = async move { plugin.on_event(&call, event, &payload, timeout).await };
-        match deadline::within(timeout, Confinement::of(&hook.entry), run).await {
-            Ended::TimedOut => Err(format!(
+        let left = deadline.map_or(hook.timeout, Deadline::remaining);
+        let limit = hook.timeout.min(left);
+        let timed_out = || match deadline {
+            Some(deadline) if left < hook.timeout => format!(
+                "the call's deadline of {} ms ran out (execution.limits.timeout_ms)",
+                deadline.budget().as_millis()
+            ),
+            _ => format!(
                 "timed out after {} ms (hooks.timeout_ms)",
-                timeout.as_millis()
-            )),
-            Ended::Panicked => Err("failed: the hook panicked".to_string()),
-            Ended::Returned(Err(error)) => Err(format!("failed: {}", clip(&error.to_string()))),
-            Ended::Returned(Ok(verdict)) => Ok(verdict),
+                hook.timeout.as_millis()
+            ),
+        };
+        if limit.is_zero() {
+            return Err(timed_out());
+        }
+        let (plugin, payload) = (plugin.clone(), payload.clone());
+        let run = async move { plugin.on_event(&call, event, &payload, limit).await };
+        match deadline::guard(limit, Confinement::of(&hook.entry), run).await {
+            Err(Fault::TimedOut) => Err(timed_out()),
+            Err(Fault::Panicked) => Err("failed: the hook panicked".to_string()),
+            Err(Fault::Failed(error)) => Err(format!("failed: {}", clip(&error.to_string()))),
+            Ok(verdict) => Ok(verdict),
         }
     }
 
