@@ -181,9 +181,8 @@ pub(crate) fn checkpoint_if_behind(
         .map_err(write_err)?;
     let (head_seq, head_hash) = read_head(&tx, path, keys)?;
     let newest: Option<i64> = tx
-        .query_row("SELECT MAX(seq) FROM audit_checkpoints", [], |row| {
-            row.get(0)
-        })
+        .prepare_cached("SELECT MAX(seq) FROM audit_checkpoints")
+        .and_then(|mut stmt| stmt.query_row([], |row| row.get(0)))
         .map_err(write_err)?;
     let newest = newest.and_then(|s| u64::try_from(s).ok()).unwrap_or(0);
     if head_seq <= newest {
@@ -272,11 +271,12 @@ fn stored_checkpoint(
     keys: &Keys,
     seq: u64,
 ) -> rusqlite::Result<Option<Checkpoint>> {
-    conn.query_row(
+    conn.prepare_cached(
         "SELECT seq, head, time_ms, signature FROM audit_checkpoints WHERE seq = ?1",
-        [sql_int(seq)],
-        |row| checkpoint_row(row, keys.signer.public_key()),
-    )
+    )?
+    .query_row([sql_int(seq)], |row| {
+        checkpoint_row(row, keys.signer.public_key())
+    })
     .optional()
 }
 
