@@ -93,6 +93,17 @@
 //!  "duration_us":<i64>|null,"outcome":..}
 //! ```
 //!
+//! A record with [`steps`](NewRecord::steps) has one more key at the end,
+//! `"steps"`, their list in order, each step's keys in this order and its
+//! `detail` left out when absent:
+//!
+//! ```text
+//! ..,"outcome":..,"steps":[{"step":<string>,"ok":true|false,"detail":<string>},..]}
+//! ```
+//!
+//! A record without steps has no `"steps"` key at all, so its encoding is the
+//! one records had before they could carry steps.
+//!
 //! `seq` itself is not covered: a record's place is fixed by the link to its
 //! predecessor. The encoding is rebuilt by [`AuditLog::verify`] from the stored
 //! columns, so it checks exactly what is in the database.
@@ -152,6 +163,11 @@
 //! covers; so rewriting them (which needs no key) is still found, and the marker
 //! cannot be moved without the key. A new database is the upgrade of an empty
 //! log (`keyed_from` = 1).
+//!
+//! A log of schema version 2 (keyed, before records kept their steps) gains a
+//! nullable `steps` column in `audit_records` and becomes version 3, in place;
+//! its records, which have no steps, keep their encoding and chain values.
+//! A build that knows only version 2 refuses the upgraded log.
 //!
 //! Opening refuses rather than make new keys when the chain key exists but the
 //! database holds no keyed log (deleted, replaced, or rewritten to look like

@@ -75,12 +75,14 @@ enum Job {
     },
 }
 
-/// One record of a [`Job::Records`]: its submit time, content and canonical JSON.
+/// One record of a [`Job::Records`]: its submit time, content, canonical JSON and `steps`
+/// column.
 #[derive(Debug)]
 struct Item {
     time_ms: i64,
     record: NewRecord,
     canonical_json: Vec<u8>,
+    steps_json: Option<String>,
 }
 
 /// The outcome of a submitted record: its sequence number once its batch has
@@ -309,11 +311,29 @@ impl Shared {
 }
 
 impl Item {
+    /// Serialises `record`'s canonical JSON and its `steps` column.
+    ///
+    /// # Errors
+    ///
+    /// [`AuditError::InvalidRecord`] if the record cannot be stored.
+    fn new(record: NewRecord, time_ms: i64) -> Result<Item, AuditError> {
+        let mut canonical_json = Vec::with_capacity(384);
+        record.canonical(time_ms)?.write_json(&mut canonical_json);
+        let steps_json = store::steps_json(&record.steps)?;
+        Ok(Item {
+            time_ms,
+            record,
+            canonical_json,
+            steps_json,
+        })
+    }
+
     fn queued(&self) -> Queued<'_> {
         Queued {
             time_ms: self.time_ms,
             record: &self.record,
             canonical_json: &self.canonical_json,
+            steps_json: self.steps_json.as_deref(),
         }
     }
 }
@@ -383,19 +403,14 @@ impl Writer {
         // Serialising here spreads that work over the submitting threads
         // instead of the one writer. It also refuses what cannot be stored
         // before it joins a batch, so one bad record cannot fail its neighbours.
-        let mut items = Vec::with_capacity(records.len());
-        for record in records {
-            let mut canonical_json = Vec::with_capacity(384);
-            match record.canonical(time_ms) {
-                Ok(canonical) => canonical.write_json(&mut canonical_json),
-                Err(e) => return Pending::failed(Arc::clone(self.path()), e),
-            }
-            items.push(Item {
-                time_ms,
-                record,
-                canonical_json,
-            });
-        }
+        let items = match records
+            .into_iter()
+            .map(|record| Item::new(record, time_ms))
+            .collect::<Result<Vec<_>, _>>()
+        {
+            Ok(items) => items,
+            Err(e) => return Pending::failed(Arc::clone(self.path()), e),
+        };
         if self.commit_on == CommitOn::CallerWhenIdle
             && let Some(reply) = self.shared.commit_here(&items)
         {
