@@ -58,11 +58,12 @@
 //!   disk share the next fsync (group commit), and a lone record is committed
 //!   at once, without waiting for others to join it.
 //! - With `Process` (a commit costs tens of microseconds), a record that finds
-//!   nothing queued and the connection free is committed by its caller, on the
-//!   caller's thread, and [`submit`](AuditSink::submit) returns a [`Pending`]
-//!   that has already resolved. Otherwise it is queued for the writer thread as
-//!   with `Disk`, which keeps each thread's records in the order it submitted
-//!   them.
+//!   the writer idle (nothing queued, its last batch a lone submit, the
+//!   connection free) is committed by its caller, on the caller's thread, and
+//!   [`submit`](AuditSink::submit) returns a [`Pending`] that has already
+//!   resolved. Otherwise it is queued for the writer thread as with `Disk`,
+//!   which keeps each thread's records in the order it submitted them and lets
+//!   records arriving together share a commit.
 //!
 //! If a batch fails, it is rolled back and every caller in it gets the error;
 //! the enforcer turns that into a deny. The next batch starts again from what
