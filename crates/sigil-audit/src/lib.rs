@@ -1,6 +1,6 @@
 //! Sigil's tamper-evident audit log: one record per policy decision (and per
-//! call outcome), chained with a keyed MAC, in embedded SQLite, written by a
-//! single group-committing writer thread, with signed checkpoints.
+//! call outcome), chained with a keyed MAC, in embedded SQLite, committed in
+//! batches through one connection, with signed checkpoints.
 //!
 //! ```
 //! use sigil_audit::{AuditLog, AuditSink, Filter, KeyFiles, NewRecord, Verdict};
@@ -43,18 +43,33 @@
 //! `synchronous=FULL`) a commit has reached the disk when it returns; with
 //! [`Durability::Process`] (`synchronous=NORMAL`) it has reached the
 //! operating system, which survives any crash of the process but not of the
-//! machine. All writes go through one thread. Callers
-//! [`submit`](AuditSink::submit) concurrently; the writer takes everything
-//! queued (up to 4,096 records; with `Disk`, also waiting at most 50 µs for
-//! each further arrival, 1 ms in all, so a burst shares one fsync), writes it
-//! in one transaction, commits once, and only then resolves each caller's
-//! [`Pending`] with the record's sequence number. A record whose `Pending`
-//! resolved `Ok` is committed, as durably as the log's [`Durability`] says.
+//! machine. All writes go through one connection. Records are written in
+//! batches, each in one transaction committed once, and only then is each
+//! caller's [`Pending`] resolved with the record's sequence number. A record
+//! whose `Pending` resolved `Ok` is committed, as durably as the log's
+//! [`Durability`] says.
+//!
+//! Where a batch is committed depends on what a commit costs:
+//!
+//! - With `Disk` (a commit waits for an fsync), always on a writer thread.
+//!   Callers [`submit`](AuditSink::submit) concurrently; the writer takes
+//!   everything queued (up to 4,096 submits), writes it, commits, and takes
+//!   what queued meanwhile. So records arriving while a commit waits for the
+//!   disk share the next fsync (group commit), and a lone record is committed
+//!   at once, without waiting for others to join it.
+//! - With `Process` (a commit costs tens of microseconds), a record that finds
+//!   the writer idle (nothing queued, its last batch a lone submit, the
+//!   connection free) is committed by its caller, on the caller's thread, and
+//!   [`submit`](AuditSink::submit) returns a [`Pending`] that has already
+//!   resolved. Otherwise it is queued for the writer thread as with `Disk`,
+//!   which keeps each thread's records in the order it submitted them and lets
+//!   records arriving together share a commit.
 //!
 //! If a batch fails, it is rolled back and every caller in it gets the error;
 //! the enforcer turns that into a deny. The next batch starts again from what
 //! is committed. [`AuditLog::close`] and dropping an [`AuditLog`] both let the
-//! writer commit everything already submitted before the thread is joined.
+//! writer commit everything already submitted before the thread is joined; a
+//! submit cannot come later, since both need the log itself.
 //!
 //! # The keyed chain
 //!
@@ -78,6 +93,17 @@
 //!  "decision":"allow"|"deny"|null,"rule":<string>,"call_id":..,
 //!  "duration_us":<i64>|null,"outcome":..}
 //! ```
+//!
+//! A record with [`steps`](NewRecord::steps) has one more key at the end,
+//! `"steps"`, their list in order, each step's keys in this order and its
+//! `detail` left out when absent:
+//!
+//! ```text
+//! ..,"outcome":..,"steps":[{"step":<string>,"ok":true|false,"detail":<string>},..]}
+//! ```
+//!
+//! A record without steps has no `"steps"` key at all, so its encoding is the
+//! one records had before they could carry steps.
 //!
 //! `seq` itself is not covered: a record's place is fixed by the link to its
 //! predecessor. The encoding is rebuilt by [`AuditLog::verify`] from the stored
@@ -139,6 +165,11 @@
 //! cannot be moved without the key. A new database is the upgrade of an empty
 //! log (`keyed_from` = 1).
 //!
+//! A log of schema version 2 (keyed, before records kept their steps) gains a
+//! nullable `steps` column in `audit_records` and becomes version 3, in place;
+//! its records, which have no steps, keep their encoding and chain values.
+//! A build that knows only version 2 refuses the upgraded log.
+//!
 //! Opening refuses rather than make new keys when the chain key exists but the
 //! database holds no keyed log (deleted, replaced, or rewritten to look like
 //! version 1), when a keyed log's chain key is missing or another key, and
@@ -154,10 +185,28 @@
 //! # Threading and costs
 //!
 //! [`AuditLog`] is `Send + Sync`; share it behind an `Arc`. Opening starts one
-//! writer thread and holds two SQLite connections: the writer's and one for
+//! writer thread and holds two SQLite connections: the writer's, behind a
+//! mutex, which every commit uses on whichever thread makes it; and one for
 //! [`query`](AuditLog::query), [`export`](AuditLog::export) and
 //! [`verify`](AuditLog::verify), which take turns on it and do not block
-//! writes. `verify` reads the whole log.
+//! writes. `verify` reads the whole log. Each connection prepares its
+//! statements once and keeps them.
+//!
+//! A submit serialises its records' canonical encoding on the calling thread,
+//! then:
+//!
+//! - committed by the caller (`Process`, writer idle): one transaction on the
+//!   calling thread, without an fsync. `submit` returns once it has committed,
+//!   so it blocks its caller that long, also on an async executor's thread;
+//!   if another process holds the database's write lock, for as long as SQLite's
+//!   busy timeout (10 s) at most, as the writer thread would wait.
+//! - otherwise (`Disk`, or `Process` while others commit): a hand-off to the
+//!   writer thread and back, and a share of one commit, which with `Disk`
+//!   includes an fsync (milliseconds on many disks). `submit` does not block;
+//!   the [`Pending`] is awaited or [waited](Pending::wait) for.
+//!
+//! So with `Process` a call whose decision and outcome are each one record on
+//! an idle log costs two transactions on its own thread and no thread hand-off.
 
 #![forbid(unsafe_code)]
 
@@ -185,6 +234,8 @@ pub use crate::filter::{Filter, parse_since};
 pub use crate::keys::{CHAIN_KEY_FILE, CHECKPOINT_KEY_FILE, KeyFiles};
 pub use crate::record::{Actor, CallStep, GENESIS_HASH, NewRecord, Record, RecordKind, Verdict};
 pub use crate::verify::{Tamper, VerifyReport};
+#[doc(hidden)]
+pub use crate::writer::Commits;
 pub use crate::writer::Pending;
 
 use crate::keys::Keys;
@@ -192,11 +243,11 @@ use crate::writer::Writer;
 
 /// Somewhere audit records go. The enforcer holds one of these.
 pub trait AuditSink: Send + Sync + fmt::Debug {
-    /// Queues a record; the returned [`Pending`] resolves once it is durable
+    /// Submits a record; the returned [`Pending`] resolves once it is durable
     /// (or failed). The record is written even if the `Pending` is dropped.
     fn submit(&self, record: NewRecord) -> Pending;
 
-    /// Queues `records` to be written in one transaction, in order, with nothing between
+    /// Submits `records` to be written in one transaction, in order, with nothing between
     /// them; the returned [`Pending`] resolves to the first one's `seq` once all are durable,
     /// or fails for all. An empty list resolves at once, to 0.
     fn submit_all(&self, records: Vec<NewRecord>) -> Pending;
@@ -226,7 +277,9 @@ pub enum Durability {
     /// With the operating system: committed to the write-ahead log without
     /// waiting for the disk (`synchronous=NORMAL`). Survives any crash or kill
     /// of the process; a crash of the machine may lose the newest commits
-    /// (the chain stays intact: what survives verifies).
+    /// (the chain stays intact: what survives verifies). A commit being cheap,
+    /// a record submitted while the writer is idle is committed on the
+    /// submitting thread (see the [crate docs](crate#durability-and-group-commit)).
     Process,
 }
 
@@ -457,6 +510,12 @@ impl AuditLog {
                 store::StoredCheckpoint::Damaged(_) => None,
             })
             .collect())
+    }
+
+    /// How many batches were committed on submitting threads and on the writer thread.
+    #[doc(hidden)]
+    pub fn commits(&self) -> Commits {
+        self.writer.commits()
     }
 
     /// Commits everything already submitted, stops the writer thread and

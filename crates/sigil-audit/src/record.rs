@@ -417,6 +417,37 @@ mod tests {
     }
 
     #[test]
+    fn canonical_encoding_with_steps_ends_with_them() {
+        let mut record = NewRecord::outcome("c-7", "error: timeout").with_duration_us(1500);
+        record.steps = vec![
+            CallStep::ok("authorise"),
+            CallStep::failed("invoke", "deadline \"5s\" passed"),
+        ];
+        let json = record
+            .canonical(1_700_000_000_000)
+            .ok()
+            .and_then(|c| serde_json::to_string(&c).ok());
+        assert_eq!(
+            json.as_deref(),
+            Some(
+                r#"{"v":1,"time_ms":1700000000000,"kind":"outcome","user":null,"workspace":null,"session":null,"channel":null,"plugin":null,"plugin_version":null,"capability":null,"decision":null,"rule":"","call_id":"c-7","duration_us":1500,"outcome":"error: timeout","steps":[{"step":"authorise","ok":true},{"step":"invoke","ok":false,"detail":"deadline \"5s\" passed"}]}"#
+            )
+        );
+        // Without steps, the key is absent: the encoding records always had.
+        record.steps.clear();
+        let json = record
+            .canonical(1_700_000_000_000)
+            .ok()
+            .and_then(|c| serde_json::to_string(&c).ok());
+        assert_eq!(
+            json.as_deref(),
+            Some(
+                r#"{"v":1,"time_ms":1700000000000,"kind":"outcome","user":null,"workspace":null,"session":null,"channel":null,"plugin":null,"plugin_version":null,"capability":null,"decision":null,"rule":"","call_id":"c-7","duration_us":1500,"outcome":"error: timeout"}"#
+            )
+        );
+    }
+
+    #[test]
     fn oversized_duration_is_refused() {
         let record = NewRecord::outcome("c1", "ok").with_duration_us(u64::MAX);
         assert!(matches!(

@@ -1,10 +1,12 @@
 //! The `audit_` tables, the writer's connection, and the keys: created together on a new
-//! database, and a log from before keyed chains upgraded in place.
+//! database, and a log of an older layout upgraded in place.
 //!
-//! # Layout (schema version 2)
+//! # Layout (schema version 3)
 //!
 //! - `audit_meta`: `schema_version`.
-//! - `audit_records`: one row per record; `prev_hash` and `hash` hold chain values.
+//! - `audit_records`: one row per record; `prev_hash` and `hash` hold chain values; `steps`
+//!   the steps of the call as compact JSON, exactly as the canonical encoding embeds them, or
+//!   NULL when the record has none.
 //! - `audit_head`: one row, the last `seq`, its chain value `hash`, and `mac`, the chain key's
 //!   MAC over both.
 //! - `audit_chain`: one row saying where the keyed chain begins: `keyed_from` (the first record
@@ -22,6 +24,14 @@
 //! `prev_hash`. So a rewrite of the old records, which needs no key, still breaks the log at
 //! the marker, and the marker itself cannot be moved without the key. A new database is the same
 //! upgrade of an empty log: `keyed_from` = 1.
+//!
+//! # Upgrading a version 2 log
+//!
+//! Version 3 adds the nullable `audit_records.steps` column, in place (`ALTER TABLE ... ADD
+//! COLUMN`, in the same transaction as the version). Existing records get NULL there, which is
+//! what they would have been written with: a record without steps has the same canonical
+//! encoding in both versions, so its chain value still verifies. Every log reaches version 3
+//! this way, a version 1 log (or a new database) right after its keyed upgrade.
 //!
 //! # Refusals
 //!
@@ -51,10 +61,13 @@ use crate::{AuditError, Durability, GENESIS_HASH};
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Version of the `audit_` tables' layout, kept in `audit_meta`.
-const SCHEMA_VERSION: &str = "2";
+const SCHEMA_VERSION: &str = "3";
 
 /// The layout before keyed chains (version 1).
 const LEGACY_VERSION: &str = "1";
+
+/// The keyed layout before records kept their steps (version 2).
+const KEYED_VERSION: &str = "2";
 
 /// The tables of version 1, which version 2 extends.
 const VERSION_1_TABLES: &str = "
@@ -192,7 +205,16 @@ pub(crate) fn open_writer(
         None
     };
     let keys = match version.as_deref() {
-        None | Some(LEGACY_VERSION) => upgrade(&tx, path, key_files)?,
+        None | Some(LEGACY_VERSION) => {
+            let keys = upgrade(&tx, path, key_files)?;
+            add_steps(&tx, path)?;
+            keys
+        }
+        Some(KEYED_VERSION) => {
+            let keys = load_keys(&tx, path, key_files)?;
+            add_steps(&tx, path)?;
+            keys
+        }
         Some(SCHEMA_VERSION) => load_keys(&tx, path, key_files)?,
         Some(other) => {
             return Err(AuditError::Unusable {
@@ -229,7 +251,8 @@ pub(crate) fn open_reader(path: &Path) -> Result<Connection, AuditError> {
     Ok(conn)
 }
 
-/// Version 1 (or nothing) to version 2: see the [module docs](self).
+/// Version 1 (or nothing) to version 2: see the [module docs](self). [`add_steps`] then
+/// takes it to the current version.
 fn upgrade(tx: &Transaction<'_>, path: &Path, key_files: &KeyFiles) -> Result<Keys, AuditError> {
     let open_err = |cause| AuditError::Open {
         path: path.to_owned(),
@@ -316,12 +339,7 @@ fn upgrade(tx: &Transaction<'_>, path: &Path, key_files: &KeyFiles) -> Result<Ke
         ],
     )
     .map_err(open_err)?;
-    tx.execute(
-        "INSERT INTO audit_meta (key, value) VALUES ('schema_version', ?1)
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        [SCHEMA_VERSION],
-    )
-    .map_err(open_err)?;
+    set_version(tx, KEYED_VERSION).map_err(open_err)?;
     if head_seq > 0 {
         let checkpoint = signer
             .sign(head_seq, &head_hash, unix_ms(SystemTime::now()))
@@ -335,7 +353,31 @@ fn upgrade(tx: &Transaction<'_>, path: &Path, key_files: &KeyFiles) -> Result<Ke
     Ok(Keys { chain, signer })
 }
 
-/// A version 2 log: its keys must exist and be the ones it was written with.
+/// Version 2 to version 3: see the [module docs](self).
+fn add_steps(tx: &Transaction<'_>, path: &Path) -> Result<(), AuditError> {
+    let open_err = |cause| AuditError::Open {
+        path: path.to_owned(),
+        cause: Arc::new(cause),
+    };
+    if !column_exists(tx, "audit_records", "steps").map_err(open_err)? {
+        tx.execute_batch("ALTER TABLE audit_records ADD COLUMN steps TEXT")
+            .map_err(open_err)?;
+    }
+    set_version(tx, SCHEMA_VERSION).map_err(open_err)?;
+    tracing::debug!(path = %path.display(), version = SCHEMA_VERSION, "audit tables upgraded");
+    Ok(())
+}
+
+fn set_version(tx: &Transaction<'_>, version: &str) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO audit_meta (key, value) VALUES ('schema_version', ?1)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [version],
+    )?;
+    Ok(())
+}
+
+/// A keyed log (version 2 or 3): its keys must exist and be the ones it was written with.
 fn load_keys(tx: &Transaction<'_>, path: &Path, key_files: &KeyFiles) -> Result<Keys, AuditError> {
     let open_err = |cause| AuditError::Open {
         path: path.to_owned(),

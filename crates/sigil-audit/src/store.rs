@@ -11,25 +11,56 @@ use crate::checkpoint::{CHECKPOINT_EVERY, Checkpoint};
 use crate::filter::unix_ms;
 use crate::keys::Keys;
 use crate::record::{CANONICAL_VERSION, Canonical};
-use crate::{Actor, AuditError, Filter, NewRecord, Record, RecordKind, Verdict};
+use crate::{Actor, AuditError, CallStep, Filter, NewRecord, Record, RecordKind, Verdict};
 
 /// Every column of `audit_records`, in the order [`RawRow::from_row`] reads them.
 pub(crate) const COLUMNS: &str = "seq, time_ms, kind, actor_user, actor_workspace, \
     actor_session, actor_channel, plugin, plugin_version, capability, decision, rule, \
-    call_id, duration_us, outcome, prev_hash, hash";
+    call_id, duration_us, outcome, prev_hash, hash, steps";
 
 const INSERT: &str = "INSERT INTO audit_records (seq, time_ms, kind, actor_user, \
     actor_workspace, actor_session, actor_channel, plugin, plugin_version, capability, \
-    decision, rule, call_id, duration_us, outcome, prev_hash, hash) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
+    decision, rule, call_id, duration_us, outcome, prev_hash, hash, steps) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
 
-/// One record waiting to be written: its submit time, content, and the
-/// canonical JSON of both (serialised by the submitter, off the writer thread).
+/// One record waiting to be written: its submit time, content, the canonical
+/// JSON of both and its `steps` column (serialised by the submitter, before it
+/// queues or commits).
 #[derive(Debug)]
 pub(crate) struct Queued<'a> {
     pub time_ms: i64,
     pub record: &'a NewRecord,
     pub canonical_json: &'a [u8],
+    pub steps_json: Option<&'a str>,
+}
+
+/// The `steps` column's value for `steps`: their compact JSON, exactly as the canonical
+/// encoding embeds it, or `None` (NULL) when there are none.
+///
+/// # Errors
+///
+/// [`AuditError::InvalidRecord`] if they cannot be serialised (plain strings and booleans
+/// always can).
+pub(crate) fn steps_json(steps: &[CallStep]) -> Result<Option<String>, AuditError> {
+    if steps.is_empty() {
+        return Ok(None);
+    }
+    serde_json::to_string(steps)
+        .map(Some)
+        .map_err(|e| AuditError::InvalidRecord {
+            reason: format!("its steps cannot be encoded: {e}"),
+        })
+}
+
+/// Reads a stored `steps` value back: the steps, if `text` is exactly what [`steps_json`]
+/// writes for them; anything else (other JSON, the same steps spelled differently, an empty
+/// list) was not written by the log.
+fn parse_steps(text: &str) -> Option<Vec<CallStep>> {
+    let steps: Vec<CallStep> = serde_json::from_str(text).ok()?;
+    match steps_json(&steps) {
+        Ok(Some(written)) if written == text => Some(steps),
+        _ => None,
+    }
 }
 
 /// Whether a batch also signs a checkpoint of the head it ends at (someone asked for one).
@@ -115,6 +146,7 @@ pub(crate) fn write_batch(
                     canonical.outcome,
                     prev_hash,
                     hash,
+                    queued.steps_json,
                 ])
                 .map_err(write_err)?;
             if seq.is_multiple_of(CHECKPOINT_EVERY) {
@@ -181,9 +213,8 @@ pub(crate) fn checkpoint_if_behind(
         .map_err(write_err)?;
     let (head_seq, head_hash) = read_head(&tx, path, keys)?;
     let newest: Option<i64> = tx
-        .query_row("SELECT MAX(seq) FROM audit_checkpoints", [], |row| {
-            row.get(0)
-        })
+        .prepare_cached("SELECT MAX(seq) FROM audit_checkpoints")
+        .and_then(|mut stmt| stmt.query_row([], |row| row.get(0)))
         .map_err(write_err)?;
     let newest = newest.and_then(|s| u64::try_from(s).ok()).unwrap_or(0);
     if head_seq <= newest {
@@ -272,11 +303,12 @@ fn stored_checkpoint(
     keys: &Keys,
     seq: u64,
 ) -> rusqlite::Result<Option<Checkpoint>> {
-    conn.query_row(
+    conn.prepare_cached(
         "SELECT seq, head, time_ms, signature FROM audit_checkpoints WHERE seq = ?1",
-        [sql_int(seq)],
-        |row| checkpoint_row(row, keys.signer.public_key()),
-    )
+    )?
+    .query_row([sql_int(seq)], |row| {
+        checkpoint_row(row, keys.signer.public_key())
+    })
     .optional()
 }
 
@@ -352,6 +384,9 @@ pub(crate) struct RawRow {
     pub outcome: Option<String>,
     pub prev_hash: String,
     pub hash: String,
+    /// The `steps` column, decoded: none for NULL; `Err` holds stored text that is not
+    /// what the log writes for any steps.
+    pub steps: Result<Vec<CallStep>, String>,
 }
 
 impl RawRow {
@@ -375,12 +410,18 @@ impl RawRow {
             outcome: row.get(14)?,
             prev_hash: row.get(15)?,
             hash: row.get(16)?,
+            steps: match row.get::<_, Option<String>>(17)? {
+                None => Ok(Vec::new()),
+                Some(text) => parse_steps(&text).ok_or(text),
+            },
         })
     }
 
-    /// The canonical encoding of exactly what is stored.
-    pub fn canonical(&self) -> Canonical<'_> {
-        Canonical {
+    /// The canonical encoding of exactly what is stored; `None` if the stored steps are not
+    /// what the log writes, so no record could have been written with them.
+    pub fn canonical(&self) -> Option<Canonical<'_>> {
+        let steps = self.steps.as_deref().ok()?;
+        Some(Canonical {
             v: CANONICAL_VERSION,
             time_ms: self.time_ms,
             kind: &self.kind,
@@ -396,8 +437,8 @@ impl RawRow {
             call_id: self.call_id.as_deref(),
             duration_us: self.duration_us,
             outcome: self.outcome.as_deref(),
-            steps: &[],
-        }
+            steps,
+        })
     }
 
     /// Interprets the row as a [`Record`].
@@ -431,6 +472,7 @@ impl RawRow {
                 Some(u64::try_from(us).map_err(|_| corrupt("duration_us", us.to_string()))?)
             }
         };
+        let steps = self.steps.map_err(|text| corrupt("steps", text))?;
         Ok(Record {
             seq,
             time_ms: self.time_ms,
@@ -450,7 +492,7 @@ impl RawRow {
                 call_id: self.call_id,
                 duration_us,
                 outcome: self.outcome,
-                steps: Vec::new(),
+                steps,
             },
             prev_hash: self.prev_hash,
             hash: self.hash,

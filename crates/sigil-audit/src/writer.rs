@@ -1,47 +1,61 @@
-//! The single writer thread and the [`Pending`] handle callers wait on.
+//! Where records are committed, the writer thread, and the [`Pending`] handle callers wait on.
 //!
-//! Callers push jobs onto an unbounded channel. The writer blocks for the
-//! first job, gathers whatever else is queued or arriving (see [`gather`], up
-//! to [`MAX_BATCH`]), writes the lot in one transaction and commits once, so
-//! the cost of the fsync is shared by every record in the batch (group
-//! commit). Only after the commit returns does each caller learn its sequence
-//! number.
+//! One connection writes: the writer's, shared behind a mutex. A batch is written in one
+//! transaction and committed once, and only after the commit returns does each of its
+//! submitters learn its sequence number. Records are committed in one of two places:
 //!
-//! The chain MACs are computed here, on the writer thread, record by record as
-//! each is inserted: each needs the one before it. The canonical JSON they
-//! cover is serialised by the submitters. Checkpoints are signed here too, in
-//! the transaction of the batch they cover (see [`crate::checkpoint`]): the
-//! periodic ones every [`CHECKPOINT_EVERY`](crate::CHECKPOINT_EVERY) records,
-//! those asked for through [`Writer::checkpoint`], and one at shutdown if
-//! records were added since the newest.
+//! - **On the submitting thread**, with [`Durability::Process`], when the writer thread is
+//!   idle: nothing is waiting for it ([`Shared::in_flight`] is zero), its last batch was a lone
+//!   submit ([`Shared::contended`] is false), and nobody holds the connection. A commit that
+//!   does not fsync costs tens of microseconds, no more than handing the record to another
+//!   thread and back. The submit returns a [`Pending`] that has already resolved.
+//! - **On the writer thread**, otherwise: always with [`Durability::Disk`], where a commit waits
+//!   milliseconds for the disk and callers are often async tasks that must not block for that
+//!   long; and with `Process` when the connection is busy, jobs are queued (so one thread's
+//!   records keep the order it submitted them in), or submitters are arriving together (so they
+//!   share one commit). Callers push jobs onto an unbounded channel;
+//!   the writer blocks for the first, takes whatever else is queued (up to [`MAX_BATCH`] jobs),
+//!   and writes the lot in one transaction. Nothing waits for further arrivals: records that
+//!   arrive while a commit is in progress queue up and form the next batch, so under load the
+//!   cost of each commit is shared by every record that arrived during the one before (group
+//!   commit), and a lone record is committed at once.
+//!
+//! Checkpoint requests ([`Writer::checkpoint`]) always go through the writer thread.
+//!
+//! The chain MACs are computed by whichever thread commits, record by record as each is
+//! inserted: each needs the one before it, and the head it continues from is read inside the
+//! transaction. The canonical JSON they cover is serialised by the submitters before they
+//! queue or commit. Checkpoints are signed in the transaction of the batch they cover (see
+//! [`crate::checkpoint`]): the periodic ones every [`CHECKPOINT_EVERY`](crate::CHECKPOINT_EVERY)
+//! records, those asked for through [`Writer::checkpoint`], and one at shutdown if records were
+//! added since the newest.
+//!
+//! At shutdown the queue is closed; the writer thread commits everything queued, signs the
+//! shutdown checkpoint, takes the connection out of the mutex and closes it. A submit after that
+//! resolves to [`AuditError::WriterStopped`].
 
 use std::fmt;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::{Arc, mpsc};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError, mpsc};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, JoinHandle, Thread};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::SystemTime;
 
 use rusqlite::Connection;
 
 use crate::checkpoint::Checkpoint;
 use crate::filter::unix_ms;
 use crate::keys::Keys;
-use crate::store::{self, Queued, SignHead};
+use crate::store::{self, Queued, SignHead, Written};
 use crate::{AuditError, Durability, NewRecord};
 
-/// The most records written in one transaction. Large enough that the
-/// per-commit fsync is amortised away, small enough that a batch's
-/// transaction stays short and its memory bounded.
+/// The most jobs (each one submit: a record, or the records of one `submit_all`) the writer
+/// thread writes in one transaction. Large enough that the per-commit fsync is amortised
+/// away, small enough that a batch's transaction stays short and its memory bounded.
 pub(crate) const MAX_BATCH: usize = 4096;
-
-/// How long the writer waits for a further record before it starts a batch.
-pub(crate) const ARRIVAL_GAP: Duration = Duration::from_micros(50);
-
-/// The longest the writer keeps gathering one batch while records keep arriving.
-pub(crate) const MAX_GATHER: Duration = Duration::from_millis(1);
 
 type Reply = Result<u64, AuditError>;
 
@@ -63,12 +77,14 @@ enum Job {
     },
 }
 
-/// One record of a [`Job::Records`]: its submit time, content and canonical JSON.
+/// One record of a [`Job::Records`]: its submit time, content, canonical JSON and `steps`
+/// column.
 #[derive(Debug)]
 struct Item {
     time_ms: i64,
     record: NewRecord,
     canonical_json: Vec<u8>,
+    steps_json: Option<String>,
 }
 
 /// The outcome of a submitted record: its sequence number once its batch has
@@ -169,16 +185,181 @@ fn block_on<F: Future + Unpin>(mut future: F) -> F::Output {
     }
 }
 
-/// Owns the writer thread and the sending end of its queue.
+/// Where a submitter's records are committed; fixed by the log's [`Durability`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CommitOn {
+    /// On the submitting thread when the writer is idle, else on the writer thread: commits
+    /// are cheap ([`Durability::Process`]).
+    CallerWhenIdle,
+    /// Always on the writer thread: commits wait for an fsync ([`Durability::Disk`]).
+    WriterThread,
+}
+
+/// How many transactions were committed on submitting threads and on the writer thread.
+///
+/// For tests and diagnostics, through [`AuditLog::commits`](crate::AuditLog::commits).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Commits {
+    /// Batches committed by the thread that submitted them.
+    pub on_callers: u64,
+    /// Batches committed by the writer thread.
+    pub on_writer: u64,
+}
+
+/// What the submitters and the writer thread share.
+struct Shared {
+    path: Arc<PathBuf>,
+    keys: Arc<Keys>,
+    /// The writer's connection; `None` once the writer thread has closed it at shutdown.
+    conn: Mutex<Option<Connection>>,
+    /// Jobs sent to the writer thread whose batch has not finished yet. Raised before a job is
+    /// sent, lowered once its batch has committed (or failed) and before its submitters are
+    /// answered. While it is above zero no submitter commits on its own thread, so a record
+    /// cannot overtake one its thread queued before it.
+    in_flight: AtomicUsize,
+    /// Whether the writer thread's last batch had company: more than one job, or jobs queued
+    /// behind it. While it has, submitters queue even when the writer is idle. Under a steady
+    /// load of submitters that each wait for their record, the writer is idle for a moment after
+    /// every batch; the first submitter back would commit alone on its thread while the others
+    /// queue behind it, two commits where the writer alone makes one (measured: about half the
+    /// throughput of 16 such threads). A batch of one job with nothing behind it clears it.
+    contended: AtomicBool,
+    /// Transactions committed on submitting threads, for [`Commits`].
+    on_callers: AtomicU64,
+    /// Transactions committed on the writer thread, for [`Commits`].
+    on_writer: AtomicU64,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("path", &self.path)
+            .field("in_flight", &self.in_flight.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// Locks the connection.
+    ///
+    /// A poisoned lock is used as it is, here and in [`Shared::try_lock`]: a panic while the
+    /// connection was held can at worst leave a transaction open, and every write
+    /// ([`store::write_batch`], [`store::checkpoint_if_behind`]) rolls that back before it starts.
+    fn lock(&self) -> MutexGuard<'_, Option<Connection>> {
+        self.conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The connection if nobody holds it; see [`Shared::lock`] for a poisoned lock.
+    fn try_lock(&self) -> Option<MutexGuard<'_, Option<Connection>>> {
+        match self.conn.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// Commits `items` on the calling thread if nothing is waiting for the writer thread, its
+    /// last batch was alone ([`Shared::contended`]) and nobody holds the connection. `None` if
+    /// it did not try (the items are to be queued).
+    fn commit_here(&self, items: &[Item]) -> Option<Reply> {
+        // `in_flight` first: the writer sets `contended` before it lowers `in_flight`.
+        if self.in_flight.load(Ordering::Acquire) != 0 || self.contended.load(Ordering::Relaxed) {
+            return None;
+        }
+        let mut guard = self.try_lock()?;
+        // After shutdown there is no connection; queueing then reports the writer stopped.
+        let conn = guard.as_mut()?;
+        let queued: Vec<Queued<'_>> = items.iter().map(Item::queued).collect();
+        let result = store::write_batch(conn, &self.path, &self.keys, &queued, SignHead::No);
+        drop(guard);
+        Some(match result {
+            Ok(written) => {
+                self.on_callers.fetch_add(1, Ordering::Relaxed);
+                tracing::trace!(path = %self.path.display(), first_seq = written.first, records = items.len(), "audit batch committed on the submitting thread");
+                Ok(written.first)
+            }
+            Err(e) => {
+                tracing::error!(path = %self.path.display(), records = items.len(), error = %e, "audit batch failed");
+                Err(e)
+            }
+        })
+    }
+
+    /// Writes the records of `batch` in one transaction (with a checkpoint of the new head if
+    /// one of its jobs asks for it), on the writer thread.
+    fn write(&self, batch: &[Job]) -> Result<Written, AuditError> {
+        let mut sign_head = SignHead::No;
+        let mut queued: Vec<Queued<'_>> = Vec::with_capacity(batch.len());
+        for job in batch {
+            match job {
+                Job::Records { items, .. } => queued.extend(items.iter().map(Item::queued)),
+                Job::Checkpoint { .. } => sign_head = SignHead::Yes,
+            }
+        }
+        let mut guard = self.lock();
+        let Some(conn) = guard.as_mut() else {
+            // Only this thread takes the connection out, after its last batch.
+            return Err(AuditError::WriterStopped {
+                path: (*self.path).clone(),
+            });
+        };
+        let result = store::write_batch(conn, &self.path, &self.keys, &queued, sign_head);
+        drop(guard);
+        match &result {
+            Ok(written) => {
+                self.on_writer.fetch_add(1, Ordering::Relaxed);
+                tracing::trace!(path = %self.path.display(), first_seq = written.first, records = queued.len(), "audit batch committed");
+            }
+            Err(e) => {
+                tracing::error!(path = %self.path.display(), records = queued.len(), error = %e, "audit batch failed");
+            }
+        }
+        result
+    }
+}
+
+impl Item {
+    /// Serialises `record`'s canonical JSON and its `steps` column.
+    ///
+    /// # Errors
+    ///
+    /// [`AuditError::InvalidRecord`] if the record cannot be stored.
+    fn new(record: NewRecord, time_ms: i64) -> Result<Item, AuditError> {
+        let mut canonical_json = Vec::with_capacity(384);
+        record.canonical(time_ms)?.write_json(&mut canonical_json);
+        let steps_json = store::steps_json(&record.steps)?;
+        Ok(Item {
+            time_ms,
+            record,
+            canonical_json,
+            steps_json,
+        })
+    }
+
+    fn queued(&self) -> Queued<'_> {
+        Queued {
+            time_ms: self.time_ms,
+            record: &self.record,
+            canonical_json: &self.canonical_json,
+            steps_json: self.steps_json.as_deref(),
+        }
+    }
+}
+
+/// Owns the writer thread, the sending end of its queue, and what it shares with submitters.
 #[derive(Debug)]
 pub(crate) struct Writer {
-    path: Arc<PathBuf>,
+    shared: Arc<Shared>,
+    commit_on: CommitOn,
     queue: Option<mpsc::Sender<Job>>,
     thread: Option<JoinHandle<Result<(), AuditError>>>,
 }
 
 impl Writer {
-    /// Starts the writer thread on `conn`.
+    /// Starts the writer thread; `conn` becomes the connection every commit goes through.
     ///
     /// # Errors
     ///
@@ -190,60 +371,82 @@ impl Writer {
         durability: Durability,
     ) -> Result<Writer, AuditError> {
         let (queue, jobs) = mpsc::channel();
-        let thread_path = Arc::clone(&path);
-        // Waiting for stragglers only pays when a commit costs an fsync.
-        let gap = match durability {
-            Durability::Disk => ARRIVAL_GAP,
-            Durability::Process => Duration::ZERO,
+        let shared = Arc::new(Shared {
+            path: Arc::clone(&path),
+            keys,
+            conn: Mutex::new(Some(conn)),
+            in_flight: AtomicUsize::new(0),
+            contended: AtomicBool::new(false),
+            on_callers: AtomicU64::new(0),
+            on_writer: AtomicU64::new(0),
+        });
+        let commit_on = match durability {
+            Durability::Process => CommitOn::CallerWhenIdle,
+            Durability::Disk => CommitOn::WriterThread,
         };
+        let thread_shared = Arc::clone(&shared);
         let thread = thread::Builder::new()
             .name("sigil-audit-writer".to_owned())
-            .spawn(move || run(conn, &thread_path, &keys, &jobs, gap))
+            .spawn(move || run(&thread_shared, &jobs))
             .map_err(|e| AuditError::Unusable {
                 path: (*path).clone(),
                 reason: format!("cannot start the writer thread: {e}"),
             })?;
         Ok(Writer {
-            path,
+            shared,
+            commit_on,
             queue: Some(queue),
             thread: Some(thread),
         })
     }
 
-    /// Stamps `records` with the current time and queues them, to be written in one
-    /// transaction; the `Pending` resolves to the first one's `seq`.
+    fn path(&self) -> &Arc<PathBuf> {
+        &self.shared.path
+    }
+
+    /// Stamps `records` with the current time and writes them in one transaction, on this
+    /// thread if the writer is idle and commits are cheap, else through the writer thread; the
+    /// `Pending` resolves to the first one's `seq`.
     pub fn submit(&self, records: Vec<NewRecord>) -> Pending {
         if records.is_empty() {
-            return Pending::ready(Arc::clone(&self.path), Ok(0));
+            return Pending::ready(Arc::clone(self.path()), Ok(0));
         }
         let time_ms = unix_ms(SystemTime::now());
         // Serialising here spreads that work over the submitting threads
         // instead of the one writer. It also refuses what cannot be stored
         // before it joins a batch, so one bad record cannot fail its neighbours.
-        let mut items = Vec::with_capacity(records.len());
-        for record in records {
-            let mut canonical_json = Vec::with_capacity(384);
-            match record.canonical(time_ms) {
-                Ok(canonical) => canonical.write_json(&mut canonical_json),
-                Err(e) => return Pending::failed(Arc::clone(&self.path), e),
-            }
-            items.push(Item {
-                time_ms,
-                record,
-                canonical_json,
-            });
+        let items = match records
+            .into_iter()
+            .map(|record| Item::new(record, time_ms))
+            .collect::<Result<Vec<_>, _>>()
+        {
+            Ok(items) => items,
+            Err(e) => return Pending::failed(Arc::clone(self.path()), e),
+        };
+        if self.commit_on == CommitOn::CallerWhenIdle
+            && let Some(reply) = self.shared.commit_here(&items)
+        {
+            return Pending::ready(Arc::clone(self.path()), reply);
         }
         let (reply, rx) = oneshot::channel();
-        let job = Job::Records { items, reply };
         // If the writer is gone the job (and its reply sender) is dropped,
         // which resolves the Pending to `WriterStopped`.
-        if let Some(queue) = &self.queue {
-            let _ = queue.send(job);
-        }
+        self.send(Job::Records { items, reply });
         Pending {
             rx,
-            path: Arc::clone(&self.path),
+            path: Arc::clone(self.path()),
             polled: false,
+        }
+    }
+
+    /// Queues `job` for the writer thread, counting it in flight; drops it if the writer is gone.
+    fn send(&self, job: Job) {
+        let Some(queue) = &self.queue else {
+            return;
+        };
+        self.shared.in_flight.fetch_add(1, Ordering::AcqRel);
+        if queue.send(job).is_err() {
+            self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
         }
     }
 
@@ -254,19 +457,25 @@ impl Writer {
     ///
     /// The batch's error, or [`AuditError::WriterStopped`].
     pub fn checkpoint(&self) -> Result<Checkpoint, AuditError> {
-        let stopped = || AuditError::WriterStopped {
-            path: (*self.path).clone(),
-        };
         let (reply, rx) = oneshot::channel();
-        let queue = self.queue.as_ref().ok_or_else(stopped)?;
-        queue
-            .send(Job::Checkpoint { reply })
-            .map_err(|_| stopped())?;
-        rx.recv().unwrap_or_else(|_| Err(stopped()))
+        self.send(Job::Checkpoint { reply });
+        rx.recv().unwrap_or_else(|_| {
+            Err(AuditError::WriterStopped {
+                path: (**self.path()).clone(),
+            })
+        })
     }
 
-    /// Closes the queue, lets the writer commit everything already queued,
-    /// and joins it. Later calls do nothing.
+    /// How many batches were committed where.
+    pub fn commits(&self) -> Commits {
+        Commits {
+            on_callers: self.shared.on_callers.load(Ordering::Relaxed),
+            on_writer: self.shared.on_writer.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Closes the queue, lets the writer commit everything already queued and close the
+    /// connection, and joins it. Later calls do nothing.
     ///
     /// # Errors
     ///
@@ -278,7 +487,7 @@ impl Writer {
             None => Ok(()),
             Some(thread) => thread.join().unwrap_or_else(|_| {
                 Err(AuditError::WriterPanicked {
-                    path: (*self.path).clone(),
+                    path: (**self.path()).clone(),
                 })
             }),
         }
@@ -288,113 +497,45 @@ impl Writer {
 impl Drop for Writer {
     fn drop(&mut self) {
         if let Err(e) = self.shutdown() {
-            tracing::error!(path = %self.path.display(), error = %e, "audit writer shut down badly");
+            tracing::error!(path = %self.path().display(), error = %e, "audit writer shut down badly");
         }
     }
 }
 
-/// Adds queued jobs to `batch`, which holds the first, until [`MAX_BATCH`].
-///
-/// Besides what is already queued, it takes what arrives while submissions
-/// keep coming: it waits up to `gap` ([`ARRIVAL_GAP`] when commits fsync) for
-/// each next job, and stops after [`MAX_GATHER`] in all. Without that, a burst
-/// that starts while the writer is idle pays for a commit of its first record
-/// alone, and a second commit for the rest. A lone record waits `gap` longer,
-/// which is small beside the fsync it is about to wait for. With a zero `gap`
-/// only what is already queued joins the batch.
-fn gather(jobs: &mpsc::Receiver<Job>, batch: &mut Vec<Job>, gap: Duration) {
-    let deadline = Instant::now() + MAX_GATHER;
-    while batch.len() < MAX_BATCH {
-        match jobs.try_recv() {
-            Ok(job) => batch.push(job),
-            Err(mpsc::TryRecvError::Disconnected) => return,
-            Err(mpsc::TryRecvError::Empty) => {
-                if gap.is_zero() {
-                    return;
-                }
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return;
-                }
-                match jobs.recv_timeout(left.min(gap)) {
-                    Ok(job) => batch.push(job),
-                    Err(_) => return,
-                }
-            }
-        }
-    }
-}
-
-/// The writer thread: batch, write, commit, reply; until the queue is closed
-/// and drained. Then a last checkpoint, if records were added since the newest.
-fn run(
-    mut conn: Connection,
-    path: &Path,
-    keys: &Keys,
-    jobs: &mpsc::Receiver<Job>,
-    gap: Duration,
-) -> Result<(), AuditError> {
+/// The writer thread: take what is queued, write, commit, reply; until the queue is closed
+/// and drained. Then a last checkpoint, if records were added since the newest, and the
+/// connection is closed.
+fn run(shared: &Shared, jobs: &mpsc::Receiver<Job>) -> Result<(), AuditError> {
+    let path: &Path = &shared.path;
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     // `recv` keeps returning queued jobs after every sender is gone, so
     // nothing submitted before shutdown is dropped.
     while let Ok(first) = jobs.recv() {
         batch.push(first);
-        gather(jobs, &mut batch, gap);
-        let mut sign_head = SignHead::No;
-        let mut queued: Vec<Queued<'_>> = Vec::with_capacity(batch.len());
-        for job in &batch {
-            match job {
-                Job::Records { items, .. } => {
-                    queued.extend(items.iter().map(|item| Queued {
-                        time_ms: item.time_ms,
-                        record: &item.record,
-                        canonical_json: &item.canonical_json,
-                    }));
-                }
-                Job::Checkpoint { .. } => sign_head = SignHead::Yes,
+        // Only what is already queued: waiting for more would delay a lone record, and what
+        // arrives while this batch commits is the next batch.
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
             }
         }
-        let records = queued.len();
-        let result = store::write_batch(&mut conn, path, keys, &queued, sign_head);
-        drop(queued);
-        match result {
-            Ok(written) => {
-                tracing::trace!(path = %path.display(), first_seq = written.first, records, "audit batch committed");
-                let mut next = written.first;
-                for job in batch.drain(..) {
-                    // A caller that dropped its Pending no longer cares.
-                    match job {
-                        Job::Records { items, reply } => {
-                            let _ = reply.send(Ok(next));
-                            next += items.len() as u64;
-                        }
-                        Job::Checkpoint { reply } => {
-                            let _ = reply.send(written.checkpoint.clone().ok_or_else(|| {
-                                AuditError::CheckpointFailed {
-                                    path: path.to_owned(),
-                                    reason: "the batch signed no checkpoint".to_owned(),
-                                }
-                            }));
-                        }
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::error!(path = %path.display(), records, error = %e, "audit batch failed");
-                for job in batch.drain(..) {
-                    match job {
-                        Job::Records { reply, .. } => {
-                            let _ = reply.send(Err(e.clone()));
-                        }
-                        Job::Checkpoint { reply } => {
-                            let _ = reply.send(Err(e.clone()));
-                        }
-                    }
-                }
-            }
-        }
+        let result = shared.write(&batch);
+        let behind = shared
+            .in_flight
+            .load(Ordering::Acquire)
+            .saturating_sub(batch.len());
+        shared
+            .contended
+            .store(batch.len() > 1 || behind > 0, Ordering::Relaxed);
+        // Before the replies, so a submitter that waited for its record finds the writer idle.
+        shared.in_flight.fetch_sub(batch.len(), Ordering::AcqRel);
+        reply(path, batch.drain(..), &result);
     }
-    match store::checkpoint_if_behind(&mut conn, path, keys) {
+    let Some(mut conn) = shared.lock().take() else {
+        return Ok(());
+    };
+    match store::checkpoint_if_behind(&mut conn, path, &shared.keys) {
         Ok(Some(checkpoint)) => {
             tracing::debug!(path = %path.display(), seq = checkpoint.seq, "audit checkpoint signed at shutdown");
         }
@@ -407,4 +548,80 @@ fn run(
         path: path.to_owned(),
         cause: Arc::new(cause),
     })
+}
+
+/// Answers every job of a batch with its part of `result`.
+fn reply(path: &Path, batch: impl Iterator<Item = Job>, result: &Result<Written, AuditError>) {
+    let mut next = result.as_ref().map_or(0, |written| written.first);
+    // A caller that dropped its Pending no longer cares.
+    for job in batch {
+        match (job, result) {
+            (Job::Records { items, reply }, Ok(_)) => {
+                let _ = reply.send(Ok(next));
+                next += items.len() as u64;
+            }
+            (Job::Checkpoint { reply }, Ok(written)) => {
+                let _ = reply.send(written.checkpoint.clone().ok_or_else(|| {
+                    AuditError::CheckpointFailed {
+                        path: path.to_owned(),
+                        reason: "the batch signed no checkpoint".to_owned(),
+                    }
+                }));
+            }
+            (Job::Records { reply, .. }, Err(e)) => {
+                let _ = reply.send(Err(e.clone()));
+            }
+            (Job::Checkpoint { reply }, Err(e)) => {
+                let _ = reply.send(Err(e.clone()));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::KeyFiles;
+
+    #[test]
+    fn shutdown_commits_what_is_queued_and_a_later_submit_is_told_the_writer_stopped()
+    -> Result<(), Box<dyn std::error::Error>> {
+        for durability in [Durability::Disk, Durability::Process] {
+            let name = durability.name();
+            let dir = tempfile::tempdir()?;
+            let path = dir.path().join("sigil.db");
+            let key_files = KeyFiles::in_dir(&dir.path().join("state"));
+            let (conn, keys) = crate::schema::open_writer(&path, &key_files, durability)?;
+            let mut writer =
+                Writer::spawn(conn, Arc::new(path.clone()), Arc::new(keys), durability)?;
+            let pending: Vec<Pending> = (0..20)
+                .map(|i| writer.submit(vec![NewRecord::outcome(format!("c{i}"), "ok")]))
+                .collect();
+            writer.shutdown()?;
+
+            let seqs = pending
+                .into_iter()
+                .map(Pending::wait)
+                .collect::<Result<Vec<_>, _>>()?;
+            assert_eq!(seqs, (1..=20).collect::<Vec<_>>(), "{name}");
+            assert!(writer.shared.lock().is_none(), "{name}: connection closed");
+            let signed: i64 = Connection::open(&path)?.query_row(
+                "SELECT MAX(seq) FROM audit_checkpoints",
+                [],
+                |row| row.get(0),
+            )?;
+            assert_eq!(signed, 20, "{name}: shutdown checkpoint");
+
+            let late = writer.submit(vec![NewRecord::outcome("late", "ok")]);
+            assert!(
+                matches!(late.wait(), Err(AuditError::WriterStopped { .. })),
+                "{name}"
+            );
+            assert!(
+                matches!(writer.checkpoint(), Err(AuditError::WriterStopped { .. })),
+                "{name}"
+            );
+        }
+        Ok(())
+    }
 }

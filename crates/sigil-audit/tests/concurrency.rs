@@ -1,24 +1,43 @@
-//! Many concurrent submitters, and durability across close, drop and reopen.
+//! Many concurrent submitters, where records are committed, lists of records written
+//! together, and durability across close, drop and reopen.
 
 mod common;
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use common::{TestResult, sample, temp_db};
-use sigil_audit::{AuditLog, AuditSink, Filter, NewRecord, Verdict};
+use sigil_audit::{
+    AuditError, AuditLog, AuditSink, Commits, Durability, Filter, NewRecord, Verdict,
+};
 
-const THREADS: u64 = 8;
-const PER_THREAD: u64 = 500;
+const THREADS: u64 = 16;
+const PER_THREAD: u64 = 250;
 
 fn tagged(thread: u64, i: u64) -> NewRecord {
     NewRecord::decision(Verdict::Allow, format!("t{thread}-r{i}"))
         .with_plugin(format!("p{thread}"), None)
 }
 
+/// Both durabilities: with `Process` records are also committed on the submitting threads.
+const DURABILITIES: [Durability; 2] = [Durability::Disk, Durability::Process];
+
+fn open(path: &Path, durability: Durability) -> Result<AuditLog, sigil_audit::AuditError> {
+    AuditLog::open_with(path, &common::keys(path), durability)
+}
+
 #[test]
 fn concurrent_submitters_get_distinct_contiguous_seqs() -> TestResult {
+    for durability in DURABILITIES {
+        concurrent_submitters(durability)?;
+    }
+    Ok(())
+}
+
+fn concurrent_submitters(durability: Durability) -> TestResult {
     let (_dir, path) = temp_db()?;
-    let log = AuditLog::open(&path, &common::keys(&path))?;
+    let log = open(&path, durability)?;
+    let name = durability.name();
 
     let told: Vec<(String, u64)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..THREADS)
@@ -65,13 +84,13 @@ fn concurrent_submitters_get_distinct_contiguous_seqs() -> TestResult {
     let total = THREADS * PER_THREAD;
     let mut seqs: Vec<u64> = told.iter().map(|(_, seq)| *seq).collect();
     seqs.sort_unstable();
-    assert_eq!(seqs, (1..=total).collect::<Vec<_>>());
+    assert_eq!(seqs, (1..=total).collect::<Vec<_>>(), "{name}");
 
     let report = log.verify()?;
-    assert_eq!(report.records, total);
-    assert_eq!(report.problem, None);
+    assert_eq!(report.records, total, "{name}");
+    assert_eq!(report.problem, None, "{name}");
 
-    // Within one thread, later submissions get later numbers.
+    // Within one thread, later submissions get later numbers, wherever they were committed.
     for t in 0..THREADS {
         let prefix = format!("t{t}-");
         let mine: Vec<u64> = told
@@ -79,23 +98,149 @@ fn concurrent_submitters_get_distinct_contiguous_seqs() -> TestResult {
             .filter(|(rule, _)| rule.starts_with(&prefix))
             .map(|(_, seq)| *seq)
             .collect();
-        assert!(mine.windows(2).all(|w| w[0] < w[1]), "thread {t}");
+        assert!(mine.windows(2).all(|w| w[0] < w[1]), "{name}: thread {t}");
+    }
+    // The first commit of all cannot find the connection busy, so with `Process` at least that
+    // one ran on its submitter's thread; with `Disk` none does.
+    let commits = log.commits();
+    match durability {
+        Durability::Process => assert!(commits.on_callers >= 1, "{commits:?}"),
+        Durability::Disk => assert_eq!(commits.on_callers, 0, "{commits:?}"),
     }
     log.close()?;
 
     // Every record is there after reopening, under the number its submitter was told.
-    let log = AuditLog::open(&path, &common::keys(&path))?;
+    let log = open(&path, durability)?;
     let stored: HashMap<String, u64> = log
         .query(&Filter::default())?
         .into_iter()
         .map(|r| (r.record.rule, r.seq))
         .collect();
-    assert_eq!(stored.len(), told.len());
+    assert_eq!(stored.len(), told.len(), "{name}");
     for (rule, seq) in &told {
-        assert_eq!(stored.get(rule), Some(seq), "record `{rule}`");
+        assert_eq!(stored.get(rule), Some(seq), "{name}: record `{rule}`");
     }
-    assert!(log.verify()?.is_intact());
+    assert!(log.verify()?.is_intact(), "{name}");
     Ok(())
+}
+
+#[test]
+fn a_lone_record_is_committed_on_its_callers_thread_only_with_process_durability() -> TestResult {
+    let on = |on_callers, on_writer| Commits {
+        on_callers,
+        on_writer,
+    };
+    // After: one append, a checkpoint (always the writer's), another append.
+    let cases = [
+        (Durability::Process, [on(1, 0), on(1, 1), on(2, 1)]),
+        (Durability::Disk, [on(0, 1), on(0, 2), on(0, 3)]),
+    ];
+    for (durability, expected) in cases {
+        let name = durability.name();
+        let (_dir, path) = temp_db()?;
+        let log = open(&path, durability)?;
+        assert_eq!(log.commits(), on(0, 0), "{name}");
+
+        assert_eq!(log.append(sample(1))?, 1, "{name}");
+        assert_eq!(log.commits(), expected[0], "{name}");
+        // Committed when append returned: the reader's connection sees it.
+        let stored = log.query(&Filter::default())?;
+        assert_eq!(stored.len(), 1, "{name}");
+        assert_eq!(stored[0].record, sample(1), "{name}");
+
+        assert_eq!(log.checkpoint()?.seq, 1, "{name}");
+        assert_eq!(log.commits(), expected[1], "{name}");
+        // The writer answered only once it was idle again, so the next record is the caller's.
+        assert_eq!(log.append(sample(2))?, 2, "{name}");
+        assert_eq!(log.commits(), expected[2], "{name}");
+
+        let report = log.verify()?;
+        assert_eq!((report.records, report.problem), (2, None), "{name}");
+        log.close()?;
+    }
+    Ok(())
+}
+
+#[test]
+fn submit_all_writes_its_records_together_among_concurrent_submitters() -> TestResult {
+    const GROUP: u64 = 5;
+    const GROUPS_PER_THREAD: u64 = 40;
+    for durability in DURABILITIES {
+        let name = durability.name();
+        let (_dir, path) = temp_db()?;
+        let log = open(&path, durability)?;
+
+        // One record that cannot be stored fails the whole list, and nothing is written.
+        let refused = log.submit_all(vec![
+            sample(1),
+            NewRecord::outcome("c", "ok").with_duration_us(u64::MAX),
+        ]);
+        assert!(
+            matches!(refused.wait(), Err(AuditError::InvalidRecord { .. })),
+            "{name}"
+        );
+        assert_eq!(log.submit_all(Vec::new()).wait()?, 0, "{name}");
+        assert!(log.query(&Filter::default())?.is_empty(), "{name}");
+
+        // Even threads submit lists, odd threads single records, all at once.
+        let groups: Vec<(u64, u64, u64)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..THREADS)
+                .map(|t| {
+                    let log = &log;
+                    scope.spawn(move || -> Result<Vec<(u64, u64, u64)>, AuditError> {
+                        let mut firsts = Vec::new();
+                        for g in 0..GROUPS_PER_THREAD {
+                            if t % 2 == 0 {
+                                let records = (0..GROUP).map(|i| grouped(t, g, i)).collect();
+                                firsts.push((t, g, log.submit_all(records).wait()?));
+                            } else {
+                                log.append(tagged(t, g))?;
+                            }
+                        }
+                        Ok(firsts)
+                    })
+                })
+                .collect();
+            let mut all = Vec::new();
+            for handle in handles {
+                match handle.join() {
+                    Ok(Ok(firsts)) => all.extend(firsts),
+                    Ok(Err(e)) => return Err(e.to_string()),
+                    Err(_) => return Err("a submitter thread panicked".to_owned()),
+                }
+            }
+            Ok(all)
+        })?;
+
+        let stored = log.query(&Filter::default())?;
+        let lists = THREADS.div_ceil(2);
+        let total = lists * GROUPS_PER_THREAD * GROUP + (THREADS - lists) * GROUPS_PER_THREAD;
+        assert_eq!(
+            stored.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            (1..=total).collect::<Vec<_>>(),
+            "{name}"
+        );
+        assert_eq!(groups.len(), usize::try_from(lists * GROUPS_PER_THREAD)?);
+        // Each list's records sit at first, first + 1, ... in order, with nothing between them.
+        for (t, g, first) in groups {
+            for i in 0..GROUP {
+                let at = usize::try_from(first + i - 1)?;
+                assert_eq!(
+                    stored[at].record.rule,
+                    grouped(t, g, i).rule,
+                    "{name}: list {g} of thread {t}, record {i}"
+                );
+            }
+        }
+        let report = log.verify()?;
+        assert_eq!((report.records, report.problem), (total, None), "{name}");
+        log.close()?;
+    }
+    Ok(())
+}
+
+fn grouped(thread: u64, group: u64, i: u64) -> NewRecord {
+    NewRecord::decision(Verdict::Allow, format!("t{thread}-g{group}-r{i}"))
 }
 
 #[test]
@@ -143,19 +288,24 @@ fn dropping_the_log_commits_everything_submitted() -> TestResult {
 
 #[test]
 fn close_commits_pending_records_before_returning() -> TestResult {
-    let (_dir, path) = temp_db()?;
-    let log = AuditLog::open(&path, &common::keys(&path))?;
-    let pending: Vec<_> = (1..=300).map(|i| log.submit(sample(i))).collect();
-    log.close()?;
-    // The writer answered every submitter before it stopped.
-    let mut seqs = pending
-        .into_iter()
-        .map(|p| p.wait())
-        .collect::<Result<Vec<_>, _>>()?;
-    seqs.sort_unstable();
-    assert_eq!(seqs, (1..=300).collect::<Vec<_>>());
-    let log = AuditLog::open(&path, &common::keys(&path))?;
-    assert_eq!(log.verify()?.records, 300);
+    for durability in DURABILITIES {
+        let (_dir, path) = temp_db()?;
+        let log = open(&path, durability)?;
+        let pending: Vec<_> = (1..=300).map(|i| log.submit(sample(i))).collect();
+        log.close()?;
+        // Every submitter was answered before the writer stopped.
+        let mut seqs = pending
+            .into_iter()
+            .map(|p| p.wait())
+            .collect::<Result<Vec<_>, _>>()?;
+        seqs.sort_unstable();
+        assert_eq!(seqs, (1..=300).collect::<Vec<_>>(), "{}", durability.name());
+        let log = AuditLog::open(&path, &common::keys(&path))?;
+        let report = log.verify()?;
+        assert_eq!((report.records, report.problem), (300, None));
+        // Closing signed a checkpoint of the last record.
+        assert_eq!(log.checkpoints()?.last().map(|c| c.seq), Some(300));
+    }
     Ok(())
 }
 

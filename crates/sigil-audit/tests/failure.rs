@@ -6,7 +6,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use common::{TestResult, raw, sample, temp_db};
-use sigil_audit::{AuditError, AuditLog, AuditSink, Filter, Pending};
+use sigil_audit::{AuditError, AuditLog, AuditSink, Durability, Filter, Pending};
 
 /// Waits for `pending` on another thread so a hang fails the test instead of
 /// stalling it.
@@ -21,8 +21,17 @@ fn resolve(pending: Pending) -> Result<Result<u64, AuditError>, String> {
 
 #[test]
 fn renamed_table_fails_the_batch_and_the_log_recovers() -> TestResult {
+    // With `Process` these batches fail on the submitting thread, with `Disk` on the writer's.
+    for durability in [Durability::Disk, Durability::Process] {
+        a_failed_batch_fails_its_submitters_only(durability)?;
+    }
+    Ok(())
+}
+
+fn a_failed_batch_fails_its_submitters_only(durability: Durability) -> TestResult {
+    let name = durability.name();
     let (_dir, path) = temp_db()?;
-    let log = AuditLog::open(&path, &common::keys(&path))?;
+    let log = AuditLog::open_with(&path, &common::keys(&path), durability)?;
     for i in 1..=3 {
         log.append(sample(i))?;
     }
@@ -44,27 +53,31 @@ fn renamed_table_fails_the_batch_and_the_log_recovers() -> TestResult {
                 assert!(
                     message
                         .starts_with(&format!("cannot write audit records to {}", path.display())),
-                    "{message}"
+                    "{name}: {message}"
                 );
-                assert!(message.contains("audit_records"), "{message}");
+                assert!(message.contains("audit_records"), "{name}: {message}");
             }
-            other => return Err(format!("expected a write error, got {other:?}").into()),
+            other => return Err(format!("{name}: expected a write error, got {other:?}").into()),
         }
     }
 
     other.execute_batch("ALTER TABLE x RENAME TO audit_records")?;
 
     // Nothing from the failed batches was kept, and the chain picks up at 4.
-    assert_eq!(resolve(log.submit(sample(13)))??, 4);
-    assert_eq!(log.append(sample(14))?, 5);
+    assert_eq!(resolve(log.submit(sample(13)))??, 4, "{name}");
+    assert_eq!(log.append(sample(14))?, 5, "{name}");
     let rules: Vec<String> = log
         .query(&Filter::default())?
         .into_iter()
         .map(|r| r.record.rule)
         .collect();
-    assert_eq!(rules, ["rule 1", "rule 2", "rule 3", "rule 13", "rule 14"]);
+    assert_eq!(
+        rules,
+        ["rule 1", "rule 2", "rule 3", "rule 13", "rule 14"],
+        "{name}"
+    );
     let report = log.verify()?;
-    assert_eq!((report.records, report.problem), (5, None));
+    assert_eq!((report.records, report.problem), (5, None), "{name}");
     log.close()?;
     Ok(())
 }

@@ -345,13 +345,19 @@ fn documented_encoding_reproduces_every_stored_chain_value() -> TestResult {
     {
         let log = AuditLog::open(&path, &common::keys(&path))?;
         log.append(sigil_audit::NewRecord::outcome("call-3", "ok").with_duration_us(99))?;
+        let mut with_steps = sigil_audit::NewRecord::outcome("call-4", "error: \"denied\"");
+        with_steps.steps = vec![
+            sigil_audit::CallStep::ok("authorise"),
+            sigil_audit::CallStep::failed("invoke", "net.connect:\u{e9}x\n"),
+        ];
+        log.append(with_steps)?;
         log.close()?;
     }
     let key = chain_key(&path)?;
     assert_eq!(key.len(), 32);
     let conn = raw(&path)?;
     let mut prev = GENESIS_HASH.to_owned();
-    for seq in 1..=11 {
+    for seq in 1..=12 {
         let (stored_prev, stored): (String, String) = conn.query_row(
             "SELECT prev_hash, hash FROM audit_records WHERE seq = ?1",
             [seq],
@@ -366,8 +372,8 @@ fn documented_encoding_reproduces_every_stored_chain_value() -> TestResult {
         conn.query_row("SELECT seq, hash, mac FROM audit_head", [], |row| {
             Ok((row.get(0)?, row.get(1)?, row.get(2)?))
         })?;
-    assert_eq!((head_seq, &head_hash), (11, &prev));
-    assert_eq!(head_mac, documented_head_mac(&key, 11, &prev));
+    assert_eq!((head_seq, &head_hash), (12, &prev));
+    assert_eq!(head_mac, documented_head_mac(&key, 12, &prev));
     Ok(())
 }
 

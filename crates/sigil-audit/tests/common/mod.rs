@@ -100,8 +100,24 @@ pub fn documented_hash(prev_hash: &str, canonical_json: &str) -> String {
 }
 
 /// The documented canonical JSON for the stored row `seq`, built by hand
-/// from the raw columns.
+/// from the raw columns: the `steps` column's text, when there is one, goes in
+/// as it is stored.
 pub fn documented_canonical(conn: &Connection, seq: i64) -> rusqlite::Result<String> {
+    let has_steps: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('audit_records') WHERE name = 'steps')",
+        [],
+        |row| row.get(0),
+    )?;
+    let steps: Option<String> = if has_steps {
+        conn.query_row(
+            "SELECT steps FROM audit_records WHERE seq = ?1",
+            [seq],
+            |row| row.get(0),
+        )?
+    } else {
+        None
+    };
+    let steps = steps.map_or_else(String::new, |text| format!(",\"steps\":{text}"));
     conn.query_row(
         "SELECT time_ms, kind, actor_user, actor_workspace, actor_session, actor_channel, \
          plugin, plugin_version, capability, decision, rule, call_id, duration_us, outcome \
@@ -119,7 +135,7 @@ pub fn documented_canonical(conn: &Connection, seq: i64) -> rusqlite::Result<Str
             Ok(format!(
                 "{{\"v\":1,\"time_ms\":{},\"kind\":{},\"user\":{},\"workspace\":{},\"session\":{},\
                  \"channel\":{},\"plugin\":{},\"plugin_version\":{},\"capability\":{},\
-                 \"decision\":{},\"rule\":{},\"call_id\":{},\"duration_us\":{},\"outcome\":{}}}",
+                 \"decision\":{},\"rule\":{},\"call_id\":{},\"duration_us\":{},\"outcome\":{}{steps}}}",
                 row.get::<_, i64>(0)?,
                 text(1)?,
                 text(2)?,
