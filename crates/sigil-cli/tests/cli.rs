@@ -302,8 +302,8 @@ fn audit_verify_names_a_tampered_record_and_export_writes_json_lines() {
 fn canonical(db: &rusqlite::Connection, seq: i64) -> String {
     db.query_row(
         "SELECT time_ms, kind, actor_user, actor_workspace, actor_session, actor_channel, \
-         plugin, plugin_version, capability, decision, rule, call_id, duration_us, outcome \
-         FROM audit_records WHERE seq = ?1",
+         plugin, plugin_version, capability, decision, rule, call_id, duration_us, outcome, \
+         steps FROM audit_records WHERE seq = ?1",
         [seq],
         |row| {
             let text = |i: usize| -> rusqlite::Result<String> {
@@ -314,10 +314,14 @@ fn canonical(db: &rusqlite::Connection, seq: i64) -> String {
                     }))
             };
             let duration: Option<i64> = row.get(12)?;
+            // The steps, stored as their compact JSON, follow only when there are any.
+            let steps = row
+                .get::<_, Option<String>>(14)?
+                .map_or(String::new(), |steps| format!(",\"steps\":{steps}"));
             Ok(format!(
                 "{{\"v\":1,\"time_ms\":{},\"kind\":{},\"user\":{},\"workspace\":{},\"session\":{},\
                  \"channel\":{},\"plugin\":{},\"plugin_version\":{},\"capability\":{},\
-                 \"decision\":{},\"rule\":{},\"call_id\":{},\"duration_us\":{},\"outcome\":{}}}",
+                 \"decision\":{},\"rule\":{},\"call_id\":{},\"duration_us\":{},\"outcome\":{}{}}}",
                 row.get::<_, i64>(0)?,
                 text(1)?,
                 text(2)?,
@@ -332,6 +336,7 @@ fn canonical(db: &rusqlite::Connection, seq: i64) -> String {
                 text(11)?,
                 duration.map_or("null".to_string(), |d| d.to_string()),
                 text(13)?,
+                steps,
             ))
         },
     )

@@ -356,7 +356,7 @@ fn a_patch_reaches_the_tool_and_a_patch_breaking_the_schema_is_rejected() {
     );
     let (call_id, steps, _) = last_echo_outcome(&w);
     assert!(
-        steps.starts_with("before-hooks failed: hook `guard` stopped the call"),
+        steps.starts_with("before-hooks failed: hook `patcher` stopped the call"),
         "{steps}"
     );
     let decisions = hook_decisions_of(&w, &call_id);
