@@ -262,6 +262,10 @@ fn line(r: &Record) -> String {
         text.push_str(&format!(" {:.1}ms", us as f64 / 1000.0));
     }
     text.push_str(&format!("\n       {}", d.rule));
+    if !d.steps.is_empty() {
+        let steps: Vec<String> = d.steps.iter().map(ToString::to_string).collect();
+        text.push_str(&format!("\n       steps: {}", steps.join("; ")));
+    }
     if let Some(outcome) = d.outcome.as_deref().filter(|o| *o != "ok") {
         text.push_str(&format!("\n       {outcome}"));
     }

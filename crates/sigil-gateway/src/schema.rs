@@ -370,7 +370,8 @@ pub struct AuditRecord {
     pub capability: Option<String>,
     /// `allow` or `deny`, for decisions.
     pub decision: Option<String>,
-    /// The rule that decided, or the steps an outcome took.
+    /// The rule that decided; for an outcome, `completed` or the stage that stopped the call
+    /// (`stopped at validate-input`).
     pub rule: String,
     /// The call the record belongs to.
     pub call_id: Option<String>,
@@ -378,6 +379,9 @@ pub struct AuditRecord {
     pub duration_us: Option<u64>,
     /// How the call ended, for outcomes.
     pub outcome: Option<String>,
+    /// The steps an outcome's call went through, in order; absent on other records.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepBody>,
     /// The previous record's hash.
     pub prev_hash: String,
     /// This record's hash.
@@ -400,10 +404,33 @@ impl From<sigil_audit::Record> for AuditRecord {
             call_id: d.call_id,
             duration_us: d.duration_us,
             outcome: d.outcome,
+            steps: d
+                .steps
+                .into_iter()
+                .map(|s| StepBody {
+                    step: s.step,
+                    ok: s.ok,
+                    detail: s.detail,
+                })
+                .collect(),
             prev_hash: r.prev_hash,
             hash: r.hash,
         }
     }
+}
+
+/// One step of a call, as its outcome record keeps it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StepBody {
+    /// The step: `before-hooks`, `approval`, `validate-pre`, `invoke`, `validate-post`,
+    /// `rollback`, or the stage that stopped the call.
+    #[schema(example = "invoke")]
+    pub step: String,
+    /// Whether it succeeded.
+    pub ok: bool,
+    /// Why it failed, or what it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// `GET /v1/audit`.
