@@ -184,8 +184,8 @@
 //!
 //! # Threading and costs
 //!
-//! [`AuditLog`] is `Send + Sync`; share it behind an `Arc`. Opening starts one
-//! writer thread and holds two SQLite connections: the writer's, behind a
+//! [`AuditLog`] is `Send + Sync`; share it behind an `Arc`. Opening starts a
+//! writer thread and a checkpoint thread, and holds three SQLite connections: the writer's, behind a
 //! mutex, which every commit uses on whichever thread makes it; and one for
 //! [`query`](AuditLog::query), [`export`](AuditLog::export) and
 //! [`verify`](AuditLog::verify), which take turns on it and do not block
@@ -205,8 +205,14 @@
 //!   includes an fsync (milliseconds on many disks). `submit` does not block;
 //!   the [`Pending`] is awaited or [waited](Pending::wait) for.
 //!
-//! So with `Process` a call whose decision and outcome are each one record on
-//! an idle log costs two transactions on its own thread and no thread hand-off.
+//! So with `Process` a call whose records are submitted together
+//! ([`AuditSink::submit_all`]) on an idle log costs one transaction on its own
+//! thread and no thread hand-off.
+//!
+//! A third connection, on a thread of its own, copies the write-ahead log into
+//! the database every 256 commits (a `PASSIVE` checkpoint, beside the commits),
+//! so no committer pays for that copy and its fsync; a commit finishes it only
+//! when the log reaches 16 MiB, which a load that never pauses can cause.
 
 #![forbid(unsafe_code)]
 

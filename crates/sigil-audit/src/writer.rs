@@ -42,7 +42,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError, mpsc};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, JoinHandle, Thread};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use rusqlite::Connection;
 
@@ -229,6 +229,11 @@ struct Shared {
     on_callers: AtomicU64,
     /// Transactions committed on the writer thread, for [`Commits`].
     on_writer: AtomicU64,
+    /// Transactions committed anywhere.
+    all_commits: AtomicU64,
+    /// Wakes the thread that copies the write-ahead log into the database; `None` once it is
+    /// told to stop.
+    wal: Mutex<Option<mpsc::SyncSender<()>>>,
 }
 
 impl fmt::Debug for Shared {
@@ -240,7 +245,33 @@ impl fmt::Debug for Shared {
     }
 }
 
+/// Every how many commits the write-ahead log is copied into the database
+/// ([`checkpoint_wal`]). A commit adds a few pages to the log; this keeps it to a few
+/// megabytes.
+const WAL_CHECKPOINT_EVERY: u64 = 256;
+
+/// The size of the write-ahead log, in pages (16 MiB of 4 KiB pages), at which a commit copies
+/// what the checkpoint thread has not.
+const WAL_BACKSTOP_PAGES: i64 = 4096;
+
 impl Shared {
+    /// Counts a commit in `counter`; every [`WAL_CHECKPOINT_EVERY`] commits in all, wakes the
+    /// WAL checkpointer.
+    fn committed(&self, counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+        let total = self.all_commits.fetch_add(1, Ordering::Relaxed) + 1;
+        if total.is_multiple_of(WAL_CHECKPOINT_EVERY)
+            && let Some(wal) = self
+                .wal
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .as_ref()
+        {
+            // Full means a wake-up is already pending: this commit's pages go with it.
+            let _ = wal.try_send(());
+        }
+    }
+
     /// Locks the connection.
     ///
     /// A poisoned lock is used as it is, here and in [`Shared::try_lock`]: a panic while the
@@ -277,7 +308,7 @@ impl Shared {
         drop(guard);
         Some(match result {
             Ok(written) => {
-                self.on_callers.fetch_add(1, Ordering::Relaxed);
+                self.committed(&self.on_callers);
                 tracing::trace!(path = %self.path.display(), first_seq = written.first, records = items.len(), "audit batch committed on the submitting thread");
                 Ok(written.first)
             }
@@ -310,7 +341,7 @@ impl Shared {
         drop(guard);
         match &result {
             Ok(written) => {
-                self.on_writer.fetch_add(1, Ordering::Relaxed);
+                self.committed(&self.on_writer);
                 tracing::trace!(path = %self.path.display(), first_seq = written.first, records = queued.len(), "audit batch committed");
             }
             Err(e) => {
@@ -356,6 +387,7 @@ pub(crate) struct Writer {
     commit_on: CommitOn,
     queue: Option<mpsc::Sender<Job>>,
     thread: Option<JoinHandle<Result<(), AuditError>>>,
+    wal_thread: Option<JoinHandle<()>>,
 }
 
 impl Writer {
@@ -370,6 +402,28 @@ impl Writer {
         keys: Arc<Keys>,
         durability: Durability,
     ) -> Result<Writer, AuditError> {
+        let unusable = |reason: String| AuditError::Unusable {
+            path: (*path).clone(),
+            reason,
+        };
+        // SQLite copies the log into the database inside whichever commit crosses its threshold
+        // (1,000 pages by default), fsyncing on that committer's thread: a caller's, with
+        // `Process`. A thread of its own does the copying instead, beside the commits. The
+        // threshold stays, raised, as a backstop: a checkpoint that runs beside commits cannot
+        // restart the log while they keep coming, so under a load that never pauses the log
+        // would grow; at the threshold a commit finishes the copy (little is left by then) and
+        // the log restarts.
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_BACKSTOP_PAGES)
+            .map_err(|e| unusable(format!("cannot configure checkpoints: {e}")))?;
+        let checkpointer = Connection::open(&*path)
+            .and_then(|c| c.busy_timeout(Duration::from_secs(5)).map(|()| c))
+            .map_err(|e| unusable(format!("cannot open the checkpoint connection: {e}")))?;
+        let (wal, wake) = mpsc::sync_channel(1);
+        let wal_path = Arc::clone(&path);
+        let wal_thread = thread::Builder::new()
+            .name("sigil-audit-wal".to_owned())
+            .spawn(move || checkpoint_wal(&checkpointer, &wal_path, &wake))
+            .map_err(|e| unusable(format!("cannot start the checkpoint thread: {e}")))?;
         let (queue, jobs) = mpsc::channel();
         let shared = Arc::new(Shared {
             path: Arc::clone(&path),
@@ -379,6 +433,8 @@ impl Writer {
             contended: AtomicBool::new(false),
             on_callers: AtomicU64::new(0),
             on_writer: AtomicU64::new(0),
+            all_commits: AtomicU64::new(0),
+            wal: Mutex::new(Some(wal)),
         });
         let commit_on = match durability {
             Durability::Process => CommitOn::CallerWhenIdle,
@@ -397,6 +453,7 @@ impl Writer {
             commit_on,
             queue: Some(queue),
             thread: Some(thread),
+            wal_thread: Some(wal_thread),
         })
     }
 
@@ -483,14 +540,27 @@ impl Writer {
     /// from closing the connection.
     pub fn shutdown(&mut self) -> Result<(), AuditError> {
         drop(self.queue.take());
-        match self.thread.take() {
+        let ended = match self.thread.take() {
             None => Ok(()),
             Some(thread) => thread.join().unwrap_or_else(|_| {
                 Err(AuditError::WriterPanicked {
                     path: (**self.path()).clone(),
                 })
             }),
+        };
+        // The checkpointer ends once nobody can wake it; closing the writer's connection has
+        // already copied the log into the database.
+        drop(
+            self.shared
+                .wal
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take(),
+        );
+        if let Some(wal_thread) = self.wal_thread.take() {
+            let _ = wal_thread.join();
         }
+        ended
     }
 }
 
@@ -548,6 +618,25 @@ fn run(shared: &Shared, jobs: &mpsc::Receiver<Job>) -> Result<(), AuditError> {
         path: path.to_owned(),
         cause: Arc::new(cause),
     })
+}
+
+/// The checkpoint thread: each time it is woken, copies what it can of the write-ahead log into
+/// the database (`PASSIVE`: it waits for no reader or writer, and commits go on meanwhile), so
+/// the log does not grow and no committer pays for the copy. Ends when nobody can wake it.
+fn checkpoint_wal(conn: &Connection, path: &Path, wake: &mpsc::Receiver<()>) {
+    while wake.recv().is_ok() {
+        let copied = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+            Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+        });
+        match copied {
+            Ok((log, done)) => {
+                tracing::trace!(path = %path.display(), log, done, "audit write-ahead log copied");
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "audit write-ahead log not copied");
+            }
+        }
+    }
 }
 
 /// Answers every job of a batch with its part of `result`.
