@@ -22,7 +22,7 @@ use crate::events::{Event, Events};
 
 mod journal;
 pub(crate) use journal::CallJournal;
-use journal::Journals;
+use journal::{Journals, is_effect};
 
 /// Who a check is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -288,9 +288,9 @@ impl Enforcer {
     /// Decides a check and records it. Returns only once the audit record is durable; if it
     /// cannot be written, the result is a deny.
     ///
-    /// A check belonging to a call whose journal is open ([`Enforcer::open_journal`]) is
+    /// A check belonging to a call whose journal is open (`Enforcer::open_journal`) is
     /// recorded in that journal: it is committed with the call's other records, and at once
-    /// (with everything before it) when it allows an effect ([`is_effect`]).
+    /// (with everything before it) when it allows an effect: anything but a read (`fs.read`, `kv.read`).
     pub async fn check(&self, check: &Check<'_>) -> Decision {
         let (decision, version) = self.decide(check);
         let effect = is_effect(check, &decision);
@@ -301,72 +301,6 @@ impl Enforcer {
         {
             Ok(()) => decision,
             Err(error) => audit_failed(check, error.to_string()),
-        }
-    }
-
-    /// Opens the journal of the call `call_id`: until it is finished or dropped, the records
-    /// of checks naming that call wait in it (see [`CallJournal`]).
-    pub(crate) fn open_journal(&self, call_id: &str) -> CallJournal<'_> {
-        CallJournal::open(
-            &self.journals,
-            call_id,
-            self.audit.clone(),
-            self.events.clone(),
-        )
-    }
-
-    /// Commits `record`, publishing `event` with its sequence number once it is: at once, or
-    /// in the journal of the call it names, flushed first when `effect` says the decision lets
-    /// something observable happen.
-    async fn commit(
-        &self,
-        record: NewRecord,
-        event: Option<Event>,
-        effect: bool,
-    ) -> Result<(), sigil_audit::AuditError> {
-        let (record, event) = match self.journal_of(&record) {
-            Some(journal) => match journal.add(record, event) {
-                None if effect => return journal.flush().await,
-                None => return Ok(()),
-                Some(record) => (record, None),
-            },
-            None => (record, event),
-        };
-        let seq = self.audit.submit(record).await?;
-        self.publish_at(event, seq);
-        Ok(())
-    }
-
-    /// [`Enforcer::commit`] for threads outside an async runtime.
-    fn commit_blocking(
-        &self,
-        record: NewRecord,
-        event: Option<Event>,
-        effect: bool,
-    ) -> Result<(), sigil_audit::AuditError> {
-        let (record, event) = match self.journal_of(&record) {
-            Some(journal) => match journal.add(record, event) {
-                None if effect => return journal.flush_blocking(),
-                None => return Ok(()),
-                Some(record) => (record, None),
-            },
-            None => (record, event),
-        };
-        let seq = self.audit.submit(record).wait()?;
-        self.publish_at(event, seq);
-        Ok(())
-    }
-
-    fn journal_of(&self, record: &NewRecord) -> Option<Arc<journal::Journal>> {
-        self.journals.get(record.call_id.as_deref()?)
-    }
-
-    fn publish_at(&self, event: Option<Event>, seq: u64) {
-        if let Some(mut event) = event {
-            if let Event::Decision { seq: at, .. } = &mut event {
-                *at = seq;
-            }
-            self.events.publish(event);
         }
     }
 
@@ -808,16 +742,6 @@ fn record(check: &Check<'_>, decision: &Decision, version: Option<String>) -> Ne
         outcome: None,
         steps: Vec::new(),
     }
-}
-
-/// Whether `decision` lets a plugin do something observable outside itself: an allowed host
-/// call other than a read (`fs.read`, `kv.read`). Calling into a plugin is not one (its own
-/// host calls are decided as they come), nor is a deny. A capability this list does not know is
-/// an effect, so a new kind of host call is committed before it proceeds until it is listed.
-pub fn is_effect(check: &Check<'_>, decision: &Decision) -> bool {
-    const READS: [&str; 2] = ["fs.read", "kv.read"];
-    let action = check.capability.as_str().split(':').next().unwrap_or("");
-    matches!(check.subject, Subject::Plugin(_)) && decision.is_allowed() && !READS.contains(&action)
 }
 
 /// Logs a refusal whose audit record could not be written; the refusal stands.

@@ -5,10 +5,10 @@
 //! responses, the command line, approval listings) and the audit log. A plugin could make them
 //! huge, or put terminal escapes and carriage returns in them to hide or forge what an operator
 //! sees. So every such text passes through [`clean`] (a message, which may span lines) or
-//! [`line`] (a reason shown on one line) before Sigil shows or records it:
+//! [`line()`] (a reason shown on one line) before Sigil shows or records it:
 //!
 //! - control characters are written as Rust escapes (`\u{1b}`, `\r`, `\0`), so they are seen
-//!   and never act; [`clean`] keeps newlines and tabs, [`line`] escapes them too;
+//!   and never act; [`clean`] keeps newlines and tabs, [`line()`] escapes them too;
 //! - the text is cut once what is shown reaches a number of characters (escapes counted as
 //!   shown), with the whole length noted (`… (70000 bytes in all)`), so what is passed on is
 //!   at most that many characters and the note.

@@ -8,7 +8,7 @@
 //! a call wait in its journal, and are committed, in order, in one transaction:
 //!
 //! - before a host call with an effect proceeds (the enforcer flushes the journal when it
-//!   allows one, see [`is_effect`]); the egress proxy's connections are such host calls;
+//!   allows one, see `is_effect`); the egress proxy's connections are such host calls;
 //! - before a plugin that can act without asking (a directory it may write is mounted into it)
 //!   runs at all, and before a call waits for a person's approval (the dispatch flushes);
 //! - with the outcome, before the result is returned ([`CallJournal::finish`]).
@@ -26,8 +26,88 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use sigil_audit::{AuditError, AuditSink, NewRecord, Pending};
+use sigil_policy::Decision;
 
+use super::{Check, Enforcer, Subject};
 use crate::events::{Event, Events};
+
+impl Enforcer {
+    /// Opens the journal of the call `call_id`: until it is finished or dropped, the records
+    /// of checks naming that call wait in it (see [`CallJournal`]).
+    pub(crate) fn open_journal(&self, call_id: &str) -> CallJournal<'_> {
+        CallJournal::open(
+            &self.journals,
+            call_id,
+            self.audit.clone(),
+            self.events.clone(),
+        )
+    }
+
+    /// Commits `record`, publishing `event` with its sequence number once it is: at once, or
+    /// in the journal of the call it names, flushed first when `effect` says the decision lets
+    /// something observable happen.
+    pub(super) async fn commit(
+        &self,
+        record: NewRecord,
+        event: Option<Event>,
+        effect: bool,
+    ) -> Result<(), AuditError> {
+        let (record, event) = match self.journal_of(&record) {
+            Some(journal) => match journal.add(record, event) {
+                None if effect => return journal.flush().await,
+                None => return Ok(()),
+                Some(record) => (record, None),
+            },
+            None => (record, event),
+        };
+        let seq = self.audit.submit(record).await?;
+        self.publish_at(event, seq);
+        Ok(())
+    }
+
+    /// [`Enforcer::commit`] for threads outside an async runtime.
+    pub(super) fn commit_blocking(
+        &self,
+        record: NewRecord,
+        event: Option<Event>,
+        effect: bool,
+    ) -> Result<(), AuditError> {
+        let (record, event) = match self.journal_of(&record) {
+            Some(journal) => match journal.add(record, event) {
+                None if effect => return journal.flush_blocking(),
+                None => return Ok(()),
+                Some(record) => (record, None),
+            },
+            None => (record, event),
+        };
+        let seq = self.audit.submit(record).wait()?;
+        self.publish_at(event, seq);
+        Ok(())
+    }
+
+    fn journal_of(&self, record: &NewRecord) -> Option<Arc<Journal>> {
+        self.journals.get(record.call_id.as_deref()?)
+    }
+
+    fn publish_at(&self, event: Option<Event>, seq: u64) {
+        if let Some(mut event) = event {
+            if let Event::Decision { seq: at, .. } = &mut event {
+                *at = seq;
+            }
+            self.events.publish(event);
+        }
+    }
+}
+
+/// Whether `decision` lets a plugin do something observable outside itself: an allowed host
+/// call other than a read (`fs.read`, `kv.read`). Calling into a plugin is not one (its own
+/// host calls are decided as they come), nor is a deny. A capability this list does not know is
+/// an effect, so a new kind of host call is committed before it proceeds until it is listed.
+pub(crate) fn is_effect(check: &Check<'_>, decision: &Decision) -> bool {
+    const READS: [&str; 2] = ["fs.read", "kv.read"];
+    let action = check.capability.as_str().split(':').next().unwrap_or("");
+    matches!(check.subject, Subject::Plugin(_)) && decision.is_allowed() && !READS.contains(&action)
+}
 
 /// The journals of the calls in flight, by call id.
 #[derive(Debug, Default)]
