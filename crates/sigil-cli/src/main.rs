@@ -26,6 +26,11 @@ use serde_json::Value;
 use sigil::Runtime;
 use sigil::policy::Decision;
 
+/// The allocator: a daemon call allocates and frees many small objects on several threads at
+/// once, where glibc's allocator spent a fifth of the daemon's time (measured with `perf`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Sigil: a secure plugin runtime for AI agents.
 #[derive(Debug, Parser)]
 #[command(name = "sigil", version, about, propagate_version = true)]
