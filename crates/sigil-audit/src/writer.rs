@@ -8,7 +8,9 @@
 //!   idle: nothing is waiting for it ([`Shared::in_flight`] is zero), its last batch was a lone
 //!   submit ([`Shared::contended`] is false), and nobody holds the connection. A commit that
 //!   does not fsync costs tens of microseconds, no more than handing the record to another
-//!   thread and back. The submit returns a [`Pending`] that has already resolved.
+//!   thread and back. The submit returns a [`Pending`] that has already resolved. (SQLite's
+//!   automatic WAL checkpoint, which does fsync, runs in whichever commit takes the WAL past
+//!   its size, so every few hundred commits on a caller's thread.)
 //! - **On the writer thread**, otherwise: always with [`Durability::Disk`], where a commit waits
 //!   milliseconds for the disk and callers are often async tasks that must not block for that
 //!   long; and with `Process` when the connection is busy, jobs are queued (so one thread's
