@@ -196,10 +196,11 @@
 //! then:
 //!
 //! - committed by the caller (`Process`, writer idle): one transaction on the
-//!   calling thread, without an fsync. `submit` returns once it has committed,
-//!   so it blocks its caller that long, also on an async executor's thread;
-//!   if another process holds the database's write lock, for as long as SQLite's
-//!   busy timeout (10 s) at most, as the writer thread would wait.
+//!   calling thread, without an fsync (tens of microseconds; the checkpoint
+//!   thread below copies the write-ahead log, so the commit does not). `submit` returns once it has committed, so it blocks its
+//!   caller that long, also on an async executor's thread; if another process
+//!   holds the database's write lock, for as long as SQLite's busy timeout
+//!   (10 s) at most, as the writer thread would wait.
 //! - otherwise (`Disk`, or `Process` while others commit): a hand-off to the
 //!   writer thread and back, and a share of one commit, which with `Disk`
 //!   includes an fsync (milliseconds on many disks). `submit` does not block;

@@ -8,7 +8,10 @@
 //!   idle: nothing is waiting for it ([`Shared::in_flight`] is zero), its last batch was a lone
 //!   submit ([`Shared::contended`] is false), and nobody holds the connection. A commit that
 //!   does not fsync costs tens of microseconds, no more than handing the record to another
-//!   thread and back. The submit returns a [`Pending`] that has already resolved.
+//!   thread and back. The submit returns a [`Pending`] that has already resolved. (The
+//!   write-ahead log is copied into the database by a checkpoint thread of its own,
+//!   [`checkpoint_wal`], so a commit does not pay that copy's fsync, but when the log reaches
+//!   16 MiB under a load that never pauses.)
 //! - **On the writer thread**, otherwise: always with [`Durability::Disk`], where a commit waits
 //!   milliseconds for the disk and callers are often async tasks that must not block for that
 //!   long; and with `Process` when the connection is busy, jobs are queued (so one thread's
