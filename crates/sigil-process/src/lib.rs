@@ -301,7 +301,6 @@ impl ProcessTier {
                 output_cap,
                 stopped: std::sync::atomic::AtomicBool::new(false),
             }),
-            handle: self.handle.clone(),
         })
     }
 }

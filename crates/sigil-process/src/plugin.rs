@@ -10,7 +10,6 @@ use sigil_runtime::{
     Call, GrantedDir, HookEvent, HookVerdict, Steps, ToolDescriptor, ToolError, ToolPlugin,
     async_trait,
 };
-use tokio::runtime::Handle;
 use tokio::time::Instant;
 use tonic::{Code, Response, Status};
 
@@ -23,7 +22,6 @@ use crate::supervisor::{Slot, Supervisor};
 #[derive(Debug)]
 pub(crate) struct ProcessPlugin {
     pub(crate) inner: Arc<Inner>,
-    pub(crate) handle: Handle,
 }
 
 #[derive(Debug)]
@@ -65,29 +63,22 @@ impl ProcessPlugin {
         }
     }
 
-    /// Runs one step on the tier's runtime, so that the step's own deadline handling (ending a
-    /// hung process) completes even when the caller stops waiting.
+    /// Runs one step on the caller's task. A caller that stops waiting at the deadline drops
+    /// the step, and [`Abandon`] ends the process it was using; one that stops waiting earlier
+    /// cancels the request and leaves the process serving.
     async fn step<T, F, Fut>(&self, call: &Call, limit: Limit, rpc: F) -> Result<T, ToolError>
     where
         T: Send + 'static,
         F: FnOnce(Arc<Instance>, proto::CallInfo, Duration) -> Fut + Send + 'static,
         Fut: Future<Output = Result<Response<T>, Status>> + Send,
     {
-        let inner = self.inner.clone();
-        let call = call.clone();
         let mut abandon = Abandon {
             using: Arc::default(),
             started: Instant::now(),
             deadline: limit.time,
             finished: false,
         };
-        let using = abandon.using.clone();
-        let task = self
-            .handle
-            .spawn(async move { inner.step(&call, limit, rpc, &using).await });
-        let result = task
-            .await
-            .unwrap_or_else(|e| Err(ToolError::Failed(format!("the call was abandoned: {e}"))));
+        let result = self.inner.step(call, limit, rpc, &abandon.using).await;
         abandon.finished = true;
         result
     }
