@@ -85,9 +85,10 @@ impl ProcessPlugin {
 }
 
 /// Ends the process a step was using when the runtime stops waiting for the step at its
-/// deadline, before the runtime reports the deadline: the next call must not be routed to a
-/// process about to be ended. (The step's own deadline, on the tier's runtime, ends it too,
-/// a moment later.) A step abandoned early for another reason leaves the process alone.
+/// deadline (dropping it), before the runtime reports the deadline: the next call must not be
+/// routed to a process still busy with the abandoned step. (A step the runtime waits out ends
+/// the process itself, at its own deadline.) A step abandoned early for another reason (its
+/// caller went away) leaves the process alone.
 struct Abandon {
     using: Arc<std::sync::Mutex<Option<Arc<Instance>>>>,
     started: Instant,
