@@ -56,7 +56,7 @@ impl Enforcer {
             Some(journal) => match journal.add(record, event) {
                 None if effect => return journal.flush().await,
                 None => return Ok(()),
-                Some(record) => (record, None),
+                Some(given_back) => given_back,
             },
             None => (record, event),
         };
@@ -76,7 +76,7 @@ impl Enforcer {
             Some(journal) => match journal.add(record, event) {
                 None if effect => return journal.flush_blocking(),
                 None => return Ok(()),
-                Some(record) => (record, None),
+                Some(given_back) => given_back,
             },
             None => (record, event),
         };
@@ -161,12 +161,17 @@ pub(super) struct Journal {
 }
 
 impl Journal {
-    /// Adds a record; gives it back when the journal is closed, for the caller to commit alone.
+    /// Adds a record; gives it back, with its event, when the journal is closed, for the caller
+    /// to commit alone.
     #[must_use = "a record given back must be committed by the caller"]
-    pub(super) fn add(&self, record: NewRecord, event: Option<Event>) -> Option<NewRecord> {
+    pub(super) fn add(
+        &self,
+        record: NewRecord,
+        event: Option<Event>,
+    ) -> Option<(NewRecord, Option<Event>)> {
         let mut buffer = self.lock();
         if buffer.closed {
-            return Some(record);
+            return Some((record, event));
         }
         buffer.waiting.push(Waiting { record, event });
         None
@@ -280,7 +285,7 @@ impl<'a> CallJournal<'a> {
     /// Adds a record of the call (a hook's decision), to be committed with the rest; `event` is
     /// published once it is.
     pub(crate) fn add(&self, record: NewRecord, event: Option<Event>) {
-        if let Some(record) = self.journal.add(record, event) {
+        if let Some((record, _)) = self.journal.add(record, event) {
             // Not reached while the journal is held: only finishing or dropping closes it.
             drop(self.journal.audit.submit(record));
         }
