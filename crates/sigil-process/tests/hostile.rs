@@ -9,7 +9,7 @@ mod common;
 use std::path::PathBuf;
 
 use serde_json::{Value, json};
-use sigil_audit::{Filter, Verdict};
+use sigil_audit::{Filter, RecordKind, Verdict};
 use sigil_process::RestartPolicy;
 use sigil_runtime::State;
 
@@ -305,6 +305,45 @@ fn writing_outside_the_write_grant_fails() {
         assert!(!path.exists(), "{} was written", path.display());
     }
     still_works(&w);
+}
+
+/// A plugin that can write a mounted directory acts without asking the host, so nothing but the
+/// order of events shows whether its call was recorded first: the file it writes must never be
+/// seen before the decision that let the call run is durable.
+#[test]
+fn a_write_to_a_mounted_directory_is_never_seen_before_the_calls_decision_is_durable() {
+    let w = hostile();
+    let target = w.root.join("writable/early.txt");
+    let decisions = || {
+        w.records(Filter {
+            kind: Some(RecordKind::Decision),
+            ..Filter::default()
+        })
+        .into_iter()
+        .filter(|r| r.record.capability.as_deref() == Some("tool.hostile.write_then_wait"))
+        .count()
+    };
+    let actor = w.sigil.local_actor(None, None);
+    let (ended, seen) = w.rt.block_on(async {
+        let call = w.sigil.invoke(
+            &actor,
+            "hostile/write_then_wait",
+            json!({ "path": target, "ms": 1500 }),
+        );
+        let watch = async {
+            // Looks at the log the moment the file shows up, while the call still runs.
+            while !target.exists() {
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+            decisions()
+        };
+        tokio::join!(call, watch)
+    });
+    assert!(ended.is_ok(), "{ended:?}");
+    assert_eq!(
+        seen, 1,
+        "the file existed before the call's decision was in the log"
+    );
 }
 
 #[test]

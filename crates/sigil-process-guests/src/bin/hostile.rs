@@ -362,6 +362,13 @@ fn main() -> Result<(), sigil_process_kit::KitError> {
                 .map(|()| json!({ "wrote": path }))
                 .map_err(|e| failed(format!("write {path}: {e}")))
         })
+        .function("write_then_wait", "Writes a file, then stays in the call for `ms` milliseconds.", object(), |_ctx, input| async move {
+            let path = path_of(&input);
+            std::fs::write(&path, "written").map_err(|e| failed(format!("write {path}: {e}")))?;
+            let ms = input["ms"].as_u64().unwrap_or(0);
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            Ok(json!({ "wrote": path }))
+        })
         .function("list_dir", "Lists a directory.", object(), |_ctx, input| async move {
             let path = path_of(&input);
             let entries = std::fs::read_dir(&path).map_err(|e| failed(format!("list {path}: {e}")))?;
