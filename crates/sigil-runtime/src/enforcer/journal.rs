@@ -52,17 +52,15 @@ impl Enforcer {
         event: Option<Event>,
         effect: bool,
     ) -> Result<(), AuditError> {
-        let (record, event) = match self.journal_of(&record) {
-            Some(journal) => match journal.add(record, event) {
-                None if effect => return journal.flush().await,
-                None => return Ok(()),
-                Some(given_back) => given_back,
-            },
-            None => (record, event),
-        };
-        let seq = self.audit.submit(record).await?;
-        self.publish_at(event, seq);
-        Ok(())
+        match self.route(record, event, effect) {
+            Route::Held => Ok(()),
+            Route::Flush(journal) => journal.flush().await,
+            Route::Alone(record, event) => {
+                let seq = self.audit.submit(record).await?;
+                publish_at(&self.events, event, seq);
+                Ok(())
+            }
+        }
     }
 
     /// [`Enforcer::commit`] for threads outside an async runtime.
@@ -72,30 +70,56 @@ impl Enforcer {
         event: Option<Event>,
         effect: bool,
     ) -> Result<(), AuditError> {
-        let (record, event) = match self.journal_of(&record) {
-            Some(journal) => match journal.add(record, event) {
-                None if effect => return journal.flush_blocking(),
-                None => return Ok(()),
-                Some(given_back) => given_back,
-            },
-            None => (record, event),
-        };
-        let seq = self.audit.submit(record).wait()?;
-        self.publish_at(event, seq);
-        Ok(())
-    }
-
-    fn journal_of(&self, record: &NewRecord) -> Option<Arc<Journal>> {
-        self.journals.get(record.call_id.as_deref()?)
-    }
-
-    fn publish_at(&self, event: Option<Event>, seq: u64) {
-        if let Some(mut event) = event {
-            if let Event::Decision { seq: at, .. } = &mut event {
-                *at = seq;
+        match self.route(record, event, effect) {
+            Route::Held => Ok(()),
+            Route::Flush(journal) => journal.flush_blocking(),
+            Route::Alone(record, event) => {
+                let seq = self.audit.submit(record).wait()?;
+                publish_at(&self.events, event, seq);
+                Ok(())
             }
-            self.events.publish(event);
         }
+    }
+
+    /// Where `record` goes: into the open journal of the call it names (to be flushed now when
+    /// `effect`), or to the log on its own.
+    fn route(&self, record: NewRecord, event: Option<Event>, effect: bool) -> Route {
+        let journal = record
+            .call_id
+            .as_deref()
+            .and_then(|call_id| self.journals.get(call_id));
+        let Some(journal) = journal else {
+            return Route::Alone(record, event);
+        };
+        match journal.add(record, event) {
+            None if effect => Route::Flush(journal),
+            None => Route::Held,
+            Some((record, event)) => Route::Alone(record, event),
+        }
+    }
+}
+
+/// What [`Enforcer::route`] decided for a record.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "returned and matched at once; boxing would cost every record an allocation"
+)]
+enum Route {
+    /// It waits in its call's journal.
+    Held,
+    /// It joined its call's journal, which must be committed now.
+    Flush(Arc<Journal>),
+    /// It is committed on its own.
+    Alone(NewRecord, Option<Event>),
+}
+
+/// Publishes `event`, once its record is committed as `seq`.
+fn publish_at(events: &Events, event: Option<Event>, seq: u64) {
+    if let Some(mut event) = event {
+        if let Event::Decision { seq: at, .. } = &mut event {
+            *at = seq;
+        }
+        events.publish(event);
     }
 }
 
@@ -117,25 +141,20 @@ pub(super) struct Journals {
 
 impl Journals {
     pub(super) fn get(&self, call_id: &str) -> Option<Arc<Journal>> {
-        self.open
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(call_id)
-            .cloned()
+        self.map().get(call_id).cloned()
     }
 
     fn insert(&self, call_id: &str, journal: Arc<Journal>) {
-        self.open
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(call_id.to_string(), journal);
+        self.map().insert(call_id.to_string(), journal);
     }
 
     fn remove(&self, call_id: &str) {
-        self.open
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(call_id);
+        self.map().remove(call_id);
+    }
+
+    /// The map; a panic elsewhere cannot leave it torn (each change is one insert or remove).
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Journal>>> {
+        self.open.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -226,12 +245,7 @@ impl Journal {
         match committed {
             Ok(first) => {
                 for (seq, waiting) in (first..).zip(waiting) {
-                    if let Some(mut event) = waiting.event {
-                        if let Event::Decision { seq: at, .. } = &mut event {
-                            *at = seq;
-                        }
-                        self.events.publish(event);
-                    }
+                    publish_at(&self.events, waiting.event, seq);
                 }
                 Ok(())
             }

@@ -196,6 +196,22 @@ impl CallContext<'_> {
         }
     }
 
+    /// The call's deadline; set by `resolve`, which every stage running plugin code follows.
+    pub(super) fn deadline(&self) -> Deadline {
+        self.deadline
+            .unwrap_or_else(|| Deadline::new(super::DEFAULT_TIMEOUT))
+    }
+
+    /// The call as its tool hooks see it.
+    pub(super) fn tool_event(&self) -> super::hooks::ToolEvent<'_> {
+        super::hooks::ToolEvent {
+            actor: self.actor,
+            plugin: self.plugin,
+            tool: self.tool,
+            call_id: &self.call_id,
+        }
+    }
+
     pub(super) fn journal(&self) -> Result<&CallJournal<'_>, InvokeError> {
         self.journal
             .as_ref()

@@ -8,9 +8,7 @@ use sigil_audit::CallStep;
 
 use super::{CallContext, Deadline, Resolved};
 use crate::runtime::deadline::{self, Confinement, Fault};
-use crate::runtime::{
-    DEFAULT_OUTPUT_BYTES, DEFAULT_TIMEOUT, InvokeError, Runtime, Step, schema_errors,
-};
+use crate::runtime::{DEFAULT_OUTPUT_BYTES, InvokeError, Runtime, Step, schema_errors};
 use crate::tool::{Call, ToolError, ToolPlugin};
 
 /// Runs the plugin's steps for the call, each noted in the call's steps, under the call's
@@ -43,9 +41,7 @@ impl Execute {
             &cx.call_id,
             cx.actor,
         );
-        let deadline = cx
-            .deadline
-            .unwrap_or_else(|| Deadline::new(DEFAULT_TIMEOUT));
+        let deadline = cx.deadline();
         cx.executed = true;
         let steps = Steps {
             resolved,

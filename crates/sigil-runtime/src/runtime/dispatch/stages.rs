@@ -9,7 +9,6 @@ use sigil_policy::Decision;
 use super::{CallContext, Deadline, Resolved, Stage};
 use crate::enforcer::{Check, Subject};
 use crate::lifecycle::State;
-use crate::runtime::hooks::ToolEvent;
 use crate::runtime::{
     ApprovalRequest, DEFAULT_TIMEOUT, InvokeError, Origin, Runtime, schema_errors,
 };
@@ -198,16 +197,9 @@ impl BeforeHooks {
         if subscribed.is_empty() {
             return Ok(());
         }
-        let event = ToolEvent {
-            actor: cx.actor,
-            plugin: cx.plugin,
-            tool: cx.tool,
-            call_id: &cx.call_id,
-        };
-        let deadline = cx
-            .deadline
-            .unwrap_or_else(|| Deadline::new(DEFAULT_TIMEOUT));
         let input = std::mem::take(&mut cx.input);
+        let event = cx.tool_event();
+        let deadline = cx.deadline();
         let resolved = resolved(cx);
         let admitted = runtime
             .before_tool_execute(
@@ -364,12 +356,7 @@ impl AfterHooks {
         if subscribed.is_empty() {
             return Ok(());
         }
-        let event = ToolEvent {
-            actor: cx.actor,
-            plugin: cx.plugin,
-            tool: cx.tool,
-            call_id: &cx.call_id,
-        };
+        let event = cx.tool_event();
         runtime
             .after_tool_execute(&event, subscribed, &cx.input, &cx.result())
             .await;
